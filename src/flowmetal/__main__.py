@@ -1,0 +1,3 @@
+from flowmetal.cli import main
+
+main()

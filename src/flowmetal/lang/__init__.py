@@ -1,0 +1,1 @@
+"""Source text -> checked, compiled program. Pure: no I/O."""

@@ -1,0 +1,224 @@
+"""Validation of a Flowmetal program: source text -> syntax tree + Diagnostics.
+
+A Flowmetal program is Python 3.11 syntax, restricted. `check_source` runs
+these passes and reports every problem it finds, not just the first:
+
+1. Parse with the standard `ast` module. A `SyntaxError` (or a program too
+   deeply nested for the host parser) ends checking with one error at the
+   position and with the message CPython gives.
+2. Construct pass: every node is visited once (iteratively, via `ast.walk`)
+   and constructs Flowmetal does not support are rejected: classes,
+   generators, async, `match`, `except*`, `:=`, attribute assignment and
+   deletion, dunder attribute access, and imports other than the modules the
+   host makes available (and only names those modules export).
+3. Name pass (`check_scopes`): scope analysis resolves every name the program
+   reads. Reading a host built-in that Flowmetal lacks on purpose (`open`,
+   `eval`, ...) is an error unless the program defines that name itself; a
+   name bound nowhere visible is a warning (it would raise NameError).
+4. Compile pass: only when no error was found so far, the tree is compiled
+   (never executed) with `compile()` so CPython's compile-time SyntaxErrors
+   (`'return' outside function`, `'break' outside loop`, `nonlocal` without a
+   binding, ...) surface as positioned errors too.
+
+Warnings alone do not make a program invalid; see `has_errors`.
+"""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from collections.abc import Iterable, Mapping
+
+from flowmetal.lang.check_scopes import check_names
+from flowmetal.lang.diagnostics import Diagnostic
+from flowmetal.lang.names import ALLOWED_DUNDERS
+
+_ASYNC_WHY = "every Flowmetal program is already asynchronous — waits suspend the program durably"
+_GENERATORS = "generators (yield) are not supported; use a list or a generator expression"
+_NO_ATTRIBUTES = "Flowmetal values have no user-defined attributes"
+_TOO_DEEP = "the program is nested too deeply to check"
+
+
+def check_source(
+    source: str, filename: str, *, modules: Mapping[str, frozenset[str] | None]
+) -> tuple[ast.Module | None, list[Diagnostic]]:
+    """Parse and validate `source`.
+
+    `modules` maps each importable module name to the names it exports
+    (None: accept any name). Returns the tree (None if the source does not
+    parse) and all diagnostics, errors and warnings, sorted by position.
+    """
+    if source.startswith("\ufeff"):
+        source = source[1:]  # a byte-order mark is invisible to editors
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. invalid escape sequences
+            tree = ast.parse(source, filename)
+    except SyntaxError as exc:
+        return None, [_syntax_error(filename, exc)]
+    except ValueError as exc:  # e.g. null bytes, on some Python versions
+        return None, [Diagnostic(filename, 1, 1, "error", str(exc))]
+    except (RecursionError, MemoryError):
+        return None, [Diagnostic(filename, 1, 1, "error", _TOO_DEEP)]
+
+    diagnostics = _ConstructChecker(filename, modules).check(tree)
+    diagnostics.extend(check_names(tree, filename))
+    if not has_errors(diagnostics):
+        compile_error = _compile_error(tree, filename)
+        if compile_error is not None:
+            diagnostics.append(compile_error)
+    diagnostics.sort(key=lambda d: (d.line, d.col))
+    return tree, diagnostics
+
+
+def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    """Whether any diagnostic is an error (warnings do not make a program invalid)."""
+    return any(d.severity == "error" for d in diagnostics)
+
+
+def _syntax_error(filename: str, exc: SyntaxError) -> Diagnostic:
+    line = exc.lineno if exc.lineno and exc.lineno > 0 else 1
+    col = exc.offset if exc.offset and exc.offset > 0 else 1
+    return Diagnostic(filename, line, col, "error", exc.msg or "invalid syntax")
+
+
+def _compile_error(tree: ast.Module, filename: str) -> Diagnostic | None:
+    """CPython's compile-time SyntaxError for the tree, if any. Nothing is executed."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarnings must not become errors
+            compile(tree, filename, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return _syntax_error(filename, exc)
+    except (RecursionError, MemoryError):
+        return Diagnostic(filename, 1, 1, "error", _TOO_DEEP)
+    return None
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+class _ConstructChecker:
+    """Rejects unsupported constructs. Each node is looked at exactly once."""
+
+    def __init__(self, filename: str, modules: Mapping[str, frozenset[str] | None]) -> None:
+        self.filename = filename
+        self.modules = modules
+        self.diagnostics: list[Diagnostic] = []
+
+    def check(self, tree: ast.Module) -> list[Diagnostic]:
+        for node in ast.walk(tree):
+            visit = getattr(self, "visit_" + type(node).__name__, None)
+            if visit is not None:
+                visit(node)
+        return self.diagnostics
+
+    def error(self, node: ast.AST, message: str) -> None:
+        self.diagnostics.append(Diagnostic.at(self.filename, node, message))
+
+    # -- definitions and control flow -------------------------------------
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.error(node, "class definitions are not supported")
+
+    def visit_Yield(self, node: ast.Yield) -> None:
+        self.error(node, _GENERATORS)
+
+    def visit_YieldFrom(self, node: ast.YieldFrom) -> None:
+        self.error(node, _GENERATORS)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self.error(node, f"async functions are not supported: {_ASYNC_WHY}")
+
+    def visit_Await(self, node: ast.Await) -> None:
+        self.error(node, f"'await' is not supported: {_ASYNC_WHY}")
+
+    def visit_AsyncFor(self, node: ast.AsyncFor) -> None:
+        self.error(node, f"'async for' is not supported: {_ASYNC_WHY}")
+
+    def visit_AsyncWith(self, node: ast.AsyncWith) -> None:
+        self.error(node, f"'async with' is not supported: {_ASYNC_WHY}")
+
+    def _comprehension(
+        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
+    ) -> None:
+        # `comprehension` nodes carry no position; report at the expression.
+        if any(gen.is_async for gen in node.generators):
+            self.error(node, f"async comprehensions are not supported: {_ASYNC_WHY}")
+
+    visit_ListComp = _comprehension
+    visit_SetComp = _comprehension
+    visit_GeneratorExp = _comprehension
+    visit_DictComp = _comprehension
+
+    def visit_Match(self, node: ast.Match) -> None:
+        self.error(node, "match statements are not supported; use if/elif/else")
+
+    def visit_TryStar(self, node: ast.TryStar) -> None:
+        at: ast.AST = node.handlers[0] if node.handlers else node
+        self.error(at, "'except*' is not supported: there are no exception groups; use 'except'")
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.error(
+            node,
+            "assignment expressions (:=) are not supported; assign in a separate statement",
+        )
+
+    # -- attributes --------------------------------------------------------
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if isinstance(node.ctx, ast.Store):
+            self.error(node, f"assigning attributes is not supported: {_NO_ATTRIBUTES}")
+        elif isinstance(node.ctx, ast.Del):
+            self.error(node, f"deleting attributes is not supported: {_NO_ATTRIBUTES}")
+        elif _is_dunder(node.attr) and node.attr not in ALLOWED_DUNDERS:
+            # Point at the attribute name (the node ends with it), not at the
+            # start of `a.b.__class__`, so chained accesses get distinct positions.
+            message = f"access to dunder attribute '{node.attr}' is not supported"
+            if node.end_lineno is not None and node.end_col_offset is not None:
+                col = node.end_col_offset - len(node.attr) + 1
+                self.diagnostics.append(
+                    Diagnostic(self.filename, node.end_lineno, col, "error", message)
+                )
+            else:
+                self.error(node, message)
+
+    # -- imports -----------------------------------------------------------
+
+    def _unavailable(self, node: ast.AST, module: str) -> None:
+        if self.modules:
+            available = "importable modules are: " + ", ".join(sorted(self.modules))
+        else:
+            available = "no modules are importable"
+        self.error(
+            node,
+            f"module '{module}' is not available: programs reach the outside world "
+            f"only through connectors; {available}",
+        )
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.name not in self.modules:
+                self._unavailable(alias, alias.name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level:
+            self.error(
+                node,
+                "relative imports are not supported: a Flowmetal program is a single file",
+            )
+            return
+        module = node.module or ""
+        if module not in self.modules:
+            self._unavailable(node, module)
+            return
+        exports = self.modules[module]
+        for alias in node.names:
+            if alias.name == "*":
+                self.error(
+                    alias,
+                    f"'from {module} import *' is not supported: import the names you use",
+                )
+            elif exports is not None and alias.name not in exports:
+                self.error(alias, f"cannot import name '{alias.name}' from module '{module}'")

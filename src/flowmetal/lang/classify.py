@@ -1,0 +1,432 @@
+"""Decide, per function, whether it can ever wait — and so how to compile it.
+
+A Flowmetal program can only be suspended inside a call that reaches an
+effect (a durable action from the `flowmetal` module). A function whose every
+call provably reaches no effect is *plain*: it compiles to an ordinary CPython
+function and runs at native speed, because its state never needs to be saved
+(it always finishes before any wait). Every other function is *resumable*:
+it is lowered into a state machine whose variables live in an explicit frame.
+
+A call is provably effect-free when its target is statically known and
+effect-free: a built-in that is not shadowed, a function of `json`/`math`/`re`,
+a method of a built-in type whose name no durable object uses, or a `def`
+bound exactly once whose body is itself effect-free (a greatest fixpoint, so
+recursion stays plain). Built-ins that call back (`sorted(key=...)`, `map`,
+...) are effect-free only when the callback is. Anything else — calling a
+parameter, a subscript, a `with` block — might wait.
+
+Generator expressions that may outlive their function (anything but the sole
+argument of a consuming built-in, or a loop's iterable) become resumable
+generators, since a host generator cannot be snapshotted.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from flowmetal.lang.names import BUILTIN_NAMES
+from flowmetal.lang.scopes import COMPREHENSIONS, Scope
+
+# Methods of built-in types (and of our re/json values) that never wait.
+PURE_METHODS: frozenset[str] = frozenset(
+    {
+        # str / bytes
+        "capitalize", "casefold", "center", "count", "decode", "encode", "endswith", "expandtabs",
+        "find", "format", "format_map", "hex", "index", "isalnum", "isalpha", "isascii",
+        "isdecimal", "isdigit", "isidentifier", "islower", "isnumeric", "isprintable",
+        "isspace", "istitle", "isupper", "join", "ljust", "lower", "lstrip", "maketrans",
+        "partition", "removeprefix", "removesuffix", "replace", "rfind", "rindex", "rjust",
+        "rpartition", "rsplit", "rstrip", "split", "splitlines", "startswith", "strip",
+        "swapcase", "title", "translate", "upper", "zfill", "fromhex",
+        # list / tuple / dict / set
+        "append", "clear", "copy", "extend", "insert", "pop", "remove", "reverse", "sort",
+        "fromkeys", "get", "items", "keys", "popitem", "setdefault", "update", "values",
+        "add", "difference", "difference_update", "discard", "intersection",
+        "intersection_update", "isdisjoint", "issubset", "issuperset",
+        "symmetric_difference", "symmetric_difference_update", "union",
+        # int / float
+        "bit_length", "bit_count", "to_bytes", "from_bytes", "is_integer", "as_integer_ratio",
+        "conjugate",
+        # re patterns and matches
+        "match", "search", "fullmatch", "findall", "finditer", "sub", "subn", "group",
+        "groups", "groupdict", "start", "end", "span", "expand", "escape", "compile",
+        "purge",
+        # json and math functions reached as module attributes
+        "dumps", "loads",
+        # exceptions
+        "with_traceback", "add_note",
+    }
+)
+
+# Built-ins whose listed arguments are called back.
+_CALLBACK_BUILTINS: dict[str, tuple[int | None, tuple[str, ...]]] = {
+    # name: (positional index of a callback or None, keyword names of callbacks)
+    "sorted": (None, ("key",)),
+    "min": (None, ("key",)),
+    "max": (None, ("key",)),
+    "map": (0, ()),
+    "filter": (0, ()),
+    "iter": (0, ()),
+}
+_CALLBACK_METHODS: dict[str, tuple[int | None, tuple[str, ...]]] = {
+    "sort": (None, ("key",)),
+    "sub": (None, ("repl",)),  # positional repl index differs between re.sub and Pattern.sub
+    "subn": (None, ("repl",)),
+    "dumps": (None, ("default",)),
+    "loads": (None, ("object_hook", "object_pairs_hook", "parse_float", "parse_int", "parse_constant")),
+}
+
+# Built-ins that consume an iterable completely (or until they have their answer)
+# before returning: a generator expression passed to them cannot escape.
+CONSUMING_BUILTINS: frozenset[str] = frozenset(
+    {"sum", "any", "all", "min", "max", "sorted", "list", "tuple", "set", "frozenset", "dict", "next"}
+)
+_CONSUMING_METHODS: frozenset[str] = frozenset({"join", "extend", "update", "union", "intersection"})
+
+
+@dataclass(eq=False)
+class Unit:
+    """A function-like piece of code compiled on its own: module, def, lambda or generator."""
+
+    scope: Scope
+    kind: str = "plain"  # plain | resumable | generator
+    calls: list[ast.Call] = field(default_factory=list)
+    waits_directly: bool = False  # contains `with`/`yield` or a call of an unknown target
+    callee_units: set[Unit] = field(default_factory=set)
+    parent: Unit | None = None
+    children: list[Unit] = field(default_factory=list)
+
+    @property
+    def node(self) -> ast.AST:
+        return self.scope.node
+
+
+@dataclass
+class Classification:
+    units: dict[ast.AST, Unit]
+    plain_genexps: set[ast.GeneratorExp]  # generator expressions left to CPython
+    module_imports: dict[str, tuple[str, str | None]]  # name -> (module, attribute or None)
+    tick_units: set[Unit]  # plain units that may recurse, needing a fuel tick on entry
+    suspend_calls: set[ast.Call]  # calls that might wait
+
+
+class _Classifier:
+    def __init__(self, tree: ast.Module, scopes: dict[ast.AST, Scope], effect_modules: frozenset[str]):
+        self.tree = tree
+        self.scopes = scopes
+        self.effect_modules = effect_modules
+        self.units: dict[ast.AST, Unit] = {}
+        self.plain_genexps: set[ast.GeneratorExp] = set()
+        self.module_scope = scopes[tree]
+        self.imports: dict[str, tuple[str, str | None]] = {}
+        self.rebound_globals: set[str] = set()
+        self.parents: dict[ast.AST, ast.AST] = {}
+        for node in ast.walk(tree):
+            for child in ast.iter_child_nodes(node):
+                self.parents[child] = node
+
+    # -- facts about names -------------------------------------------------
+    def collect_imports(self) -> None:
+        for stmt in self.tree.body:
+            if isinstance(stmt, ast.Import):
+                for a in stmt.names:
+                    self.imports[a.asname or a.name] = (a.name, None)
+            elif isinstance(stmt, ast.ImportFrom) and stmt.module:
+                for a in stmt.names:
+                    self.imports[a.asname or a.name] = (stmt.module, a.name)
+        for scope in self.scopes.values():
+            if not scope.is_module:
+                self.rebound_globals.update(n for n in scope.declared_global if n in scope.bound)
+
+    def global_target(self, name: str) -> object:
+        mod = self.module_scope
+        if name in self.rebound_globals:
+            return None
+        count = mod.binding_count.get(name, 0)
+        if count == 0:
+            return ("builtin", name) if name in BUILTIN_NAMES else ("undefined", name)
+        if count != 1:
+            return None
+        if name in mod.def_nodes:
+            return self.units.get(mod.def_nodes[name])
+        if name in self.imports:
+            module, attr = self.imports[name]
+            if module in self.effect_modules:
+                return None
+            return ("std", module, attr)
+        return None
+
+    def name_target(self, scope: Scope, name: str) -> object:
+        owner = scope.owner_of(name)
+        if owner is None:
+            if scope.is_module or name not in scope.bound or name in scope.declared_global:
+                return self.global_target(name)
+            return None
+        if owner.binding_count.get(name, 0) == 1 and name in owner.def_nodes:
+            return self.units.get(owner.def_nodes[name])
+        return None
+
+    # -- building units ----------------------------------------------------
+    def build_units(self) -> None:
+        for node, scope in self.scopes.items():
+            if isinstance(node, ast.Module | ast.FunctionDef | ast.Lambda):
+                is_gen = isinstance(node, ast.FunctionDef) and _has_yield(node)
+                self.units[node] = Unit(scope, kind="generator" if is_gen else "plain")
+            elif isinstance(node, ast.GeneratorExp) and not self._genexp_is_contained(node):
+                self.units[node] = Unit(scope, kind="generator")
+            elif isinstance(node, ast.GeneratorExp):
+                self.plain_genexps.add(node)
+        for node, unit in self.units.items():
+            parent_unit = self.enclosing_unit(node)
+            unit.parent = parent_unit
+            if parent_unit is not None:
+                parent_unit.children.append(unit)
+
+    def _genexp_is_contained(self, node: ast.GeneratorExp) -> bool:
+        parent = self.parents.get(node)
+        if isinstance(parent, ast.comprehension | ast.For) and parent.iter is node:
+            return True
+        if isinstance(parent, ast.Call) and parent.args == [node] and not parent.keywords:
+            func = parent.func
+            if isinstance(func, ast.Name) and func.id in CONSUMING_BUILTINS:
+                scope = self.scope_of(parent)
+                return self.name_target(scope, func.id) == ("builtin", func.id)
+            if isinstance(func, ast.Attribute) and func.attr in _CONSUMING_METHODS:
+                return True
+        return False
+
+    def scope_of(self, node: ast.AST) -> Scope:
+        """The innermost scope in which `node` is evaluated."""
+        child = node
+        cur = self.parents.get(node)
+        while cur is not None:
+            if cur in self.scopes:
+                scope = self.scopes[cur]
+                # a comprehension's first iterable belongs to the enclosing scope
+                if isinstance(cur, COMPREHENSIONS) and child is cur.generators[0]:
+                    pass
+                elif isinstance(cur, ast.FunctionDef | ast.Lambda) and child not in _body_nodes(cur):
+                    pass  # decorators and defaults are evaluated outside
+                else:
+                    return scope
+            elif isinstance(cur, ast.comprehension):
+                gp = self.parents.get(cur)
+                if isinstance(gp, COMPREHENSIONS) and gp.generators[0] is cur and child is cur.iter:
+                    child, cur = gp, self.parents.get(gp)
+                    continue
+            child, cur = cur, self.parents.get(cur)
+        return self.module_scope
+
+    def enclosing_unit(self, node: ast.AST) -> Unit | None:
+        cur = self.parents.get(node)
+        child = node
+        while cur is not None:
+            unit = self.units.get(cur)
+            if unit is not None:
+                if isinstance(cur, ast.FunctionDef | ast.Lambda) and child not in _body_nodes(cur):
+                    pass
+                elif isinstance(cur, ast.GeneratorExp) and child is cur.generators[0]:
+                    pass
+                else:
+                    return unit
+            child, cur = cur, self.parents.get(cur)
+        return None
+
+    def assign_calls(self) -> None:
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Call):
+                unit = self.enclosing_unit(node)
+                if unit is not None:
+                    unit.calls.append(node)
+            elif isinstance(node, ast.With | ast.Yield | ast.YieldFrom):
+                unit = self.enclosing_unit(node)
+                if unit is not None:
+                    unit.waits_directly = True
+            elif isinstance(node, ast.comprehension) and node.is_async:
+                pass
+
+    # -- purity ------------------------------------------------------------
+    def callback_ok(self, scope: Scope, arg: ast.expr) -> Iterable[Unit] | None:
+        """Units the callback depends on, or None when it might wait."""
+        if isinstance(arg, ast.Constant) and arg.value is None:
+            return ()
+        if isinstance(arg, ast.Lambda):
+            return (self.units[arg],)
+        if isinstance(arg, ast.Name):
+            target = self.name_target(scope, arg.id)
+            if isinstance(target, Unit):
+                return (target,)
+            if isinstance(target, tuple) and target[0] in ("builtin", "std"):
+                return ()
+            return None
+        if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name):
+            target = self.name_target(scope, arg.value.id)
+            if isinstance(target, tuple) and target[0] == "std":
+                return ()
+        return None
+
+    def call_deps(self, call: ast.Call) -> Iterable[Unit] | None:
+        """The units a call's effect-freedom depends on, or None when it might wait."""
+        scope = self.scope_of(call)
+        func = call.func
+        deps: list[Unit] = []
+        spec: tuple[int | None, tuple[str, ...]] | None = None
+        if isinstance(func, ast.Name):
+            target = self.name_target(scope, func.id)
+            if isinstance(target, Unit):
+                return (target,)
+            if not isinstance(target, tuple):
+                return None
+            if target[0] == "builtin":
+                spec = _CALLBACK_BUILTINS.get(func.id)
+            elif target[0] == "undefined":
+                return ()
+        elif isinstance(func, ast.Attribute):
+            base = func.value
+            module_target = self.name_target(scope, base.id) if isinstance(base, ast.Name) else None
+            if isinstance(module_target, tuple) and module_target[0] == "std":
+                spec = _CALLBACK_METHODS.get(func.attr)
+            elif isinstance(base, ast.Name) and base.id in self.imports and self.imports[base.id][0] in self.effect_modules:
+                return None
+            elif func.attr in PURE_METHODS:
+                spec = _CALLBACK_METHODS.get(func.attr)
+            else:
+                return None
+        elif isinstance(func, ast.Lambda):
+            return (self.units[func],)
+        else:
+            return None
+        if spec is not None:
+            index, names = spec
+            candidates: list[ast.expr] = []
+            if index is not None and len(call.args) > index:
+                candidates.append(call.args[index])
+            if func_name(func) in ("sub", "subn"):
+                candidates.extend(call.args[:2])  # re.sub(pattern, repl, ...) / p.sub(repl, ...)
+            candidates.extend(k.value for k in call.keywords if k.arg in names)
+            for arg in candidates:
+                if isinstance(arg, ast.Constant | ast.JoinedStr):
+                    continue
+                got = self.callback_ok(scope, arg)
+                if got is None:
+                    if func_name(func) in ("sub", "subn") and not isinstance(arg, ast.Lambda):
+                        # the pattern argument may be any expression; only a callable repl matters
+                        if isinstance(arg, ast.Name | ast.Attribute | ast.Subscript | ast.Call):
+                            return None
+                        continue
+                    return None
+                deps.extend(got)
+        if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+            if spec is not None:
+                return None  # a callback might hide in the unpacked arguments
+        return deps
+
+    def solve(self) -> None:
+        for unit in self.units.values():
+            if unit.kind == "generator" or unit.scope.is_module:
+                unit.kind = "resumable" if unit.kind != "generator" else "generator"
+                continue
+            if unit.waits_directly:
+                unit.kind = "resumable"
+                continue
+            for call in unit.calls:
+                deps = self.call_deps(call)
+                if deps is None:
+                    unit.kind = "resumable"
+                    break
+                unit.callee_units.update(deps)
+        changed = True
+        while changed:
+            changed = False
+            for unit in self.units.values():
+                if unit.kind == "plain" and any(d.kind != "plain" for d in unit.callee_units):
+                    unit.kind = "resumable"
+                    changed = True
+                # a plain function cannot hand out explicit cells, so a function
+                # whose nested resumable code closes over its variables is resumable too
+                if unit.kind == "plain" and any(c.kind != "plain" and c.scope.frees for c in unit.children):
+                    unit.kind = "resumable"
+                    changed = True
+
+    def promote_genexps(self) -> None:
+        """Inside resumable code every generator expression is a resumable generator:
+        its body may wait, and its source may be one."""
+        for node in list(self.plain_genexps):
+            parent = self.enclosing_unit(node)
+            if parent is None or parent.kind == "plain":
+                continue
+            self.plain_genexps.discard(node)
+            unit = Unit(self.scopes[node], kind="generator", parent=parent)
+            self.units[node] = unit
+        for unit in self.units.values():
+            unit.children.clear()
+        for node, unit in self.units.items():
+            unit.parent = self.enclosing_unit(node)
+            if unit.parent is not None:
+                unit.parent.children.append(unit)
+
+    def recursive_units(self) -> set[Unit]:
+        """Plain units on a call cycle: they tick fuel on entry (loops tick on their own)."""
+        result: set[Unit] = set()
+        for unit in self.units.values():
+            if unit.kind != "plain":
+                continue
+            seen: set[Unit] = set()
+            stack = list(unit.callee_units)
+            while stack:
+                u = stack.pop()
+                if u is unit:
+                    result.add(unit)
+                    break
+                if u in seen:
+                    continue
+                seen.add(u)
+                stack.extend(u.callee_units)
+        return result
+
+
+def _body_nodes(node: ast.FunctionDef | ast.Lambda) -> list[ast.AST]:
+    if isinstance(node, ast.Lambda):
+        return [node.body]
+    return list(node.body)
+
+
+def _has_yield(node: ast.FunctionDef) -> bool:
+    stack: list[ast.AST] = list(node.body)
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Yield | ast.YieldFrom):
+            return True
+        if not isinstance(n, (ast.FunctionDef, ast.Lambda, *COMPREHENSIONS)):
+            stack.extend(ast.iter_child_nodes(n))
+    return False
+
+
+def func_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
+
+
+def classify(tree: ast.Module, scopes: dict[ast.AST, Scope], effect_modules: frozenset[str],
+             all_resumable: bool = False) -> Classification:
+    c = _Classifier(tree, scopes, effect_modules)
+    c.collect_imports()
+    c.build_units()
+    c.assign_calls()
+    if all_resumable:  # the prelude: its functions drive generators through the machine
+        for unit in c.units.values():
+            unit.waits_directly = True
+    c.solve()
+    c.promote_genexps()
+    suspend: set[ast.Call] = set()
+    for unit in c.units.values():
+        for node in unit.calls:
+            deps = c.call_deps(node)
+            if deps is None or any(d.kind != "plain" for d in deps):
+                suspend.add(node)
+    return Classification(c.units, c.plain_genexps, c.imports, c.recursive_units(), suspend)

@@ -1,0 +1,79 @@
+"""The names a Flowmetal program can see without importing anything, and the
+host names it deliberately cannot (with the reason shown to the user).
+
+Both the checker and the machine read these tables, so a built-in is defined
+in exactly one place.
+"""
+
+from __future__ import annotations
+
+# Functions and types available to every program.
+BUILTIN_FUNCTIONS: frozenset[str] = frozenset(
+    {
+        "print", "len", "range", "enumerate", "zip", "map", "filter", "sorted",
+        "reversed", "min", "max", "sum", "any", "all", "abs", "round", "divmod",
+        "pow", "int", "float", "str", "bool", "list", "tuple", "dict", "set",
+        "frozenset", "bytes", "isinstance", "type", "repr", "ord", "chr", "hex",
+        "bin", "oct", "iter", "next", "format", "callable", "ascii", "slice",
+        "object",
+    }
+)
+
+# Exception types available to every program (host exception classes, so that
+# messages, `args` and `str()` match CPython exactly).
+BUILTIN_EXCEPTIONS: frozenset[str] = frozenset(
+    {
+        "BaseException", "Exception", "ArithmeticError", "LookupError",
+        "ValueError", "TypeError", "KeyError", "IndexError", "ZeroDivisionError",
+        "RuntimeError", "AssertionError", "NameError", "UnboundLocalError",
+        "AttributeError", "StopIteration", "RecursionError", "OverflowError",
+        "NotImplementedError", "MemoryError", "UnicodeError", "UnicodeDecodeError",
+        "UnicodeEncodeError", "ImportError", "ModuleNotFoundError",
+    }
+)
+
+BUILTIN_CONSTANTS: frozenset[str] = frozenset({"None", "True", "False", "NotImplemented", "Ellipsis"})
+
+BUILTIN_NAMES: frozenset[str] = BUILTIN_FUNCTIONS | BUILTIN_EXCEPTIONS | BUILTIN_CONSTANTS
+
+_OUTSIDE = "programs reach the outside world only through connectors"
+_DYNAMIC = "Flowmetal programs are checked and compiled ahead of running, so code cannot be made at run time"
+
+# Host built-ins that Flowmetal lacks on purpose, and why.
+FORBIDDEN_BUILTINS: dict[str, str] = {
+    "open": f"'open' is not available: {_OUTSIDE}",
+    "input": f"'input' is not available: {_OUTSIDE} (use receive() in the durable runtime)",
+    "eval": f"'eval' is not available: {_DYNAMIC}",
+    "exec": f"'exec' is not available: {_DYNAMIC}",
+    "compile": f"'compile' is not available: {_DYNAMIC}",
+    "__import__": "'__import__' is not available: use 'import' of a Flowmetal module",
+    "globals": "'globals' is not available: a program's state is only reachable through its variables",
+    "locals": "'locals' is not available: a program's state is only reachable through its variables",
+    "vars": "'vars' is not available: a program's state is only reachable through its variables",
+    "id": "'id' is not available: object addresses are not deterministic across machines",
+    "hash": "'hash' is not available: hash values are not deterministic across processes",
+    "exit": "'exit' is not available: return from main() or raise an exception to end a program",
+    "quit": "'quit' is not available: return from main() or raise an exception to end a program",
+    "breakpoint": f"'breakpoint' is not available: {_OUTSIDE}",
+    "help": f"'help' is not available: {_OUTSIDE}",
+    "memoryview": "'memoryview' is not available in Flowmetal",
+    "bytearray": "'bytearray' is not available in Flowmetal",
+    "getattr": "'getattr' is not available: attributes are named statically in Flowmetal",
+    "setattr": "'setattr' is not available: attributes are named statically in Flowmetal",
+    "delattr": "'delattr' is not available: attributes are named statically in Flowmetal",
+    "hasattr": "'hasattr' is not available: attributes are named statically in Flowmetal",
+    "super": "'super' is not available: class definitions are not supported",
+    "classmethod": "'classmethod' is not available: class definitions are not supported",
+    "staticmethod": "'staticmethod' is not available: class definitions are not supported",
+    "property": "'property' is not available: class definitions are not supported",
+    "dir": "'dir' is not available in Flowmetal",
+    "aiter": "'aiter' is not available: async is not supported",
+    "anext": "'anext' is not available: async is not supported",
+}
+
+# Pure standard modules a program may import. Durable actions come from the
+# `flowmetal` module, whose contents the host (the durable runtime) supplies.
+STD_MODULES: frozenset[str] = frozenset({"json", "math", "re"})
+
+# Dunder attributes a program may read.
+ALLOWED_DUNDERS: frozenset[str] = frozenset({"__name__", "__cause__", "__context__"})

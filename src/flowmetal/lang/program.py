@@ -1,0 +1,169 @@
+"""Compile checked source into a `Program`: CPython code objects plus the facts the
+machine needs to run, suspend and snapshot it.
+
+Pipeline: check (all diagnostics at once) -> scopes -> classify (plain or
+resumable, per function) -> lower resumable units -> one CPython module
+compiled with the .flow file name, so tracebacks and error positions are the
+program's own. Compilation is deterministic: the same source always yields the
+same unit numbers and code keys, which snapshots refer to.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import types
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from flowmetal.errors import CheckFailed
+from flowmetal.lang.check import check_source, has_errors
+from flowmetal.lang.classify import classify
+from flowmetal.lang.diagnostics import Diagnostic
+from flowmetal.lang.lower import ProgramFacts, UnitInfo, default_facts_builtin, lower_unit
+from flowmetal.lang.scopes import NodeMap, analyze
+
+COMPILER_VERSION = 1
+
+
+@dataclass
+class Program:
+    filename: str
+    source: str
+    source_hash: str
+    units: dict[int, UnitInfo]
+    codes: dict[str, types.CodeType]  # stable key -> code (every code object, nested included)
+    code_keys: dict[types.CodeType, str]
+    defines_main: bool
+    diagnostics: list[Diagnostic] = field(default_factory=list)  # warnings
+
+    @property
+    def module_unit(self) -> UnitInfo:
+        return self.units[0]
+
+
+def source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def _reserved_names(tree: ast.Module, filename: str) -> list[Diagnostic]:
+    out = []
+    for node in ast.walk(tree):
+        ident = None
+        if isinstance(node, ast.Name):
+            ident = node.id
+        elif isinstance(node, ast.FunctionDef):
+            ident = node.name
+        elif isinstance(node, ast.arg):
+            ident = node.arg
+        if ident is not None and (ident.startswith("_fm_") or ident == "__builtins__"):
+            out.append(Diagnostic.at(filename, node, f"the name '{ident}' is reserved for Flowmetal's own use"))
+    return out
+
+
+def compile_program(
+    source: str,
+    filename: str = "<program>",
+    *,
+    modules: Mapping[str, frozenset[str] | None] | None = None,
+    effect_modules: frozenset[str] = frozenset({"flowmetal"}),
+    checked: bool = True,
+    all_resumable: bool = False,
+) -> Program:
+    """Check and compile a program; raises `CheckFailed` listing every error."""
+    if modules is None:
+        modules = default_modules()
+    if checked:
+        tree, diags = check_source(source, filename, modules=modules)
+        if tree is not None:
+            diags = sorted(diags + _reserved_names(tree, filename))
+        if tree is None or has_errors(diags):
+            raise CheckFailed([d for d in diags if d.severity == "error"])
+    else:
+        tree, diags = ast.parse(source, filename), []
+    found = [d for d in diags if d.severity == "warning"]
+    return _compile_tree(tree, source, filename, effect_modules, found, all_resumable)
+
+
+def default_modules() -> dict[str, frozenset[str] | None]:
+    from flowmetal.machine.stdmods import STD_MODULE_EXPORTS
+
+    mods: dict[str, frozenset[str] | None] = dict(STD_MODULE_EXPORTS)
+    mods["flowmetal"] = None
+    return mods
+
+
+def _compile_tree(tree: ast.Module, source: str, filename: str, effect_modules: frozenset[str],
+                  warning_diags: list[Diagnostic], all_resumable: bool) -> Program:
+    scopes = analyze(tree)
+    cls = classify(tree, scopes, effect_modules, all_resumable)
+    order = [n for n in ast.walk(tree) if n in cls.units]
+    unit_ids = {cls.units[n]: i for i, n in enumerate(order)}
+    module_scope = scopes[tree]
+    suspend = NodeMap({c: True for c in cls.suspend_calls})
+    facts = ProgramFacts(NodeMap(scopes), NodeMap(cls.units), unit_ids, suspend, frozenset(cls.tick_units), filename,
+                         default_facts_builtin(scopes, module_scope))
+    infos: dict[int, UnitInfo] = {}
+    body: list[ast.stmt] = []
+    for node in order:
+        unit = cls.units[node]
+        if unit.kind == "plain":
+            continue
+        uid = unit_ids[unit]
+        scope = unit.scope
+        info = UnitInfo(uid=uid, kind=unit.kind, name=scope.name, qualname=scope.qualname, filename=filename,
+                        lineno=getattr(node, "lineno", 1), params=list(scope.params), cellvars=[], frees=[],
+                        is_module=scope.is_module)
+        body.extend(lower_unit(facts, unit, info))
+        infos[uid] = info
+    module = ast.Module(body=body, type_ignores=[])
+    ast.fix_missing_locations(module)
+    with warnings.catch_warnings():  # the checker already reported what matters
+        warnings.simplefilter("ignore")
+        code = compile(module, filename, "exec", dont_inherit=True, optimize=0)
+    prefixes = {f"_fm_u{i.uid}": i for i in infos.values()}
+    codes: dict[str, types.CodeType] = {}
+    for const in code.co_consts:
+        if not isinstance(const, types.CodeType):
+            continue
+        if const.co_name.startswith("_fm_u"):
+            info = prefixes[const.co_name]
+            info.code = _rename(const, info, codes)
+        elif const.co_name.startswith("_fm_b"):
+            info = infos[int(const.co_name[5:])]
+            info.binder = const.replace(co_name=info.name, co_qualname=info.qualname)
+    return Program(
+        filename=filename,
+        source=source,
+        source_hash=source_hash(source),
+        units=infos,
+        codes=codes,
+        code_keys={c: k for k, c in codes.items()},
+        defines_main="main" in module_scope.bound,
+        diagnostics=warning_diags,
+    )
+
+
+def _rename(code: types.CodeType, info: UnitInfo, registry: dict[str, types.CodeType]) -> types.CodeType:
+    """Give generated code the program's names, and register every nested code object."""
+    old_prefix = f"{code.co_name}.<locals>."
+    new_prefix = "" if info.is_module else f"{info.qualname}.<locals>."
+
+    def fix(c: types.CodeType) -> types.CodeType:
+        consts = tuple(fix(x) if isinstance(x, types.CodeType) else x for x in c.co_consts)
+        qual = c.co_qualname
+        if qual.startswith(old_prefix):
+            qual = new_prefix + qual[len(old_prefix):]
+        fixed = c.replace(co_consts=consts, co_qualname=qual)
+        key = f"{qual}@{c.co_firstlineno}"
+        n = 0
+        while f"{key}#{n}" in registry:
+            n += 1
+        registry[f"{key}#{n}"] = fixed
+        return fixed
+
+    consts = tuple(fix(x) if isinstance(x, types.CodeType) else x for x in code.co_consts)
+    renamed = code.replace(co_consts=consts, co_name=info.name, co_qualname=info.qualname)
+    registry[f"unit:{info.uid}"] = renamed
+    return renamed

@@ -1,0 +1,1 @@
+"""The deterministic, suspendable interpreter. Pure: no I/O, clocks, randomness or threads."""

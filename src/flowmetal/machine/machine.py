@@ -1,0 +1,474 @@
+"""The machine: runs a compiled program until it completes, fails, or waits.
+
+Resumable units are CPython functions over an explicit `Frame` (see
+`lang/lower.py`); the machine keeps each task's frames in a list — never on
+the host's call stack — and acts on what a frame returns:
+
+    (0, value)   pop the frame, hand the value to the caller
+    (1, f, a, k) call f: push a frame for a resumable function, call a plain
+                 (CPython) one directly, or, for an effect, stop and return the
+                 request to the host; `resolve()` later delivers its result
+    (2, value)   a generator yielded
+    (3, gen)     advance a resumable generator
+
+Plain functions run natively inside those steps. Because no CPython frame is
+alive while a program waits, the whole state is the frames, the globals and
+the pending requests: `snapshot()` writes exactly that.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flowmetal.errors import MachineError
+from flowmetal.lang.lower import UnitInfo
+from flowmetal.lang.program import Program
+from flowmetal.machine import prelude
+from flowmetal.machine.limits import Limits, make_ticker
+from flowmetal.machine.objects import (
+    END,
+    EffectFunction,
+    EffectRequest,
+    FuelExhausted,
+    Function,
+    Generator,
+    MachineAbort,
+    MemoryLimitExceeded,
+    Suspended,
+    Task,
+)
+from flowmetal.machine.objects import Frame as Frame
+from flowmetal.machine.runtime_builtins import make_program_builtins
+from flowmetal.machine.tracebacks import add_trace, error_line, format_exception
+from flowmetal.machine.values import FmSet, Module
+
+_PUSHED = object()
+_BLOCKED = object()
+
+
+@dataclass
+class Completed:
+    value: Any
+
+
+@dataclass
+class Failed:
+    error: BaseException
+    error_line: str
+    traceback: str
+
+
+@dataclass
+class Blocked:
+    requests: list[EffectRequest]
+
+
+Outcome = Completed | Failed | Blocked
+
+
+class Machine:
+    def __init__(
+        self,
+        program: Program,
+        args: Mapping[str, Any] | None = None,
+        *,
+        limits: Limits | None = None,
+        host_module: Mapping[str, Any] | None = None,
+        _empty: bool = False,
+    ) -> None:
+        self.program = program
+        self.args = dict(args or {})
+        self.limits = limits or Limits()
+        self.host_module = Module("flowmetal", dict(host_module or {}))
+        self.output: list[str] = []
+        self.tasks: dict[int, Task] = {}
+        self.pending: dict[int, EffectRequest] = {}
+        self.next_request = 1
+        self.next_task = 1
+        self.outcome: Outcome | None = None
+        self.aborted: BaseException | None = None
+        self.ticks = make_ticker(self)
+        self.programs: dict[str, Program] = {"main": program, "prelude": prelude.program()}
+        self.globals: dict[str, dict[str, Any]] = {}
+        self.unit_fns: dict[tuple[str, int], Any] = {}
+        for key, prog in self.programs.items():
+            g: dict[str, Any] = {"__builtins__": make_program_builtins(self, key)}
+            self.globals[key] = g
+        self.prelude_fns = self._load_prelude()
+        self.overrides = prelude.overrides(self.prelude_fns)
+        if not _empty:
+            main_task = self._new_task()
+            main_task.stack.append(self._module_frame("main"))
+
+    # -- setup -------------------------------------------------------------------
+    @property
+    def user_globals(self) -> dict[str, Any]:
+        return self.globals["main"]
+
+    def unit(self, program_key: str, uid: int) -> UnitInfo:
+        return self.programs[program_key].units[uid]
+
+    def unit_fn(self, program_key: str, uid: int) -> Any:
+        fn = self.unit_fns.get((program_key, uid))
+        if fn is None:
+            info = self.unit(program_key, uid)
+            fn = types.FunctionType(info.code, self.globals[program_key], info.name)
+            self.unit_fns[(program_key, uid)] = fn
+        return fn
+
+    def _module_frame(self, key: str) -> Frame:
+        program = self.programs[key]
+        return Frame(key, program.module_unit, self.unit_fn(key, 0), {})
+
+    def _load_prelude(self) -> dict[str, Any]:
+        self.call_frame_nested(self._module_frame("prelude"))
+        return self.globals["prelude"]
+
+    def _new_task(self) -> Task:
+        task = Task(self.next_task)
+        self.next_task += 1
+        self.tasks[task.id] = task
+        return task
+
+    def new_frame(self, key: str, unit: UnitInfo, slots: dict[str, Any], closure: tuple[Any, ...]) -> Frame:
+        for name in unit.cellvars:
+            slots[f"_fm_cell_{name}"] = types.CellType(slots.pop(name)) if name in slots else types.CellType()
+        for name, cell in zip(unit.frees, closure):
+            slots[f"_fm_cell_{name}"] = cell
+        return Frame(key, unit, self.unit_fn(key, unit.uid), slots)
+
+    # -- values made by generated code -------------------------------------------
+    def make_function(self, key: str, uid: int, defaults: tuple[Any, ...], kwdefaults: dict[str, Any],
+                      closure: tuple[Any, ...]) -> Function:
+        info = self.unit(key, uid)
+        binder = types.FunctionType(info.binder, self.globals[key], info.name, defaults or None)
+        if kwdefaults:
+            binder.__kwdefaults__ = kwdefaults
+        return Function(self, key, info, binder, closure)
+
+    def make_generator(self, key: str, uid: int, iterator: Any, closure: tuple[Any, ...]) -> Generator:
+        info = self.unit(key, uid)
+        frame = self.new_frame(key, info, {"_fm_arg0": iterator}, closure)
+        gen = Generator(self, frame, "<genexpr>")
+        frame.gen = gen
+        return gen
+
+    # -- running -------------------------------------------------------------------
+    def run(self) -> Outcome:
+        """Run every runnable task until the program completes, fails or waits."""
+        if self.outcome is not None and not isinstance(self.outcome, Blocked):
+            return self.outcome
+        old_limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(_host_depth() + self.limits.depth + 50)
+        self.ticks.start()
+        try:
+            for task in list(self.tasks.values()):
+                if task.status == "runnable":
+                    self._run_task(task)
+        except MachineAbort as abort:
+            self.aborted = abort
+        finally:
+            sys.setrecursionlimit(old_limit)
+        if self.aborted is not None:
+            self.outcome = self._failed(self.aborted)
+            return self.outcome
+        main = self.tasks[1]
+        if main.status == "done":
+            self.outcome = Completed(main.result)
+        elif main.status == "failed":
+            assert main.error is not None
+            self.outcome = self._failed(main.error)
+        else:
+            self.outcome = Blocked(list(self.pending.values()))
+        return self.outcome
+
+    def _failed(self, error: BaseException) -> Failed:
+        if isinstance(error, FuelExhausted | MemoryLimitExceeded):
+            line = str(error)
+            return Failed(error, line, line)
+        return Failed(error, error_line(error), format_exception(error, self.programs))
+
+    def _run_task(self, task: Task) -> None:
+        stack = task.stack
+        rv = task.rv
+        task.rv = None
+        while True:
+            if not stack:
+                if not self._task_finished(task, rv):
+                    return
+                rv = task.rv
+                task.rv = None
+                continue
+            fr = stack[-1]
+            try:
+                out = fr.fn(fr, rv)
+            except MachineAbort:
+                raise
+            except BaseException as e:  # the program's own exception leaves this frame
+                if isinstance(e, KeyboardInterrupt | SystemExit):
+                    raise
+                stack.pop()
+                e = self._leave_frame(fr, e)
+                if not stack:
+                    task.status = "failed"
+                    task.error = e
+                    return
+                stack[-1].throw = e
+                rv = None
+                continue
+            kind = out[0]
+            if kind == 0:
+                stack.pop()
+                rv = out[1]
+                if fr.gen is not None:
+                    fr.gen.finished = True
+                    fr.gen.running = False
+                    rv = END
+            elif kind == 1:
+                rv = self._dispatch(task, out[1], out[2], out[3])
+                if rv is _BLOCKED:
+                    task.status = "blocked"
+                    return
+                if rv is _PUSHED:
+                    rv = None
+            elif kind == 2:
+                stack.pop()
+                assert fr.gen is not None
+                fr.gen.running = False
+                rv = out[1]
+            else:
+                rv = self._advance(task, out[1])
+
+    def _task_finished(self, task: Task, rv: Any) -> bool:
+        """The task's stack emptied; returns True when it has more to run (main)."""
+        if task.phase == "module" and task.id == 1:
+            task.phase = "main"
+            main = self.user_globals.get("main") if self.program.defines_main else None
+            if callable(main):
+                try:
+                    result = self._dispatch(task, main, (), dict(self.args))
+                except BaseException as e:
+                    if isinstance(e, MachineAbort | KeyboardInterrupt | SystemExit):
+                        raise
+                    task.status, task.error = "failed", e
+                    return False
+                if result is _BLOCKED:
+                    task.status = "blocked"
+                    return False
+                if result is not _PUSHED:
+                    task.status, task.result = "done", result
+                    return False
+                task.rv = None
+                return True
+            rv = None
+        task.status, task.result = "done", rv
+        return False
+
+    def _leave_frame(self, fr: Frame, e: BaseException) -> BaseException:
+        if fr.gen is not None:
+            fr.gen.finished = True
+            fr.gen.running = False
+            if isinstance(e, StopIteration):
+                err = RuntimeError("generator raised StopIteration")
+                err.__cause__ = e
+                e = err
+        add_trace(e, fr, self.programs)
+        return e
+
+    def _advance(self, task: Task, gen: Any) -> Any:
+        if gen.finished:
+            return END
+        if gen.running:
+            task.stack[-1].throw = ValueError("generator already executing")
+            return None
+        gen.running = True
+        task.stack.append(gen.frame)
+        return None
+
+    def _dispatch(self, task: Task, callee: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
+        """Call something that might wait, on behalf of the frame on top of `task`."""
+        kwargs = kwargs or {}
+        try:
+            kind = type(callee)
+            if kind is Function:
+                return self._push_call(task, callee, args, kwargs)
+            if kind is EffectFunction:
+                return self._request(task, callee.effect, args, kwargs)
+            target = self._resumable_equivalent(callee, args, kwargs)
+            if target is not None:
+                fn, args, kwargs = target
+                return self._push_call(task, fn, args, kwargs)
+            return callee(*args, **kwargs)
+        except (MachineAbort, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:
+            if not task.stack:
+                raise
+            task.stack[-1].throw = e
+            return None
+
+    def _resumable_equivalent(self, callee: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Built-ins given a generator or a function that may wait run as prelude code."""
+        waiting = False
+        for a in args:
+            if type(a) is Generator or type(a) is Function:
+                waiting = True
+                break
+        else:
+            for v in kwargs.values():
+                if type(v) is Generator or type(v) is Function:
+                    waiting = True
+                    break
+        if not waiting:
+            return None
+        try:
+            override = self.overrides.get(callee)
+        except TypeError:  # unhashable callee
+            override = None
+        if override is not None:
+            return override, args, kwargs
+        if getattr(callee, "__name__", None) == "sort" and type(getattr(callee, "__self__", None)) is list:
+            return self.prelude_fns["_list_sort"], (callee.__self__,), kwargs
+        if any(type(a) is Generator for a in args):
+            return self.prelude_fns["_materialize_call"], (callee, args, kwargs), {}
+        return None
+
+    def _push_call(self, task: Task, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        slots = fn.binder(*args, **kwargs)
+        frame = self.new_frame(fn.program_key, fn.unit, slots, fn.closure)
+        if fn.unit.kind == "generator":
+            gen = Generator(self, frame, fn.unit.name)
+            frame.gen = gen
+            return gen
+        if len(task.stack) >= self.limits.depth:
+            raise RecursionError("maximum recursion depth exceeded")
+        task.stack.append(frame)
+        return _PUSHED
+
+    def _request(self, task: Task, effect: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        req = EffectRequest(self.next_request, task.id, effect, tuple(args), dict(kwargs))
+        self.next_request += 1
+        self.pending[req.id] = req
+        task.waiting = req.id
+        return _BLOCKED
+
+    # -- host interface -------------------------------------------------------------
+    def resolve(self, request_id: int, value: Any) -> None:
+        task = self._take_request(request_id)
+        task.rv = value
+
+    def reject(self, request_id: int, error: BaseException) -> None:
+        task = self._take_request(request_id)
+        task.stack[-1].throw = error
+
+    def _take_request(self, request_id: int) -> Task:
+        req = self.pending.pop(request_id, None)
+        if req is None:
+            raise MachineError(f"no pending effect request {request_id}")
+        task = self.tasks[req.task]
+        task.status, task.waiting = "runnable", None
+        self.outcome = None
+        return task
+
+    def take_output(self) -> str:
+        text = "".join(self.output)
+        self.output.clear()
+        return text
+
+    def write(self, text: str) -> None:
+        self.output.append(text)
+
+    # -- nested runs (native code calling resumable code) ----------------------------------
+    def call_nested(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        slots = fn.binder(*args, **kwargs)
+        frame = self.new_frame(fn.program_key, fn.unit, slots, fn.closure)
+        if fn.unit.kind == "generator":
+            gen = Generator(self, frame, fn.unit.name)
+            frame.gen = gen
+            return gen
+        return self.call_frame_nested(frame)
+
+    def next_nested(self, gen: Generator) -> Any:
+        if gen.finished:
+            raise StopIteration
+        if gen.running:
+            raise ValueError("generator already executing")
+        gen.running = True
+        value = self.call_frame_nested(gen.frame)
+        if value is END:
+            raise StopIteration
+        return value
+
+    def call_frame_nested(self, frame: Frame) -> Any:
+        """Run a frame to its end on the host stack; it may not wait."""
+        task = Task(0, [frame])
+        rv: Any = None
+        stack = task.stack
+        while stack:
+            fr = stack[-1]
+            try:
+                out = fr.fn(fr, rv)
+            except MachineAbort:
+                raise
+            except BaseException as e:
+                if isinstance(e, KeyboardInterrupt | SystemExit):
+                    raise
+                stack.pop()
+                e = self._leave_frame(fr, e)
+                if not stack:
+                    raise e
+                stack[-1].throw = e
+                rv = None
+                continue
+            kind = out[0]
+            if kind == 0:
+                stack.pop()
+                rv = out[1]
+                if fr.gen is not None:
+                    fr.gen.finished = True
+                    fr.gen.running = False
+                    rv = END
+            elif kind == 1:
+                if type(out[1]) is EffectFunction:
+                    err = RuntimeError(
+                        f"{out[1].effect}() cannot wait inside a callback of a built-in function or "
+                        "a generator consumed by one; call it from Flowmetal code"
+                    )
+                    fr.throw = err
+                    rv = None
+                    continue
+                rv = self._dispatch(task, out[1], out[2], out[3])
+                if rv is _PUSHED:
+                    rv = None
+            elif kind == 2:
+                stack.pop()
+                assert fr.gen is not None
+                fr.gen.running = False
+                if not stack:
+                    return out[1]
+                rv = out[1]
+            else:
+                rv = self._advance(task, out[1])
+        return rv
+
+    # -- limits ------------------------------------------------------------------
+    def check_limits(self) -> None:
+        """Called by the fuel ticker every quantum of work."""
+        self.limits.check(self)
+
+
+def _host_depth() -> int:
+    depth = 0
+    f = sys._getframe()
+    while f is not None:
+        depth += 1
+        f = f.f_back  # type: ignore[assignment]
+    return depth
+
+
+def _unused(_: Callable[..., Any], __: FmSet) -> None:  # pragma: no cover - keeps imports typed
+    return None

@@ -1,0 +1,157 @@
+"""The machine's own runtime values: resumable functions, generators, frames,
+tasks and effect requests. All of them are plain data plus references, so a
+snapshot can write them out (see `snapshot.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flowmetal.lang.lower import UnitInfo
+    from flowmetal.machine.machine import Machine
+
+
+class _End:
+    """Marks an exhausted iterator inside generated code (never visible to programs)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<end>"
+
+
+END = _End()
+
+
+class MachineAbort(BaseException):
+    """The machine stops a program (fuel or memory exhausted). Programs cannot catch it:
+    generated code re-raises it past every handler."""
+
+
+class FuelExhausted(MachineAbort):
+    pass
+
+
+class MemoryLimitExceeded(MachineAbort):
+    pass
+
+
+class Suspended(BaseException):
+    """A resumable function was called from code that cannot wait (a nested run) and
+    tried to wait. Reported to the program as a RuntimeError."""
+
+
+class Function:
+    """A function value whose body may wait (compiled as a resumable unit)."""
+
+    __slots__ = ("binder", "closure", "machine", "program_key", "unit")
+
+    def __init__(self, machine: Machine, program_key: str, unit: UnitInfo, binder: Any, closure: tuple[Any, ...]):
+        self.machine = machine
+        self.program_key = program_key
+        self.unit = unit
+        self.binder = binder  # a CPython function with the same signature and defaults
+        self.closure = closure
+
+    def __getattr__(self, attr: str) -> Any:
+        # `__name__` of instances is not a class attribute, so it lands here
+        if attr == "__name__":
+            return self.unit.name
+        if attr == "__qualname__":
+            return self.unit.qualname
+        raise AttributeError(f"'function' object has no attribute '{attr}'")
+
+    def __repr__(self) -> str:
+        return f"<function {self.unit.qualname}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Reached only from native code (e.g. a callback inside a CPython built-in).
+        return self.machine.call_nested(self, args, kwargs)
+
+
+Function.__name__ = "function"  # type: ignore[misc]
+Function.__qualname__ = "function"
+
+
+class Generator:
+    """A resumable generator: its frame is kept while it is suspended at a `yield`."""
+
+    __slots__ = ("finished", "frame", "machine", "name", "running")
+
+    def __init__(self, machine: Machine, frame: Frame, name: str) -> None:
+        self.machine = machine
+        self.frame = frame
+        self.name = name
+        self.finished = False
+        self.running = False
+
+    def __iter__(self) -> Generator:
+        return self
+
+    def __next__(self) -> Any:
+        return self.machine.next_nested(self)
+
+    def __repr__(self) -> str:
+        return f"<generator object {self.name}>"
+
+
+Generator.__name__ = "generator"  # type: ignore[misc]
+Generator.__qualname__ = "generator"
+
+
+class EffectFunction:
+    """A durable action supplied by the host (e.g. `sleep`): calling it asks the host."""
+
+    __slots__ = ("effect",)
+
+    def __init__(self, effect: str) -> None:
+        self.effect = effect
+
+    def __repr__(self) -> str:
+        return f"<built-in function {self.effect}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(
+            f"{self.effect}() cannot wait here: it was called from a built-in function's callback"
+        )
+
+
+EffectFunction.__name__ = "builtin_function_or_method"  # type: ignore[misc]
+
+
+class Frame:
+    """One activation of a resumable unit: where to resume and its saved variables."""
+
+    __slots__ = ("fn", "gen", "pc", "program_key", "slots", "throw", "unit")
+
+    def __init__(self, program_key: str, unit: UnitInfo, fn: Any, slots: dict[str, Any]) -> None:
+        self.program_key = program_key
+        self.unit = unit
+        self.fn = fn  # the unit's state machine bound to the program's globals
+        self.pc = 0
+        self.slots = slots
+        self.throw: BaseException | None = None
+        self.gen: Generator | None = None
+
+
+@dataclass
+class EffectRequest:
+    id: int
+    task: int
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+@dataclass
+class Task:
+    id: int
+    stack: list[Frame] = field(default_factory=list)
+    rv: Any = None
+    status: str = "runnable"  # runnable | blocked | done | failed
+    phase: str = "module"  # module | main | body
+    result: Any = None
+    error: BaseException | None = None
+    waiting: int | None = None  # id of the effect request it waits for
