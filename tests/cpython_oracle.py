@@ -53,7 +53,9 @@ sys.stdout.write(json.dumps([run_one(p) for p in paths]))
 """
 
 
-def run_many_in_cpython(paths: Iterable[str | os.PathLike[str]], timeout: float = 120.0) -> dict[str, Result]:
+def run_many_in_cpython(
+    paths: Iterable[str | os.PathLike[str]], timeout: float = 120.0
+) -> dict[str, Result]:
     """Run every program in one CPython subprocess; results keyed by `str(path)`."""
     keys = [str(p) for p in paths]
     if not keys:

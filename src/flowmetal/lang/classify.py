@@ -225,9 +225,7 @@ class _Classifier:
         while cur is not None:
             unit = self.units.get(cur)
             if unit is not None:
-                if isinstance(cur, ast.FunctionDef | ast.Lambda) and child not in _body_nodes(cur):
-                    pass
-                elif isinstance(cur, ast.GeneratorExp) and child is cur.generators[0]:
+                if (isinstance(cur, ast.FunctionDef | ast.Lambda) and child not in _body_nodes(cur)) or (isinstance(cur, ast.GeneratorExp) and child is cur.generators[0]):
                     pass
                 else:
                     return unit
@@ -353,13 +351,12 @@ class _Classifier:
     def promote_genexps(self) -> None:
         """Inside resumable code every generator expression is a resumable generator:
         its body may wait, and its source may be one."""
-        for node in list(self.plain_genexps):
-            parent = self.enclosing_unit(node)
+        for genexp in list(self.plain_genexps):
+            parent = self.enclosing_unit(genexp)
             if parent is None or parent.kind == "plain":
                 continue
-            self.plain_genexps.discard(node)
-            unit = Unit(self.scopes[node], kind="generator", parent=parent)
-            self.units[node] = unit
+            self.plain_genexps.discard(genexp)
+            self.units[genexp] = Unit(self.scopes[genexp], kind="generator", parent=parent)
         for unit in self.units.values():
             unit.children.clear()
         for node, unit in self.units.items():

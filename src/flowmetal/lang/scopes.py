@@ -16,7 +16,9 @@ own scoping.
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 FunctionNode = ast.FunctionDef | ast.Lambda | ast.Module | ast.GeneratorExp | ast.ListComp | ast.SetComp | ast.DictComp
 COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
@@ -267,17 +269,17 @@ def node_key(node: ast.AST) -> tuple[object, ...]:
     )
 
 
-class NodeMap(dict):  # type: ignore[type-arg]
+class NodeMap(dict[tuple[object, ...], Any]):
     """A read-only mapping from syntax nodes (or copies of them) to values."""
 
-    def __init__(self, items: dict[ast.AST, object] | None = None) -> None:
+    def __init__(self, items: Mapping[ast.AST, object] | None = None) -> None:
         super().__init__({node_key(k): v for k, v in (items or {}).items()})
 
-    def __getitem__(self, node: ast.AST) -> object:
+    def __getitem__(self, node: ast.AST) -> Any:  # type: ignore[override]
         return super().__getitem__(node_key(node))
 
     def __contains__(self, node: object) -> bool:
         return isinstance(node, ast.AST) and super().__contains__(node_key(node))
 
-    def get(self, node: ast.AST, default: object = None) -> object:  # type: ignore[override]
+    def get(self, node: ast.AST, default: Any = None) -> Any:  # type: ignore[override]
         return super().get(node_key(node), default)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,13 +38,12 @@ from flowmetal.machine.objects import (
     Generator,
     MachineAbort,
     MemoryLimitExceeded,
-    Suspended,
     Task,
 )
 from flowmetal.machine.objects import Frame as Frame
 from flowmetal.machine.runtime_builtins import make_program_builtins
 from flowmetal.machine.tracebacks import add_trace, error_line, format_exception
-from flowmetal.machine.values import FmSet, Module
+from flowmetal.machine.values import Module
 
 _PUSHED = object()
 _BLOCKED = object()
@@ -83,7 +82,8 @@ class Machine:
         self.program = program
         self.args = dict(args or {})
         self.limits = limits or Limits()
-        self.host_module = Module("flowmetal", dict(host_module or {}))
+        self.host_module_members = dict(host_module or {})
+        self.host_module = Module("flowmetal", self.host_module_members)
         self.output: list[str] = []
         self.tasks: dict[int, Task] = {}
         self.pending: dict[int, EffectRequest] = {}
@@ -95,7 +95,7 @@ class Machine:
         self.programs: dict[str, Program] = {"main": program, "prelude": prelude.program()}
         self.globals: dict[str, dict[str, Any]] = {}
         self.unit_fns: dict[tuple[str, int], Any] = {}
-        for key, prog in self.programs.items():
+        for key in self.programs:
             g: dict[str, Any] = {"__builtins__": make_program_builtins(self, key)}
             self.globals[key] = g
         self.prelude_fns = self._load_prelude()
@@ -455,6 +455,20 @@ class Machine:
                 rv = self._advance(task, out[1])
         return rv
 
+    # -- snapshots ----------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """The machine's whole state as versioned bytes (see `snapshot.py`)."""
+        from flowmetal.machine.snapshot import snapshot
+
+        return snapshot(self)
+
+    @classmethod
+    def restore(cls, data: bytes, *, host_module: Mapping[str, Any] | None = None,
+                limits: Limits | None = None, program: Program | None = None) -> Machine:
+        from flowmetal.machine.snapshot import restore
+
+        return restore(data, host_module=dict(host_module or {}), limits=limits, program=program)
+
     # -- limits ------------------------------------------------------------------
     def check_limits(self) -> None:
         """Called by the fuel ticker every quantum of work."""
@@ -468,7 +482,3 @@ def _host_depth() -> int:
         depth += 1
         f = f.f_back  # type: ignore[assignment]
     return depth
-
-
-def _unused(_: Callable[..., Any], __: FmSet) -> None:  # pragma: no cover - keeps imports typed
-    return None

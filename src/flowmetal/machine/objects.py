@@ -71,7 +71,7 @@ class Function:
         return self.machine.call_nested(self, args, kwargs)
 
 
-Function.__name__ = "function"  # type: ignore[misc]
+Function.__name__ = "function"
 Function.__qualname__ = "function"
 
 
@@ -97,7 +97,7 @@ class Generator:
         return f"<generator object {self.name}>"
 
 
-Generator.__name__ = "generator"  # type: ignore[misc]
+Generator.__name__ = "generator"
 Generator.__qualname__ = "generator"
 
 
@@ -118,7 +118,7 @@ class EffectFunction:
         )
 
 
-EffectFunction.__name__ = "builtin_function_or_method"  # type: ignore[misc]
+EffectFunction.__name__ = "builtin_function_or_method"
 
 
 class Frame:

@@ -41,7 +41,7 @@ def _in_handler(exc: Any, handled: BaseException) -> Any:
 def _take_throw(frame: Any) -> BaseException:
     exc = frame.throw
     frame.throw = None
-    return exc  # type: ignore[no-any-return]
+    return exc
 
 
 def _enter(manager: Any) -> Any:

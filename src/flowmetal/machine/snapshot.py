@@ -1,0 +1,195 @@
+"""Write a machine's complete state to bytes, and rebuild a machine from them.
+
+The state is plain data: the program's source (so a snapshot is
+self-contained and pins the code the program started with), its globals, each
+task's frames (unit number, resume point, saved variables), pending effect
+requests and undelivered output. Functions are written as (program, code or
+unit key, defaults, closure cells); built-in functions and module members by
+name. Everything goes through the versioned `codec` — never pickle.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import TYPE_CHECKING, Any
+
+from flowmetal.errors import SnapshotError
+from flowmetal.lang.program import COMPILER_VERSION, Program, compile_program
+from flowmetal.machine import stdmods
+from flowmetal.machine.codec import Codec
+from flowmetal.machine.limits import Limits
+from flowmetal.machine.objects import (
+    END,
+    EffectFunction,
+    EffectRequest,
+    Frame,
+    Function,
+    Generator,
+    Task,
+)
+from flowmetal.machine.values import VALUE_DECODERS
+
+if TYPE_CHECKING:
+    from flowmetal.machine.machine import Machine
+
+SNAPSHOT_VERSION = 1
+_BUILTIN_METHOD: type = type([].append)
+
+
+def make_codec(machine: Machine) -> Codec:
+    codec = Codec()
+    codec.register_values(VALUE_DECODERS)
+    codec.register_constant(END, "fm:end")
+    for key in ("main", "prelude"):
+        for name, value in machine.globals[key]["__builtins__"].items():
+            if name.startswith("_fm_") or isinstance(value, int | str | tuple | types.NoneType):
+                continue
+            if key == "prelude" and name in machine.globals["main"]["__builtins__"]:
+                continue
+            try:
+                codec.register_constant(value, f"{key}:{name}")
+            except ValueError:
+                pass  # the same object under another name: the first name wins
+    for mod_name in ("json", "math", "re"):
+        module = stdmods.get_module(mod_name)
+        codec.register_constant(module, f"module:{mod_name}")
+        for member, value in vars(module).items():
+            if callable(value) and not member.startswith("__"):
+                try:
+                    codec.register_constant(value, f"{mod_name}:{member}")
+                except ValueError:
+                    pass
+    codec.register_constant(machine.host_module, "module:flowmetal")
+    for member, value in machine.host_module_members.items():
+        if not isinstance(value, EffectFunction):
+            codec.register_constant(value, f"flowmetal:{member}")
+
+    def fn_state(f: Function) -> list[Any]:
+        b = f.binder
+        return [f.program_key, f.unit.uid, tuple(b.__defaults__ or ()), dict(b.__kwdefaults__ or {}), f.closure]
+
+    codec.register(Function, "fm.function", state=fn_state,
+                   build=lambda s: machine.make_function(s[0], s[1], s[2], s[3], tuple(s[4])))
+
+    def host_fn_state(f: types.FunctionType) -> list[Any]:
+        for key, prog in machine.programs.items():
+            code_key = prog.code_keys.get(f.__code__)
+            if code_key is not None:
+                return [key, code_key, f.__name__, tuple(f.__defaults__ or ()), dict(f.__kwdefaults__ or {}),
+                        tuple(f.__closure__ or ())]
+        raise SnapshotError(f"cannot snapshot the function {f.__qualname__!r}: it is not part of the program")
+
+    def host_fn_build(s: list[Any]) -> types.FunctionType:
+        code = machine.programs[s[0]].codes[s[1]]
+        fn = types.FunctionType(code, machine.globals[s[0]], s[2], tuple(s[3]) or None, tuple(s[5]) or None)
+        if s[4]:
+            fn.__kwdefaults__ = s[4]
+        return fn
+
+    codec.register(types.FunctionType, "fm.pyfunction", state=host_fn_state, build=host_fn_build)
+
+    def method_state(m: Any) -> list[Any]:
+        owner = getattr(m, "__self__", None)
+        if owner is None or isinstance(owner, types.ModuleType):
+            raise SnapshotError(f"cannot snapshot the built-in function {m.__name__!r}")
+        return [owner, m.__name__]
+
+    codec.register(_BUILTIN_METHOD, "fm.builtin_method", state=method_state, build=lambda s: getattr(s[0], s[1]))
+    codec.register(types.MethodType, "fm.method", state=lambda m: [m.__self__, m.__func__.__name__],
+                   build=lambda s: getattr(s[0], s[1]))
+    codec.register(EffectFunction, "fm.effect", state=lambda e: e.effect, build=EffectFunction)
+
+    def frame_state(fr: Frame) -> list[Any]:
+        return [fr.program_key, fr.unit.uid, fr.pc, fr.slots, fr.throw, fr.gen]
+
+    def frame_new() -> Frame:
+        return Frame.__new__(Frame)
+
+    def frame_fill(fr: Frame, s: list[Any]) -> None:
+        fr.program_key = s[0]
+        fr.unit = machine.unit(s[0], s[1])
+        fr.fn = machine.unit_fn(s[0], s[1])
+        fr.pc, fr.slots, fr.throw, fr.gen = s[2], s[3], s[4], s[5]
+
+    codec.register(Frame, "fm.frame", state=frame_state, new=frame_new, fill=frame_fill)
+
+    def gen_new() -> Generator:
+        g = Generator.__new__(Generator)
+        g.machine = machine
+        return g
+
+    def gen_fill(g: Generator, s: list[Any]) -> None:
+        g.frame, g.name, g.finished, g.running = s
+
+    codec.register(Generator, "fm.generator", state=lambda g: [g.frame, g.name, g.finished, g.running],
+                   new=gen_new, fill=gen_fill)
+    return codec
+
+
+def snapshot(machine: Machine) -> bytes:
+    program = machine.program
+    tasks = [[t.id, t.stack, t.rv, t.status, t.phase, t.result, t.error, t.waiting] for t in machine.tasks.values()]
+    pending = [[r.id, r.task, r.name, r.args, r.kwargs] for r in machine.pending.values()]
+    state = [
+        SNAPSHOT_VERSION,
+        COMPILER_VERSION,
+        program.filename,
+        program.source,
+        program.source_hash,
+        machine.args,
+        {k: v for k, v in machine.user_globals.items() if k != "__builtins__"},
+        tasks,
+        pending,
+        machine.next_request,
+        machine.next_task,
+        list(machine.output),
+    ]
+    return make_codec(machine).encode(state)
+
+
+def restore(data: bytes, *, host_module: dict[str, Any] | None = None, limits: Limits | None = None,
+            program: Program | None = None) -> Machine:
+    from flowmetal.machine.machine import Machine
+
+    # The program must be compiled before the graph can be decoded (frames refer to its units),
+    # so the source is read with a codec that treats every extension as opaque.
+    source_info = _peek_program(data)
+    version, compiler, filename, source, source_hash = source_info
+    if version != SNAPSHOT_VERSION:
+        raise SnapshotError(f"unsupported snapshot version {version} (this Flowmetal reads {SNAPSHOT_VERSION})")
+    if compiler != COMPILER_VERSION:
+        raise SnapshotError(f"the snapshot was made by compiler version {compiler}; this is {COMPILER_VERSION}")
+    if program is None or program.source_hash != source_hash:
+        program = compile_program(source, filename)
+    machine = Machine(program, limits=limits, host_module=host_module, _empty=True)
+    state = make_codec(machine).decode(data)
+    (_, _, _, _, _, args, globs, tasks, pending, next_request, next_task, output) = state
+    machine.args = args
+    machine.user_globals.update(globs)
+    for tid, stack, rv, status, phase, result, error, waiting in tasks:
+        task = Task(tid, list(stack), rv, status, phase, result, error, waiting)
+        machine.tasks[tid] = task
+    for rid, tid, name, rargs, kwargs in pending:
+        machine.pending[rid] = EffectRequest(rid, tid, name, tuple(rargs), dict(kwargs))
+    machine.next_request, machine.next_task = next_request, next_task
+    machine.output = list(output)
+    return machine
+
+
+def _peek_program(data: bytes) -> tuple[Any, ...]:
+    """Read the leading scalar fields (version, compiler, file, source, hash) of a snapshot."""
+    import msgspec
+
+    if not data.startswith(b"FMSNAP") or len(data) < 8:
+        raise SnapshotError("not a Flowmetal snapshot")
+    try:
+        records, root_vals, _ = msgspec.msgpack.decode(data[8:], type=list)
+        root = records[root_vals[0]]
+        # root is a LIST record: [kind, vals, refs]; its first five values are scalars
+        vals = root[1]
+        return tuple(vals[:5])
+    except Exception as e:  # corrupt or foreign data
+        raise SnapshotError(f"corrupt snapshot: {e}") from e
+
+
+__all__ = ["SNAPSHOT_VERSION", "restore", "snapshot"]
