@@ -1,0 +1,645 @@
+"""Flowmetal vs CPython on the same programs, measured in the same run (not a test).
+
+    .venv/bin/python bench/bench_language.py                 # table on stdout
+    .venv/bin/python bench/bench_language.py --markdown      # also a Markdown table
+    .venv/bin/python bench/bench_language.py --repeat 7 --only fib,closure
+
+Each workload is one `.flow`-compatible program whose work happens in `main()`.
+CPython runs it with `exec` of the compiled source in fresh globals followed by
+`main()`; Flowmetal compiles it once (outside the timing) and runs it with
+`run_program`. Both are timed as best-of-N wall time, the two alternating so
+they share the machine's noise, and their printed output and `main()`'s return
+value must agree. The "all-res" column runs the same program compiled with
+`all_resumable=True` (every function lowered to a state machine), to show
+what the plain/resumable split buys.
+
+The snapshot benchmark suspends a program on a `probe` effect with a
+10,000-element list in a variable and a 50-deep stack of resumable frames, and
+reports the snapshot's size and the median `snapshot()` / `Machine.restore()`
+times over 20 runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowmetal.machine.api import (
+    Blocked,
+    Completed,
+    EffectFunction,
+    Machine,
+    Program,
+    compile_program,
+    run_program,
+)
+
+COMPUTE_TARGET = 10.0  # Flowmetal / CPython on the compute workloads
+COMPUTE_STRETCH = 5.0
+SNAPSHOT_TARGET_MS = 5.0  # snapshot + restore
+
+
+@dataclass
+class Workload:
+    name: str
+    group: str  # "compute" (targets apply) or "general"
+    what: str
+    source: str
+    effects: bool = False  # main waits on `probe` (imported from flowmetal)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------
+# Compute workloads: the obvious ones
+# ---------------------------------------------------------------------------
+
+FIB = """
+def fib(n):
+    if n < 2:
+        return n
+    return fib(n - 1) + fib(n - 2)
+
+
+def main():
+    r = fib(30)
+    print("fib(30) =", r)
+    return r
+"""
+
+ARITH = """
+def main():
+    total = 0
+    for i in range(500000):
+        total += (i * i) % 7 - i // 3
+        if i & 1:
+            total ^= i
+    x = 0.0
+    y = 1.0
+    for i in range(1, 300000):
+        x += 1.0 / (i * i) + (i % 5) * 0.25
+        y = y * 0.999 + x / i
+    n = 0
+    for a in range(400):
+        for b in range(400):
+            n += (a * b) % 11
+    print(total, round(x, 6), round(y, 6), n)
+    return total + n
+"""
+
+STRINGS = """
+def main():
+    parts = []
+    for i in range(120000):
+        parts.append(f"item-{i:05d}:{i * 7 % 17}")
+    text = ",".join(parts)
+    fields = text.split(",")
+    acc = ""
+    for f in fields[:30000]:
+        acc += f.replace("item", "it")[:6] + "|"
+    total = 0
+    for f in fields:
+        name, val = f.split(":")
+        total += int(val) + len(name.upper())
+    shout = text.upper().replace("-", "_").replace(":", "=")
+    words = " ".join(f"{w.strip()}!" for w in fields[:20000])
+    rev = "".join(reversed(words[:2000]))
+    print(len(text), len(acc), total, shout.count("ITEM_"), len(words), rev[:12])
+    return total
+"""
+
+DICTS = """
+def main():
+    d = {}
+    for i in range(200000):
+        d["k" + str(i)] = i
+    hits = 0
+    for i in range(0, 400000, 2):
+        if ("k" + str(i)) in d:
+            hits += 1
+    for i in range(0, 200000, 3):
+        del d["k" + str(i)]
+    counts = {}
+    for i in range(240000):
+        key = i % 97
+        counts[key] = counts.get(key, 0) + 1
+    stack = []
+    for i in range(320000):
+        stack.append(i)
+        if i % 3 == 0:
+            stack.pop()
+    squares = {k: v * v for k, v in d.items() if v % 2}
+    evens = [x for x in stack if x % 2 == 0]
+    nested = [[j for j in range(i % 10)] for i in range(20000)]
+    merged = dict(zip(range(4000), evens))
+    print(len(d), hits, len(counts), len(stack), len(squares), len(evens), sum(len(x) for x in nested), len(merged))
+    return hits
+"""
+
+SORTING = """
+def main():
+    recs = []
+    seed = 12345
+    depts = ("eng", "ops", "research", "sales")
+    for i in range(50000):
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        recs.append({"id": i, "name": "n" + str(seed % 1000), "score": seed % 997, "dept": depts[seed % 4]})
+    a = sorted(recs, key=lambda r: r["score"])
+    b = sorted(recs, key=lambda r: (r["dept"], -r["score"], r["name"]))
+    c = sorted(recs, key=lambda r: r["name"], reverse=True)
+    rows = [(r["dept"], r["score"], r["id"]) for r in recs]
+    rows.sort()
+    rows.sort(key=lambda t: t[1], reverse=True)
+    best = max(recs, key=lambda r: (r["score"], r["id"]))
+    print(a[0]["id"], b[0]["id"], c[0]["id"], rows[0], best["id"])
+    return a[-1]["id"] + b[-1]["id"]
+"""
+
+# ---------------------------------------------------------------------------
+# General-case workloads: what real programs also do
+# ---------------------------------------------------------------------------
+
+HIGHER_ORDER = """
+def apply(f, xs):
+    return [f(x) for x in xs]
+
+
+def double(x):
+    return x * 2
+
+
+def main():
+    xs = list(range(500))
+    total = 0
+    for _ in range(1800):
+        total += sum(apply(double, xs))
+        total += sum(apply(lambda x: x + 1, xs))
+    print(total)
+    return total
+"""
+
+CLOSURES = """
+def make_counter(step):
+    count = 0
+
+    def inc():
+        nonlocal count
+        count += step
+        return count
+
+    return inc
+
+
+def main():
+    total = 0
+    for k in range(1000):
+        c = make_counter(k)
+        for _ in range(1500):
+            total += c()
+    print(total)
+    return total
+"""
+
+EXCEPTIONS = """
+def parse(s):
+    return int(s)
+
+
+def check(i):
+    if i % 5 == 0:
+        raise KeyError(i)
+    return i
+
+
+def main():
+    total = 0
+    bad = 0
+    missing = 0
+    for i in range(120000):
+        s = str(i) if i % 3 else "x" + str(i)
+        try:
+            total += parse(s)
+        except ValueError:
+            bad += 1
+        try:
+            total += check(i)
+        except KeyError as e:
+            missing += e.args[0] % 2
+        finally:
+            total += 1
+    print(total, bad, missing)
+    return total
+"""
+
+JSON = """
+import json
+
+
+def main():
+    total = 0
+    for i in range(5000):
+        doc = {"id": i, "name": "user" + str(i), "tags": ["a", "b", str(i % 7)], "score": i * 0.5,
+               "nested": {"xs": [1, 2, 3, i], "ok": i % 2 == 0, "none": None}}
+        s = json.dumps(doc, sort_keys=True)
+        back = json.loads(s)
+        s2 = json.dumps(back, indent=2)
+        total += len(s) + len(s2) + back["id"] + len(back["tags"])
+    print(total)
+    return total
+"""
+
+REGEX = """
+import re
+
+TOKEN = re.compile(r"\\s*(?:(\\d+\\.\\d*|\\d+)|([A-Za-z_]\\w*)|(\\S))")
+
+
+def tokenize(line):
+    out = []
+    for m in TOKEN.finditer(line):
+        num, name, op = m.groups()
+        if num is not None:
+            out.append(("num", num))
+        elif name is not None:
+            out.append(("name", name))
+        elif op is not None:
+            out.append(("op", op))
+    return out
+
+
+def main():
+    lines = ["x" + str(i) + " = (alpha_" + str(i % 9) + " + 3.25) * beta / " + str(i) for i in range(18000)]
+    kinds = {}
+    for line in lines:
+        for kind, text in tokenize(line):
+            kinds[kind] = kinds.get(kind, 0) + 1
+    words = re.findall(r"[a-z]+", " ".join(lines[:1000]))
+    cleaned = re.sub(r"\\d+", "#", " ".join(lines[:1000]))
+    print(sorted(kinds.items()), len(words), len(cleaned))
+    return len(words)
+"""
+
+GENEXP = """
+def main():
+    total = 0
+    for r in range(320):
+        xs = range(r, r + 1000)
+        squares = (x * x for x in xs)
+        odd = (s for s in squares if s % 2)
+        small = (s % 1000 for s in odd)
+        total += sum(small)
+    print(total)
+    return total
+"""
+
+EFFECT_LOOP = """
+from flowmetal import probe
+
+
+def main():
+    total = 0
+    for i in range(100000):
+        total += probe(i)
+    print(total)
+    return total
+"""
+
+WORKLOADS: list[Workload] = [
+    Workload("fib", "compute", "recursive fib(30)", FIB),
+    Workload("arith", "compute", "int/float loops", ARITH),
+    Workload("strings", "compute", "f-strings, join, +=, split/replace", STRINGS),
+    Workload("dicts", "compute", "dict/list churn, comprehensions", DICTS),
+    Workload("sorting", "compute", "sorted/sort with lambda & tuple keys", SORTING),
+    Workload("higher_order", "general", "apply(f, xs) calls a parameter", HIGHER_ORDER),
+    Workload("closures", "general", "closure counters called via a variable", CLOSURES),
+    Workload("exceptions", "general", "try/except/finally in a loop", EXCEPTIONS),
+    Workload("json", "general", "json dumps/loads round trips", JSON),
+    Workload("regex", "general", "re tokenizer, findall, sub", REGEX),
+    Workload("genexp", "general", "chained generator expressions", GENEXP),
+    Workload("effect_loop", "general", "probe() effect once per iteration", EFFECT_LOOP, effects=True),
+]
+
+PROBE_HOST = {"probe": EffectFunction("probe")}
+_EFFECT_IMPORT = "from flowmetal import probe\n"
+
+
+def _echo(req: Any) -> Any:
+    return req.args[0]
+
+
+def _cpython_probe(x: Any) -> Any:
+    return x
+
+
+# ---------------------------------------------------------------------------
+# Runners
+# ---------------------------------------------------------------------------
+
+
+def cpython_runner(w: Workload) -> Callable[[], tuple[str, Any]]:
+    """exec of the same source in fresh globals, then main(). The one difference for
+    effect programs: CPython has no `flowmetal` module, so `probe` is a plain function."""
+    source = w.source.replace(_EFFECT_IMPORT, "") if w.effects else w.source
+    code = compile(source, f"{w.name}.py", "exec")
+    extra: dict[str, Any] = {"probe": _cpython_probe} if w.effects else {}
+
+    def run() -> tuple[str, Any]:
+        g: dict[str, Any] = {"__name__": "__flowmetal__", **extra}
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            exec(code, g)
+            result = g["main"]()
+        return buf.getvalue(), result
+
+    return run
+
+
+def flowmetal_runner(w: Workload, prog: Program) -> Callable[[], tuple[str, Any]]:
+    host = PROBE_HOST if w.effects else None
+    handler = _echo if w.effects else None
+
+    def run() -> tuple[str, Any]:
+        r = run_program(prog, host_module=host, handle_effect=handler)
+        if r.error_line is not None:
+            raise RuntimeError(f"Flowmetal run failed: {r.error_line}\n{r.traceback}")
+        return r.output, r.result
+
+    return run
+
+
+def best_of(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
+    """Best wall time of each fn over `repeat` rounds, the fns alternating within a round."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            gc.collect()
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
+
+
+def resumable_units(prog: Program) -> str:
+    names = [u.name for u in prog.units.values() if u.kind != "plain" and not u.is_module]
+    return ",".join(sorted(set(names))) or "-"
+
+
+@dataclass
+class Row:
+    w: Workload
+    cpython: float | None = None
+    flowmetal: float | None = None
+    all_res: float | None = None
+    resumable: str = ""
+    status: str = "ok"
+
+    @property
+    def ratio(self) -> float | None:
+        if self.cpython and self.flowmetal:
+            return self.flowmetal / self.cpython
+        return None
+
+    @property
+    def ratio_all(self) -> float | None:
+        if self.cpython and self.all_res:
+            return self.all_res / self.cpython
+        return None
+
+
+def bench_workload(w: Workload, repeat: int, all_res: bool) -> Row:
+    row = Row(w)
+    try:
+        prog = compile_program(w.source, f"{w.name}.flow")
+    except Exception as e:  # a check/compile failure is a finding, not a crash
+        row.status = f"compile failed: {type(e).__name__}: {str(e).strip().splitlines()[0]}"
+        return row
+    row.resumable = resumable_units(prog)
+    cp = cpython_runner(w)
+    fm = flowmetal_runner(w, prog)
+    expected = cp()
+    runners = [cp, fm]
+    try:
+        got = fm()
+    except Exception as e:
+        row.status = f"run failed: {str(e).strip().splitlines()[0]}"
+        return row
+    if got != expected:
+        row.status = f"MISMATCH: cpython={expected!r} flowmetal={got!r}"
+        return row
+    if all_res:
+        try:
+            prog_all = compile_program(w.source, f"{w.name}.flow", all_resumable=True)
+            fa = flowmetal_runner(w, prog_all)
+            got_all = fa()
+            if got_all != expected:
+                row.status = f"MISMATCH (all_resumable): cpython={expected!r} flowmetal={got_all!r}"
+            else:
+                runners.append(fa)
+        except Exception as e:
+            row.status = f"all_resumable failed: {str(e).strip().splitlines()[0]}"
+    times = best_of(runners, repeat)
+    row.cpython, row.flowmetal = times[0], times[1]
+    if len(times) > 2:
+        row.all_res = times[2]
+    return row
+
+
+# ---------------------------------------------------------------------------
+# Snapshot benchmark
+# ---------------------------------------------------------------------------
+
+SNAPSHOT_PROGRAM = """
+from flowmetal import probe
+
+
+def dive(n, xs):
+    if n == 1:
+        return probe(len(xs))
+    return dive(n - 1, xs) + 1
+
+
+def main():
+    big = list(range(10000))
+    return dive(50, big)
+"""
+
+
+@dataclass
+class SnapRow:
+    size: int
+    frames: int
+    snapshot_ms: float
+    restore_ms: float
+    restore_cached_ms: float
+    resumed_ok: bool
+
+    @property
+    def total_ms(self) -> float:
+        return self.snapshot_ms + self.restore_ms
+
+    @property
+    def total_cached_ms(self) -> float:
+        return self.snapshot_ms + self.restore_cached_ms
+
+
+def _median_ms(fn: Callable[[], Any], n: int) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def bench_snapshot(n: int = 20) -> SnapRow:
+    prog = compile_program(SNAPSHOT_PROGRAM, "snap.flow")
+    m = Machine(prog, {}, host_module=PROBE_HOST)
+    out = m.run()
+    assert isinstance(out, Blocked), out
+    frames = len(m.tasks[1].stack)
+    data = m.snapshot()
+    m.snapshot()  # warm
+    Machine.restore(data, host_module=PROBE_HOST)
+    snap_ms = _median_ms(m.snapshot, n)
+    restore_ms = _median_ms(lambda: Machine.restore(data, host_module=PROBE_HOST), n)
+    cached_ms = _median_ms(lambda: Machine.restore(data, host_module=PROBE_HOST, program=prog), n)
+    # The restored machine must finish the run: 10,000 + 49 levels adding one each.
+    m2 = Machine.restore(data, host_module=PROBE_HOST)
+    req = m2.run()
+    ok = False
+    if isinstance(req, Blocked):
+        m2.resolve(req.requests[0].id, req.requests[0].args[0])
+        done = m2.run()
+        ok = isinstance(done, Completed) and done.value == 10000 + 49
+    return SnapRow(len(data), frames, snap_ms, restore_ms, cached_ms, ok)
+
+
+# ---------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------
+
+
+def _fmt_s(t: float | None) -> str:
+    return "-" if t is None else f"{t * 1e3:8.1f}"
+
+
+def _fmt_ratio(r: float | None) -> str:
+    return "-" if r is None else f"{r:6.2f}x"
+
+
+def _verdict(row: Row) -> str:
+    if row.status != "ok":
+        return row.status
+    r = row.ratio
+    assert r is not None
+    if row.w.group != "compute":
+        return ""
+    if r <= COMPUTE_STRETCH:
+        return "meets stretch (<=5x)"
+    if r <= COMPUTE_TARGET:
+        return "meets target (<=10x)"
+    return "MISSES target (>10x)"
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+            f"{platform.python_implementation()} {platform.python_version()}")
+
+
+def print_table(rows: list[Row], snap: SnapRow | None, repeat: int) -> None:
+    print(f"machine: {machine_description()}")
+    print(f"best of {repeat} wall time per workload, ms; ratio = Flowmetal / CPython")
+    print(f"targets: compute workloads <= {COMPUTE_TARGET:g}x CPython (stretch {COMPUTE_STRETCH:g}x); "
+          f"snapshot+restore <= {SNAPSHOT_TARGET_MS:g} ms")
+    head = f"{'workload':13} {'CPython':>8} {'Flowmetal':>9} {'ratio':>7} {'all-res':>8}  {'resumable units':22} note"
+    for group, title in (("compute", "compute workloads"), ("general", "general-case workloads")):
+        print()
+        print(f"== {title}")
+        print(head)
+        for row in rows:
+            if row.w.group != group:
+                continue
+            print(f"{row.w.name:13} {_fmt_s(row.cpython):>8} {_fmt_s(row.flowmetal):>9} "
+                  f"{_fmt_ratio(row.ratio):>7} {_fmt_ratio(row.ratio_all):>8}  {row.resumable:22} {_verdict(row)}")
+    if snap is not None:
+        print()
+        print("== snapshot (10,000-element list + 50 resumable frames, median of 20)")
+        print(f"size {snap.size} bytes, {snap.frames} frames on the stack")
+        print(f"snapshot() {snap.snapshot_ms:.2f} ms; Machine.restore() {snap.restore_ms:.2f} ms "
+              f"(with program= cached: {snap.restore_cached_ms:.2f} ms)")
+        verdict = "meets" if snap.total_ms <= SNAPSHOT_TARGET_MS else "MISSES"
+        verdict_c = "meets" if snap.total_cached_ms <= SNAPSHOT_TARGET_MS else "MISSES"
+        print(f"snapshot+restore {snap.total_ms:.2f} ms ({verdict} <= {SNAPSHOT_TARGET_MS:g} ms); "
+              f"with cached program {snap.total_cached_ms:.2f} ms ({verdict_c})")
+        print(f"restored machine resumed to the right result: {snap.resumed_ok}")
+
+
+def print_markdown(rows: list[Row], snap: SnapRow | None, repeat: int) -> None:
+    print(f"Machine: {machine_description()}. Best of {repeat}, wall time.")
+    print()
+    print("| group | workload | what | CPython ms | Flowmetal ms | ratio | all-resumable ratio "
+          "| resumable units | vs target |")
+    print("|---|---|---|---:|---:|---:|---:|---|---|")
+    for row in rows:
+        print(f"| {row.w.group} | {row.w.name} | {row.w.what} | {_fmt_s(row.cpython).strip()} | "
+              f"{_fmt_s(row.flowmetal).strip()} | {_fmt_ratio(row.ratio).strip()} | "
+              f"{_fmt_ratio(row.ratio_all).strip()} | {row.resumable} | {_verdict(row) or '-'} |")
+    if snap is not None:
+        print()
+        print("| snapshot measure | value | target |")
+        print("|---|---:|---|")
+        print(f"| snapshot size | {snap.size:,} bytes | - |")
+        print(f"| frames on the stack | {snap.frames} | - |")
+        print(f"| `snapshot()` | {snap.snapshot_ms:.2f} ms | - |")
+        print(f"| `Machine.restore(data)` | {snap.restore_ms:.2f} ms | - |")
+        print(f"| `Machine.restore(data, program=prog)` | {snap.restore_cached_ms:.2f} ms | - |")
+        print(f"| snapshot + restore | {snap.total_ms:.2f} ms | <= {SNAPSHOT_TARGET_MS:g} ms: "
+              f"{'met' if snap.total_ms <= SNAPSHOT_TARGET_MS else 'missed'} |")
+        print(f"| snapshot + restore (cached program) | {snap.total_cached_ms:.2f} ms | <= "
+              f"{SNAPSHOT_TARGET_MS:g} ms: {'met' if snap.total_cached_ms <= SNAPSHOT_TARGET_MS else 'missed'} |")
+        print(f"| restored machine finishes correctly | {snap.resumed_ok} | - |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=5, help="best-of-N rounds per workload (default 5)")
+    ap.add_argument("--markdown", action="store_true", help="also print the results as Markdown tables")
+    ap.add_argument("--only", default="", help="comma-separated workload names")
+    ap.add_argument("--no-all-resumable", action="store_true", help="skip the all_resumable=True column")
+    ap.add_argument("--no-snapshot", action="store_true", help="skip the snapshot benchmark")
+    args = ap.parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    rows = []
+    for w in WORKLOADS:
+        if only and w.name not in only:
+            continue
+        print(f"running {w.name} ...", file=sys.stderr, flush=True)
+        rows.append(bench_workload(w, args.repeat, not args.no_all_resumable))
+    snap = None if args.no_snapshot else bench_snapshot()
+    print_table(rows, snap, args.repeat)
+    if args.markdown:
+        print()
+        print_markdown(rows, snap, args.repeat)
+    return 0 if all(r.status == "ok" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
