@@ -9,9 +9,14 @@ CPython runs it with `exec` of the compiled source in fresh globals followed by
 `main()`; Flowmetal compiles it once (outside the timing) and runs it with
 `run_program`. Both are timed as best-of-N wall time, the two alternating so
 they share the machine's noise, and their printed output and `main()`'s return
-value must agree. The "all-res" column runs the same program compiled with
-`all_resumable=True` (every function lowered to a state machine), to show
-what the plain/resumable split buys.
+value must agree. With `--all-resumable N`, an extra "all-res" column runs the
+same program compiled with `all_resumable=True` (every function lowered to a
+state machine), to show what the plain/resumable split buys (slow: fib alone
+takes ~20 s per run that way).
+
+The "resumable units" column lists the functions the compiler made resumable
+(everything else is plain CPython code). For the general-case workloads the
+note gives Flowmetal's extra cost per slow operation, (Flowmetal - CPython) / ops.
 
 The snapshot benchmark suspends a program on a `probe` effect with a
 10,000-element list in a variable and a 50-deep stack of resumable frames, and
@@ -31,7 +36,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flowmetal.machine.api import (
@@ -56,7 +61,8 @@ class Workload:
     what: str
     source: str
     effects: bool = False  # main waits on `probe` (imported from flowmetal)
-    extra: dict[str, Any] = field(default_factory=dict)
+    ops: int = 0  # count of the operation that makes it slow (for a per-op cost), if any
+    op: str = ""
 
 
 # ---------------------------------------------------------------------------
@@ -180,7 +186,7 @@ def double(x):
 def main():
     xs = list(range(500))
     total = 0
-    for _ in range(1800):
+    for _ in range(3000):
         total += sum(apply(double, xs))
         total += sum(apply(lambda x: x + 1, xs))
     print(total)
@@ -201,7 +207,7 @@ def make_counter(step):
 
 def main():
     total = 0
-    for k in range(1000):
+    for k in range(1300):
         c = make_counter(k)
         for _ in range(1500):
             total += c()
@@ -224,7 +230,7 @@ def main():
     total = 0
     bad = 0
     missing = 0
-    for i in range(120000):
+    for i in range(180000):
         s = str(i) if i % 3 else "x" + str(i)
         try:
             total += parse(s)
@@ -301,6 +307,35 @@ def main():
     return total
 """
 
+VISITOR = """
+def build(depth):
+    if depth == 0:
+        return []
+    return [build(depth - 1) for _ in range(3)]
+
+
+def walk(node, visit, depth):
+    visit(depth)
+    total = 1
+    for child in node:
+        total += walk(child, visit, depth + 1)
+    return total
+
+
+def main():
+    tree = build(9)
+    seen = {}
+
+    def visit(d):
+        seen[d] = seen.get(d, 0) + 1
+
+    n = 0
+    for _ in range(16):
+        n += walk(tree, visit, 0)
+    print(n, sorted(seen.items()))
+    return n
+"""
+
 EFFECT_LOOP = """
 from flowmetal import probe
 
@@ -319,13 +354,19 @@ WORKLOADS: list[Workload] = [
     Workload("strings", "compute", "f-strings, join, +=, split/replace", STRINGS),
     Workload("dicts", "compute", "dict/list churn, comprehensions", DICTS),
     Workload("sorting", "compute", "sorted/sort with lambda & tuple keys", SORTING),
-    Workload("higher_order", "general", "apply(f, xs) calls a parameter", HIGHER_ORDER),
-    Workload("closures", "general", "closure counters called via a variable", CLOSURES),
+    Workload("higher_order", "general", "apply(f, xs) calls a parameter", HIGHER_ORDER,
+             ops=3000 * 2 * 500, op="call of f"),
+    Workload("closures", "general", "closure counters called via a variable", CLOSURES,
+             ops=1300 * 1500, op="call of c"),
     Workload("exceptions", "general", "try/except/finally in a loop", EXCEPTIONS),
     Workload("json", "general", "json dumps/loads round trips", JSON),
-    Workload("regex", "general", "re tokenizer, findall, sub", REGEX),
-    Workload("genexp", "general", "chained generator expressions", GENEXP),
-    Workload("effect_loop", "general", "probe() effect once per iteration", EFFECT_LOOP, effects=True),
+    Workload("regex", "general", "re tokenizer, findall, sub", REGEX, ops=18000 * 11, op="match"),
+    Workload("genexp", "general", "chained generator expressions", GENEXP,
+             ops=320 * 2000, op="generator step"),
+    Workload("visitor", "general", "recursive tree walk taking a callback", VISITOR,
+             ops=16 * 29524, op="call of walk"),
+    Workload("effect_loop", "general", "probe() effect once per iteration", EFFECT_LOOP, effects=True,
+             ops=100000, op="wait"),
 ]
 
 PROBE_HOST = {"probe": EffectFunction("probe")}
@@ -415,7 +456,7 @@ class Row:
         return None
 
 
-def bench_workload(w: Workload, repeat: int, all_res: bool) -> Row:
+def bench_workload(w: Workload, repeat: int, all_res_repeat: int) -> Row:
     row = Row(w)
     try:
         prog = compile_program(w.source, f"{w.name}.flow")
@@ -435,7 +476,8 @@ def bench_workload(w: Workload, repeat: int, all_res: bool) -> Row:
     if got != expected:
         row.status = f"MISMATCH: cpython={expected!r} flowmetal={got!r}"
         return row
-    if all_res:
+    row.cpython, row.flowmetal = best_of(runners, repeat)
+    if all_res_repeat > 0:
         try:
             prog_all = compile_program(w.source, f"{w.name}.flow", all_resumable=True)
             fa = flowmetal_runner(w, prog_all)
@@ -443,14 +485,17 @@ def bench_workload(w: Workload, repeat: int, all_res: bool) -> Row:
             if got_all != expected:
                 row.status = f"MISMATCH (all_resumable): cpython={expected!r} flowmetal={got_all!r}"
             else:
-                runners.append(fa)
+                row.all_res = best_of([fa], all_res_repeat)[0]
         except Exception as e:
             row.status = f"all_resumable failed: {str(e).strip().splitlines()[0]}"
-    times = best_of(runners, repeat)
-    row.cpython, row.flowmetal = times[0], times[1]
-    if len(times) > 2:
-        row.all_res = times[2]
     return row
+
+
+def fixed_cost(repeat: int) -> float:
+    """run_program on `def main(): return 1`: Machine set-up (prelude, globals) and one run()."""
+    prog = compile_program("def main():\n    return 1\n", "empty.flow")
+    run_program(prog)
+    return _median_ms(lambda: run_program(prog), max(20, repeat))
 
 
 # ---------------------------------------------------------------------------
@@ -542,6 +587,9 @@ def _verdict(row: Row) -> str:
     r = row.ratio
     assert r is not None
     if row.w.group != "compute":
+        if row.w.ops and row.cpython is not None and row.flowmetal is not None:
+            extra = (row.flowmetal - row.cpython) / row.w.ops * 1e6
+            return f"+{extra:.2f} us per {row.w.op}"
         return ""
     if r <= COMPUTE_STRETCH:
         return "meets stretch (<=5x)"
@@ -564,8 +612,9 @@ def machine_description() -> str:
             f"{platform.python_implementation()} {platform.python_version()}")
 
 
-def print_table(rows: list[Row], snap: SnapRow | None, repeat: int) -> None:
+def print_table(rows: list[Row], snap: SnapRow | None, repeat: int, fixed_ms: float) -> None:
     print(f"machine: {machine_description()}")
+    print(f"fixed cost of run_program on an empty main(): {fixed_ms:.2f} ms (median)")
     print(f"best of {repeat} wall time per workload, ms; ratio = Flowmetal / CPython")
     print(f"targets: compute workloads <= {COMPUTE_TARGET:g}x CPython (stretch {COMPUTE_STRETCH:g}x); "
           f"snapshot+restore <= {SNAPSHOT_TARGET_MS:g} ms")
@@ -592,16 +641,19 @@ def print_table(rows: list[Row], snap: SnapRow | None, repeat: int) -> None:
         print(f"restored machine resumed to the right result: {snap.resumed_ok}")
 
 
-def print_markdown(rows: list[Row], snap: SnapRow | None, repeat: int) -> None:
-    print(f"Machine: {machine_description()}. Best of {repeat}, wall time.")
+def print_markdown(rows: list[Row], snap: SnapRow | None, repeat: int, fixed_ms: float) -> None:
+    print(f"Machine: {machine_description()}. Best of {repeat}, wall time. "
+          f"Fixed cost of `run_program` on an empty `main()`: {fixed_ms:.2f} ms.")
     print()
-    print("| group | workload | what | CPython ms | Flowmetal ms | ratio | all-resumable ratio "
-          "| resumable units | vs target |")
-    print("|---|---|---|---:|---:|---:|---:|---|---|")
+    with_all = any(r.all_res is not None for r in rows)
+    all_head, all_rule = (" all-resumable ratio |", "---:|") if with_all else ("", "")
+    print(f"| group | workload | what | CPython ms | Flowmetal ms | ratio |{all_head} resumable units | note |")
+    print(f"|---|---|---|---:|---:|---:|{all_rule}---|---|")
     for row in rows:
+        all_cell = f" {_fmt_ratio(row.ratio_all).strip()} |" if with_all else ""
         print(f"| {row.w.group} | {row.w.name} | {row.w.what} | {_fmt_s(row.cpython).strip()} | "
-              f"{_fmt_s(row.flowmetal).strip()} | {_fmt_ratio(row.ratio).strip()} | "
-              f"{_fmt_ratio(row.ratio_all).strip()} | {row.resumable} | {_verdict(row) or '-'} |")
+              f"{_fmt_s(row.flowmetal).strip()} | {_fmt_ratio(row.ratio).strip()} |{all_cell} "
+              f"{row.resumable} | {_verdict(row) or '-'} |")
     if snap is not None:
         print()
         print("| snapshot measure | value | target |")
@@ -623,7 +675,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="best-of-N rounds per workload (default 5)")
     ap.add_argument("--markdown", action="store_true", help="also print the results as Markdown tables")
     ap.add_argument("--only", default="", help="comma-separated workload names")
-    ap.add_argument("--no-all-resumable", action="store_true", help="skip the all_resumable=True column")
+    ap.add_argument("--all-resumable", type=int, default=0, metavar="N",
+                    help="also time each program compiled with all_resumable=True, best of N (slow: 0 = skip)")
     ap.add_argument("--no-snapshot", action="store_true", help="skip the snapshot benchmark")
     args = ap.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
@@ -632,12 +685,13 @@ def main(argv: list[str] | None = None) -> int:
         if only and w.name not in only:
             continue
         print(f"running {w.name} ...", file=sys.stderr, flush=True)
-        rows.append(bench_workload(w, args.repeat, not args.no_all_resumable))
+        rows.append(bench_workload(w, args.repeat, args.all_resumable))
     snap = None if args.no_snapshot else bench_snapshot()
-    print_table(rows, snap, args.repeat)
+    fixed_ms = fixed_cost(args.repeat)
+    print_table(rows, snap, args.repeat, fixed_ms)
     if args.markdown:
         print()
-        print_markdown(rows, snap, args.repeat)
+        print_markdown(rows, snap, args.repeat, fixed_ms)
     return 0 if all(r.status == "ok" for r in rows) else 1
 
 

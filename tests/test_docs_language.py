@@ -93,7 +93,9 @@ class Example:
 def _parse_example(line: int, kind: str, body: str) -> Example:
     lines = body.splitlines()
     if kind == "flow-rejected":
-        rejected = [ln.removeprefix("# Rejected:").strip() for ln in lines if ln.startswith("# Rejected:")]
+        rejected = [
+            ln.removeprefix("# Rejected:").strip() for ln in lines if ln.startswith("# Rejected:")
+        ]
         return Example(line, kind, body, rejected=rejected)
     cut = next(
         (i for i, ln in enumerate(lines) if any(ln.startswith(m) for m in _MARKERS)), len(lines)
@@ -172,14 +174,18 @@ def test_forbidden_table_matches_the_language() -> None:
 def test_module_exports_documented(module: str) -> None:
     text = _doc()
     missing = sorted(
-        n for n in STD_MODULE_EXPORTS[module] if f"`{n}`" not in text and f"`{module}.{n}`" not in text
+        n
+        for n in STD_MODULE_EXPORTS[module]
+        if f"`{n}`" not in text and f"`{module}.{n}`" not in text
     )
     assert not missing, f"{module} exports not mentioned in the doc: {missing}"
 
 
 def test_enough_runnable_examples() -> None:
     checked = [e for e in RUNNABLE if e.has_expectation]
-    assert len(checked) >= MIN_RUNNABLE_EXAMPLES, f"only {len(checked)} examples with expected output"
+    assert len(checked) >= MIN_RUNNABLE_EXAMPLES, (
+        f"only {len(checked)} examples with expected output"
+    )
     assert len(REJECTED) >= 3
 
 
@@ -191,8 +197,8 @@ def test_example_runs(example: Example) -> None:
     res = run_program(program, example.args)
     if example.output is not None:
         expected = "".join(line + "\n" for line in example.output)
-        assert res.output == expected, res.traceback
-    assert res.error_line == example.error, res.traceback
+        assert res.output == expected, f"{example}: output differs\n{res.traceback or ''}"
+    assert res.error_line == example.error, f"{example}: {res.traceback}"
     if example.result is not None:
         assert repr(res.result) == example.result
 

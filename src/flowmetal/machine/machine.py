@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from flowmetal.errors import MachineError
 from flowmetal.lang.lower import UnitInfo
 from flowmetal.lang.program import Program
 from flowmetal.machine import prelude
+from flowmetal.machine import tasks as task_ops
 from flowmetal.machine.limits import Limits, make_ticker
 from flowmetal.machine.objects import (
     END,
@@ -42,11 +43,13 @@ from flowmetal.machine.objects import (
 )
 from flowmetal.machine.objects import Frame as Frame
 from flowmetal.machine.runtime_builtins import make_program_builtins
+from flowmetal.machine.tasks import BLOCKED, MachineOp
 from flowmetal.machine.tracebacks import add_trace, error_line, format_exception
 from flowmetal.machine.values import Module
 
-_PUSHED = object()
+_PUSHED = task_ops.PUSHED
 _BLOCKED = object()
+_BLOCKING_OPS = frozenset({"wait", "wait_any", "result", "enter"})
 
 
 @dataclass
@@ -77,11 +80,13 @@ class Machine:
         *,
         limits: Limits | None = None,
         host_module: Mapping[str, Any] | None = None,
+        codec_extensions: Callable[[Any], None] | None = None,
         _empty: bool = False,
     ) -> None:
         self.program = program
         self.args = dict(args or {})
         self.limits = limits or Limits()
+        self.codec_extensions = codec_extensions  # lets the host snapshot its own value types
         self.host_module_members = dict(host_module or {})
         self.host_module = Module("flowmetal", self.host_module_members)
         self.output: list[str] = []
@@ -101,7 +106,7 @@ class Machine:
         self.prelude_fns = self._load_prelude()
         self.overrides = prelude.overrides(self.prelude_fns)
         if not _empty:
-            main_task = self._new_task()
+            main_task = self.new_task()
             main_task.stack.append(self._module_frame("main"))
 
     # -- setup -------------------------------------------------------------------
@@ -128,7 +133,7 @@ class Machine:
         self.call_frame_nested(self._module_frame("prelude"))
         return self.globals["prelude"]
 
-    def _new_task(self) -> Task:
+    def new_task(self) -> Task:
         task = Task(self.next_task)
         self.next_task += 1
         self.tasks[task.id] = task
@@ -166,9 +171,14 @@ class Machine:
         sys.setrecursionlimit(_host_depth() + self.limits.depth + 50)
         self.ticks.start()
         try:
-            for task in list(self.tasks.values()):
-                if task.status == "runnable":
+            while True:
+                runnable = [t for t in self.tasks.values() if t.status == "runnable"]
+                if not runnable or self.tasks[1].status in ("done", "failed"):
+                    break
+                for task in runnable:
                     self._run_task(task)
+                    if self.tasks[1].status in ("done", "failed"):
+                        break
         except MachineAbort as abort:
             self.aborted = abort
         finally:
@@ -196,6 +206,21 @@ class Machine:
         stack = task.stack
         rv = task.rv
         task.rv = None
+        if task.start_call is not None:
+            fn, args, kwargs = task.start_call
+            task.start_call = None
+            try:
+                rv = self._dispatch(task, fn, args, kwargs)
+            except BaseException as e:
+                if isinstance(e, MachineAbort | KeyboardInterrupt | SystemExit):
+                    raise
+                self._end_task(task, "failed", None, e)
+                return
+            if rv is _BLOCKED:
+                task.status = "blocked"
+                return
+            if rv is _PUSHED:
+                rv = None
         while True:
             if not stack:
                 if not self._task_finished(task, rv):
@@ -214,8 +239,7 @@ class Machine:
                 stack.pop()
                 e = self._leave_frame(fr, e)
                 if not stack:
-                    task.status = "failed"
-                    task.error = e
+                    self._end_task(task, "failed", None, e)
                     return
                 stack[-1].throw = e
                 rv = None
@@ -260,13 +284,17 @@ class Machine:
                     task.status = "blocked"
                     return False
                 if result is not _PUSHED:
-                    task.status, task.result = "done", result
+                    self._end_task(task, "done", result, None)
                     return False
                 task.rv = None
                 return True
             rv = None
-        task.status, task.result = "done", rv
+        self._end_task(task, "done", rv, None)
         return False
+
+    def _end_task(self, task: Task, status: str, result: Any, error: BaseException | None) -> None:
+        task.status, task.result, task.error = status, result, error
+        task_ops.task_finished(self, task)
 
     def _leave_frame(self, fr: Frame, e: BaseException) -> BaseException:
         if fr.gen is not None:
@@ -297,7 +325,14 @@ class Machine:
             if kind is Function:
                 return self._push_call(task, callee, args, kwargs)
             if kind is EffectFunction:
-                return self._request(task, callee.effect, args, kwargs)
+                self.request(task, callee.effect, callee.bound + tuple(args), kwargs)
+                return _BLOCKED
+            if kind is MachineOp:
+                if callee.bound is None:
+                    result = callee.fn(self, task, args, kwargs)
+                else:
+                    result = callee.fn(self, task, args, kwargs, callee.bound)
+                return _BLOCKED if result is BLOCKED else result
             target = self._resumable_equivalent(callee, args, kwargs)
             if target is not None:
                 fn, args, kwargs = target
@@ -349,21 +384,40 @@ class Machine:
         task.stack.append(frame)
         return _PUSHED
 
-    def _request(self, task: Task, effect: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        req = EffectRequest(self.next_request, task.id, effect, tuple(args), dict(kwargs))
+    def request(self, task: Task, effect: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+        """Ask the host for an effect on behalf of `task` (which then waits for it)."""
+        deadline = min(task.deadlines) if task.deadlines else None
+        req = EffectRequest(self.next_request, task.id, effect, tuple(args), dict(kwargs), deadline)
         self.next_request += 1
         self.pending[req.id] = req
         task.waiting = req.id
-        return _BLOCKED
+        return req.id
 
     # -- host interface -------------------------------------------------------------
     def resolve(self, request_id: int, value: Any) -> None:
         task = self._take_request(request_id)
-        task.rv = value
+        if task.timer_request == request_id:
+            task_ops.timer_fired(self, task)
+        elif task.entering == request_id:
+            task_ops.deadline_known(task, value)
+        else:
+            task.rv = value
 
     def reject(self, request_id: int, error: BaseException) -> None:
         task = self._take_request(request_id)
+        task.awaiting, task.await_mode, task.timer_request, task.entering = None, None, None, None
         task.stack[-1].throw = error
+
+    def cancel(self, error: BaseException | None = None) -> None:
+        """Raise `Cancelled` (or `error`) at every task's current wait, so `finally` blocks run."""
+        for req_id in sorted(self.pending):
+            self.reject(req_id, error or task_ops.Cancelled("the program was cancelled"))
+        for task in self.tasks.values():
+            if task.status == "blocked" and task.awaiting:
+                task.awaiting, task.await_mode = None, None
+                task.status = "runnable"
+                task.stack[-1].throw = error or task_ops.Cancelled("the program was cancelled")
+        self.outcome = None
 
     def _take_request(self, request_id: int) -> Task:
         req = self.pending.pop(request_id, None)
@@ -433,9 +487,12 @@ class Machine:
                     fr.gen.running = False
                     rv = END
             elif kind == 1:
-                if type(out[1]) is EffectFunction:
+                callee = out[1]
+                what = callee.effect if type(callee) is EffectFunction else (
+                    callee.name if type(callee) is MachineOp and callee.name in _BLOCKING_OPS else None)
+                if what is not None:
                     err = RuntimeError(
-                        f"{out[1].effect}() cannot wait inside a callback of a built-in function or "
+                        f"{what}() cannot wait inside a callback of a built-in function or "
                         "a generator consumed by one; call it from Flowmetal code"
                     )
                     fr.throw = err
@@ -464,10 +521,12 @@ class Machine:
 
     @classmethod
     def restore(cls, data: bytes, *, host_module: Mapping[str, Any] | None = None,
-                limits: Limits | None = None, program: Program | None = None) -> Machine:
+                limits: Limits | None = None, program: Program | None = None,
+                codec_extensions: Callable[[Any], None] | None = None) -> Machine:
         from flowmetal.machine.snapshot import restore
 
-        return restore(data, host_module=dict(host_module or {}), limits=limits, program=program)
+        return restore(data, host_module=dict(host_module or {}), limits=limits, program=program,
+                       codec_extensions=codec_extensions)
 
     # -- limits ------------------------------------------------------------------
     def check_limits(self) -> None:

@@ -104,10 +104,11 @@ Generator.__qualname__ = "generator"
 class EffectFunction:
     """A durable action supplied by the host (e.g. `sleep`): calling it asks the host."""
 
-    __slots__ = ("effect",)
+    __slots__ = ("bound", "effect")
 
-    def __init__(self, effect: str) -> None:
+    def __init__(self, effect: str, bound: tuple[Any, ...] = ()) -> None:
         self.effect = effect
+        self.bound = bound  # leading arguments (e.g. a child program's id for `child.result`)
 
     def __repr__(self) -> str:
         return f"<built-in function {self.effect}>"
@@ -143,6 +144,7 @@ class EffectRequest:
     name: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    deadline: float | None = None  # the innermost `with timeout(...)` deadline, if any
 
 
 @dataclass
@@ -155,3 +157,9 @@ class Task:
     result: Any = None
     error: BaseException | None = None
     waiting: int | None = None  # id of the effect request it waits for
+    start_call: tuple[Any, tuple[Any, ...], dict[str, Any]] | None = None  # a spawned task's call
+    awaiting: list[int] | None = None  # tasks it waits for (wait / wait_any / result)
+    await_mode: str | None = None  # all | any | one
+    timer_request: int | None = None  # the timer racing that wait
+    deadlines: list[float] = field(default_factory=list)  # open `with timeout()` scopes
+    entering: int | None = None  # the deadline request of a `with timeout()` being entered

@@ -12,6 +12,7 @@ from flowmetal.machine import limits as limits_mod
 from flowmetal.machine.builtins_table import make_builtins, safe_format, safe_format_map
 from flowmetal.machine.objects import END, Generator, MachineAbort
 from flowmetal.machine.stdmods import get_module
+from flowmetal.machine.tasks import MachineOp, op_enter, op_exit
 from flowmetal.machine.values import FmSet
 
 if TYPE_CHECKING:
@@ -42,20 +43,6 @@ def _take_throw(frame: Any) -> BaseException:
     exc = frame.throw
     frame.throw = None
     return exc
-
-
-def _enter(manager: Any) -> Any:
-    enter = getattr(type(manager), "__enter__", None)
-    if enter is None:
-        raise TypeError(f"'{type(manager).__name__}' object does not support the context manager protocol")
-    return enter(manager)
-
-
-def _exit(manager: Any, exc: BaseException | None) -> Any:
-    exit_ = type(manager).__exit__
-    if exc is None:
-        return exit_(manager, None, None, None)
-    return exit_(manager, type(exc), exc, exc.__traceback__)
 
 
 def make_program_builtins(machine: Machine, program_key: str) -> dict[str, Any]:
@@ -99,8 +86,8 @@ def make_program_builtins(machine: Machine, program_key: str) -> dict[str, Any]:
         _fm_AssertionError=AssertionError,
         _fm_in_handler=_in_handler,
         _fm_take_throw=_take_throw,
-        _fm_enter=_enter,
-        _fm_exit=_exit,
+        _fm_enter=MachineOp("enter", op_enter),
+        _fm_exit=MachineOp("exit", op_exit),
         BaseException=BaseException,
     )
     return table

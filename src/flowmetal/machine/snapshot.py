@@ -27,6 +27,16 @@ from flowmetal.machine.objects import (
     Generator,
     Task,
 )
+from flowmetal.machine.tasks import (
+    Cancelled,
+    MachineOp,
+    TaskHandle,
+    Timeout,
+    TimeoutScope,
+    make_ops,
+    op_enter,
+    op_exit,
+)
 from flowmetal.machine.values import VALUE_DECODERS
 
 if TYPE_CHECKING:
@@ -97,7 +107,23 @@ def make_codec(machine: Machine) -> Codec:
     codec.register(_BUILTIN_METHOD, "fm.builtin_method", state=method_state, build=lambda s: getattr(s[0], s[1]))
     codec.register(types.MethodType, "fm.method", state=lambda m: [m.__self__, m.__func__.__name__],
                    build=lambda s: getattr(s[0], s[1]))
-    codec.register(EffectFunction, "fm.effect", state=lambda e: e.effect, build=EffectFunction)
+    codec.register(EffectFunction, "fm.effect", state=lambda e: [e.effect, e.bound],
+                   build=lambda s: EffectFunction(s[0], tuple(s[1])))
+    codec.register(TaskHandle, "fm.task", state=lambda t: t.task_id, build=TaskHandle)
+    codec.register(TimeoutScope, "fm.timeout", state=lambda t: t.seconds, build=TimeoutScope)
+    ops = {**make_ops(), "enter": MachineOp("enter", op_enter), "exit": MachineOp("exit", op_exit)}
+
+    def op_build(s: list[Any]) -> MachineOp:
+        if s[0] == "result":
+            return TaskHandle(s[1]).result
+        return ops[s[0]]
+
+    codec.register(MachineOp, "fm.op", state=lambda o: [o.name, o.bound.task_id if o.bound else None],
+                   build=op_build)
+    codec.register_exception(Timeout, "flowmetal.Timeout")
+    codec.register_exception(Cancelled, "flowmetal.Cancelled")
+    if machine.codec_extensions is not None:
+        machine.codec_extensions(codec)
 
     def frame_state(fr: Frame) -> list[Any]:
         return [fr.program_key, fr.unit.uid, fr.pc, fr.slots, fr.throw, fr.gen]
@@ -128,8 +154,9 @@ def make_codec(machine: Machine) -> Codec:
 
 def snapshot(machine: Machine) -> bytes:
     program = machine.program
-    tasks = [[t.id, t.stack, t.rv, t.status, t.phase, t.result, t.error, t.waiting] for t in machine.tasks.values()]
-    pending = [[r.id, r.task, r.name, r.args, r.kwargs] for r in machine.pending.values()]
+    tasks = [[t.id, t.stack, t.rv, t.status, t.phase, t.result, t.error, t.waiting, t.start_call, t.awaiting,
+              t.await_mode, t.timer_request, t.deadlines, t.entering] for t in machine.tasks.values()]
+    pending = [[r.id, r.task, r.name, r.args, r.kwargs, r.deadline] for r in machine.pending.values()]
     state = [
         SNAPSHOT_VERSION,
         COMPILER_VERSION,
@@ -148,7 +175,7 @@ def snapshot(machine: Machine) -> bytes:
 
 
 def restore(data: bytes, *, host_module: dict[str, Any] | None = None, limits: Limits | None = None,
-            program: Program | None = None) -> Machine:
+            program: Program | None = None, codec_extensions: Any = None) -> Machine:
     from flowmetal.machine.machine import Machine
 
     # The program must be compiled before the graph can be decoded (frames refer to its units),
@@ -161,16 +188,19 @@ def restore(data: bytes, *, host_module: dict[str, Any] | None = None, limits: L
         raise SnapshotError(f"the snapshot was made by compiler version {compiler}; this is {COMPILER_VERSION}")
     if program is None or program.source_hash != source_hash:
         program = compile_program(source, filename)
-    machine = Machine(program, limits=limits, host_module=host_module, _empty=True)
+    machine = Machine(program, limits=limits, host_module=host_module, codec_extensions=codec_extensions,
+                      _empty=True)
     state = make_codec(machine).decode(data)
     (_, _, _, _, _, args, globs, tasks, pending, next_request, next_task, output) = state
     machine.args = args
     machine.user_globals.update(globs)
-    for tid, stack, rv, status, phase, result, error, waiting in tasks:
-        task = Task(tid, list(stack), rv, status, phase, result, error, waiting)
-        machine.tasks[tid] = task
-    for rid, tid, name, rargs, kwargs in pending:
-        machine.pending[rid] = EffectRequest(rid, tid, name, tuple(rargs), dict(kwargs))
+    for (tid, stack, rv, status, phase, result, error, waiting, start_call, awaiting, await_mode, timer_request,
+         deadlines, entering) in tasks:
+        machine.tasks[tid] = Task(tid, list(stack), rv, status, phase, result, error, waiting,
+                                  tuple(start_call) if start_call else None, awaiting, await_mode, timer_request,
+                                  list(deadlines), entering)
+    for rid, tid, name, rargs, kwargs, deadline in pending:
+        machine.pending[rid] = EffectRequest(rid, tid, name, tuple(rargs), dict(kwargs), deadline)
     machine.next_request, machine.next_task = next_request, next_task
     machine.output = list(output)
     return machine

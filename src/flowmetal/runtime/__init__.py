@@ -1,0 +1,2 @@
+"""The durable runtime: runs programs against an event store. The only layer with
+clocks, threads and processes."""

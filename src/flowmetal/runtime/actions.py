@@ -1,0 +1,58 @@
+"""The `flowmetal` module programs import: durable actions and their values.
+
+Effects (sleep, now, receive, ...) are requests the runtime answers and
+records; concurrency (spawn, wait, timeout) is carried out by the machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowmetal.machine.objects import EffectFunction
+from flowmetal.machine.tasks import Cancelled, Timeout, make_ops
+
+EFFECTS = ("sleep", "now", "random", "randint", "uuid4", "receive", "send", "program_id", "start")
+
+
+class ChildHandle:
+    """What `start(path, **args)` returns: `.id` and `.result(timeout=None)`."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, child_id: str) -> None:
+        self.id = child_id
+
+    @property
+    def result(self) -> EffectFunction:
+        return EffectFunction("child_result", (self.id,))
+
+    def __repr__(self) -> str:
+        return f"<program {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChildHandle) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(("program", self.id))
+
+
+ChildHandle.__name__ = "Program"
+
+
+class ChildFailed(Exception):
+    """A child program started with `start()` failed or was cancelled."""
+
+
+ChildFailed.__module__ = "flowmetal"
+
+
+def host_module() -> dict[str, Any]:
+    members: dict[str, Any] = {name: EffectFunction(name) for name in EFFECTS}
+    members.update(make_ops())
+    members.update(Timeout=Timeout, Cancelled=Cancelled, ChildFailed=ChildFailed)
+    return members
+
+
+def register_codec(codec: Any) -> None:
+    codec.register(ChildHandle, "fm.child", state=lambda c: c.id, build=ChildHandle)
+    codec.register_exception(ChildFailed, "flowmetal.ChildFailed")

@@ -1,0 +1,453 @@
+"""Advance one program by one *slice*: restore it, deliver what arrived, run it
+until it waits on something that has not happened yet, and commit.
+
+A slice commits atomically: the events it produced (effects requested and
+answered, messages received, timers fired, output, tasks, the end), a
+checkpoint of the machine, the program's new status and wake-up time, and its
+outgoing effects (messages to other programs, child programs). Nothing
+reaches the outside before that commit — the AMBROSIA rule — so a crash
+anywhere in a slice loses nothing and repeats nothing: the slice simply runs
+again from the last checkpoint.
+
+Resuming reads the latest checkpoint and only the events after it, so its
+cost does not grow with the program's history. When the checkpoint is older
+than the log (`checkpoint_every > 1`), the deterministic machine *replays*
+the recorded events; a replay that asks for anything different from the
+record is a loud `ReplayDiverged` error.
+"""
+
+from __future__ import annotations
+
+import json
+import random as host_random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowmetal.errors import CheckFailed, FlowmetalError
+from flowmetal.lang.program import Program, compile_program, source_hash
+from flowmetal.machine.api import Blocked, Completed, Failed, Limits, Machine
+from flowmetal.machine.objects import EffectRequest
+from flowmetal.machine.tasks import Cancelled, Timeout
+from flowmetal.machine.tracebacks import error_line
+from flowmetal.runtime import actions
+from flowmetal.store.base import Claim, Commit, Event, NewProgram, ProgramRow, Store
+
+Clock = Callable[[], float]
+_WAITS = ("sleep", "timer", "receive", "child_result")
+
+
+class ReplayDiverged(FlowmetalError):
+    """Re-running a program did not reproduce its recorded history."""
+
+
+@dataclass
+class SliceResult:
+    program_id: str
+    status: str
+    commit: Commit | None
+    output: list[str] = field(default_factory=list)
+
+
+def to_json(value: Any) -> Any:
+    """A JSON form of a program value for the event log (exact when possible)."""
+    try:
+        json.dumps(value, allow_nan=True)
+        return value
+    except (TypeError, ValueError):
+        return {"$repr": repr(value)}
+
+
+def _error_record(e: BaseException) -> dict[str, Any]:
+    return {"type": type(e).__name__, "message": str(e)}
+
+
+def _rebuild_error(rec: dict[str, Any]) -> BaseException:
+    kinds: dict[str, type[BaseException]] = {
+        "Timeout": Timeout, "Cancelled": Cancelled, "ChildFailed": actions.ChildFailed,
+        "ValueError": ValueError, "TypeError": TypeError, "RuntimeError": RuntimeError, "KeyError": KeyError,
+    }
+    return kinds.get(rec.get("type", ""), RuntimeError)(rec.get("message", ""))
+
+
+class Runtime:
+    """Runs programs of one store. `clock` is injectable so tests can skip days."""
+
+    def __init__(self, store: Store, *, clock: Clock = time.time, limits: Limits | None = None,
+                 checkpoint_every: int = 1, rng: host_random.Random | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.limits = limits
+        self.checkpoint_every = max(1, checkpoint_every)
+        self.rng = rng or host_random.Random()
+        self.host = actions.host_module()
+        self._programs: dict[str, Program] = {}
+
+    # -- starting -------------------------------------------------------------------
+    def start(self, path: str, args: dict[str, Any] | None = None, program_id: str | None = None,
+              source: str | None = None) -> str:
+        """Create a program (checked first); idempotent when `program_id` is given."""
+        if source is None:
+            try:
+                source = Path(path).read_text(encoding="utf-8")
+            except OSError as e:
+                raise FlowmetalError(f"{path}: {e.strerror or e}") from None
+        program = compile_program(source, path)  # raises CheckFailed
+        self._programs[program.source_hash] = program
+        pid = program_id or uuid.uuid4().hex[:12]
+        self.store.create_program(
+            NewProgram(pid, path, source, program.source_hash, dict(args or {})), self.clock())
+        return pid
+
+    def program_for(self, row: ProgramRow) -> Program:
+        program = self._programs.get(row.source_hash)
+        if program is None:
+            filename, source = self.store.source(row.source_hash)
+            program = compile_program(source, filename)
+            self._programs[row.source_hash] = program
+        return program
+
+    # -- loading ----------------------------------------------------------------------
+    def load(self, row: ProgramRow, upto: int | None = None) -> tuple[Machine, int]:
+        """The machine at the program's last event (or at `upto`), and that event's number."""
+        program = self.program_for(row)
+        ck = self.store.checkpoint(row.id, upto)
+        if ck is not None:
+            seq, data = ck
+            machine = Machine.restore(data, host_module=self.host, limits=self.limits, program=program,
+                                      codec_extensions=actions.register_codec)
+        else:
+            seq = 1
+            machine = Machine(program, row.args, limits=self.limits, host_module=self.host,
+                              codec_extensions=actions.register_codec)
+        end = upto if upto is not None else row.last_seq
+        if end > seq:
+            self._replay(row.id, machine, self.store.events(row.id, seq, end))
+            seq = end
+        return machine, seq
+
+    def _replay(self, program_id: str, machine: Machine, events: list[Event]) -> None:
+        queue = [e for e in events if e.type not in ("task_spawned", "task_finished", "cancel_requested")]
+        i = 0
+        while i < len(queue):
+            outcome = machine.run()
+            text = machine.take_output()
+            while text and i < len(queue) and queue[i].type == "output":
+                expected = queue[i].data["text"]
+                if not text.startswith(expected):
+                    raise ReplayDiverged(f"{program_id}: event {queue[i].seq}: replay printed {text[:60]!r}, "
+                                         f"the record says {expected[:60]!r}")
+                text = text[len(expected):]
+                i += 1
+            if isinstance(outcome, Completed | Failed):
+                if i < len(queue) and queue[i].type not in ("completed", "failed", "cancelled"):
+                    raise ReplayDiverged(f"{program_id}: replay ended at event {queue[i].seq} ({queue[i].type})")
+                return
+            assert isinstance(outcome, Blocked)
+            pending = {r.id: r for r in outcome.requests}
+            progressed = False
+            while i < len(queue):
+                ev = queue[i]
+                req_id = int(ev.data.get("request") or 0)
+                if ev.type == "effect_requested":
+                    req = pending.get(req_id)
+                    if req is None or req.name != ev.data["kind"] or to_json(list(req.args)) != ev.data["args"]:
+                        got = f"{req.name}{to_json(list(req.args))}" if req else "nothing"
+                        raise ReplayDiverged(f"{program_id}: event {ev.seq}: the record says "
+                                             f"{ev.data['kind']}{ev.data['args']}, replay asked for {got}")
+                    i += 1
+                    continue
+                if ev.type in ("effect_completed", "message_received", "timer_fired"):
+                    machine.resolve(req_id, ev.data.get("result", ev.data.get("message")))
+                elif ev.type == "effect_failed":
+                    machine.reject(req_id, _rebuild_error(ev.data["error"]))
+                elif ev.type == "output":
+                    break
+                else:
+                    raise ReplayDiverged(f"{program_id}: unexpected event {ev.seq} ({ev.type}) during replay")
+                i += 1
+                progressed = True
+                break
+            if not progressed and i < len(queue) and queue[i].type != "output":
+                raise ReplayDiverged(f"{program_id}: replay stalled at event {queue[i].seq}")
+
+    # -- running a slice -------------------------------------------------------------------
+    def run_slice(self, claim: Claim) -> SliceResult:
+        row = self.store.get_program(claim.program_id)
+        if row.status in ("completed", "failed", "cancelled"):
+            return SliceResult(row.id, row.status, None)
+        try:
+            machine, base = self.load(row)
+        except CheckFailed as e:
+            return self._fail_row(row, claim, str(e))
+        return _Slice(self, row, claim, machine, base).run()
+
+    def _fail_row(self, row: ProgramRow, claim: Claim, message: str) -> SliceResult:
+        commit = Commit(row.id, claim.fence, row.last_seq, status="failed", error=message,
+                        events=[("failed", {"error": message, "traceback": message})])
+        return SliceResult(row.id, "failed", commit)
+
+
+class _Slice:
+    """One slice of one program (a helper object so the steps can share state)."""
+
+    def __init__(self, rt: Runtime, row: ProgramRow, claim: Claim, machine: Machine, base: int) -> None:
+        self.rt = rt
+        self.row = row
+        self.claim = claim
+        self.machine = machine
+        self.commit = Commit(row.id, claim.fence, row.last_seq)
+        self.waits: dict[int, dict[str, Any]] = {
+            int(w["request"]): w for w in ((row.waiting_on or {}).get("waits") or [])
+        }
+        self.inbox = self.rt.store.inbox(row.id)
+        self.output: list[str] = []
+        self.now = rt.clock()
+        self.known_tasks = {t.id: t.status for t in machine.tasks.values()}
+        self.cancel_done = bool((row.waiting_on or {}).get("cancelling"))
+
+    def event(self, etype: str, **data: Any) -> None:
+        self.commit.events.append((etype, data))
+
+    def run(self) -> SliceResult:
+        m = self.machine
+        if self.row.cancel_requested and not self.cancel_done:
+            self.cancel_done = True
+            self.event("cancel_requested")
+            for req_id in sorted(m.pending):
+                self.event("effect_failed", request=req_id, error=_error_record(Cancelled("the program was cancelled")))
+            m.cancel()
+            self.waits.clear()
+        self.deliver()
+        while True:
+            outcome = m.run()
+            self.flush_output()
+            self.record_tasks()
+            if isinstance(outcome, Completed):
+                return self.finish_completed(outcome.value)
+            if isinstance(outcome, Failed):
+                return self.finish_failed(outcome)
+            assert isinstance(outcome, Blocked)
+            progressed = False
+            for req in outcome.requests:
+                if req.id in self.waits:
+                    continue
+                if self.handle_new(req):
+                    progressed = True
+            self.waits = {k: w for k, w in self.waits.items() if k in m.pending}
+            if self.deliver():
+                progressed = True
+            if not progressed:
+                return self.finish_waiting()
+
+    # -- inputs ------------------------------------------------------------------------
+    def deliver(self) -> bool:
+        """Answer the waits whose time or message has come; True if any was answered."""
+        m = self.machine
+        delivered = False
+        for req_id in sorted(self.waits):
+            w = self.waits[req_id]
+            if req_id not in m.pending:
+                continue
+            kind = w["kind"]
+            if kind in ("receive", "child_result"):
+                msg = next((x for x in self.inbox if x.channel == w["channel"]), None)
+                if msg is not None:
+                    self.inbox.remove(msg)
+                    self.commit.consumed.append(msg.id)
+                    del self.waits[req_id]
+                    delivered = True
+                    if kind == "receive":
+                        self.event("message_received", request=req_id, channel=msg.channel, message=msg.message)
+                        m.resolve(req_id, msg.message)
+                    else:
+                        self.child_outcome(req_id, w, msg.message)
+                    continue
+            due = w.get("due")
+            if due is not None and due <= self.now:
+                del self.waits[req_id]
+                delivered = True
+                if kind in ("sleep", "timer") and not w.get("by_deadline"):
+                    self.event("timer_fired", request=req_id)
+                    m.resolve(req_id, None)
+                else:
+                    err = Timeout(f"{kind}() timed out")
+                    self.event("effect_failed", request=req_id, error=_error_record(err))
+                    m.reject(req_id, err)
+        return delivered
+
+    def child_outcome(self, req_id: int, w: dict[str, Any], message: Any) -> None:
+        status = message.get("status") if isinstance(message, dict) else None
+        if status == "completed":
+            self.event("effect_completed", request=req_id, result=message.get("result"))
+            self.machine.resolve(req_id, message.get("result"))
+        else:
+            err = actions.ChildFailed(f"program {w['child']} {status}: {message.get('error')}")
+            self.event("effect_failed", request=req_id, error=_error_record(err))
+            self.machine.reject(req_id, err)
+
+    # -- new requests -----------------------------------------------------------------------
+    def handle_new(self, req: EffectRequest) -> bool:
+        """Record a new request; answer it now if it is immediate. True if answered."""
+        m = self.machine
+        key = f"{self.row.id}:{self.commit.base_seq + len(self.commit.events) + 1}"
+        self.event("effect_requested", request=req.id, task=req.task, kind=req.name, args=to_json(list(req.args)),
+                   kwargs=to_json(req.kwargs), key=key, deadline=req.deadline)
+        try:
+            value = self.immediate(req)
+        except _Wait as w:
+            self.waits[req.id] = w.info
+            return False
+        except Exception as e:
+            self.event("effect_failed", request=req.id, error=_error_record(e))
+            m.reject(req.id, e)
+            return True
+        self.event("effect_completed", request=req.id, result=to_json(value))
+        m.resolve(req.id, value)
+        return True
+
+    def immediate(self, req: EffectRequest) -> Any:
+        name, args, kw = req.name, req.args, req.kwargs
+        now = self.now
+        if name == "now":
+            return now
+        if name == "random":
+            return self.rt.rng.random()
+        if name == "randint":
+            return self.rt.rng.randint(*args, **kw)
+        if name == "uuid4":
+            return str(uuid.UUID(int=self.rt.rng.getrandbits(128), version=4))
+        if name == "program_id":
+            return self.row.id
+        if name == "deadline":
+            return now + float(args[0])
+        if name == "send":
+            return self.send(*args, **kw)
+        if name == "start":
+            return self.start_child(req, *args, **kw)
+        if name in ("sleep", "timer"):
+            seconds = float(args[0]) if args else float(kw.get("seconds", 0))
+            due = now + max(0.0, seconds)
+            info: dict[str, Any] = {"request": req.id, "kind": name, "due": due, "task": req.task}
+            if req.deadline is not None and req.deadline < due:
+                info["due"], info["by_deadline"] = req.deadline, True
+            raise _Wait(info)
+        if name == "receive":
+            channel = args[0] if args else kw.get("channel", "inbox")
+            timeout = args[1] if len(args) > 1 else kw.get("timeout")
+            return self.wait_channel(req, "receive", str(channel), timeout)
+        if name == "child_result":
+            timeout = args[1] if len(args) > 1 else kw.get("timeout")
+            return self.wait_channel(req, "child_result", f"__child__:{args[0]}", timeout, child=args[0])
+        raise RuntimeError(f"unknown durable action {name!r}")
+
+    def wait_channel(self, req: EffectRequest, kind: str, channel: str, timeout: Any, **extra: Any) -> Any:
+        due = None if timeout is None else self.now + float(timeout)
+        if req.deadline is not None and (due is None or req.deadline < due):
+            due = req.deadline
+        raise _Wait({"request": req.id, "kind": kind, "channel": channel, "due": due, "task": req.task, **extra})
+
+    def send(self, program_id: Any, message: Any, channel: str = "inbox") -> None:
+        try:
+            json.dumps(message, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"send(): the message must be JSON-representable ({e})") from None
+        target = self.rt.store.get_program(str(program_id))  # UnknownProgram -> error in the program
+        if target.status in ("completed", "failed", "cancelled"):
+            raise ValueError(f"send(): program {program_id!r} has already {target.status}")
+        self.commit.sends.append((str(program_id), str(channel), message))
+
+    def start_child(self, req: EffectRequest, path: str, **args: Any) -> actions.ChildHandle:
+        base = Path(self.row.filename).parent
+        target = Path(path) if Path(path).is_absolute() else base / path
+        try:
+            source = target.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ValueError(f"start(): cannot read {path!r}: {e.strerror or e}") from None
+        try:
+            program = compile_program(source, str(target))
+        except CheckFailed as e:
+            raise ValueError(f"start(): {path!r} is not a valid program:\n{e}") from None
+        self.rt._programs[program.source_hash] = program
+        child_id = f"{self.row.id}.{req.id}"
+        self.commit.starts.append(NewProgram(child_id, str(target), source, source_hash(source), dict(args),
+                                             parent_id=self.row.id))
+        return actions.ChildHandle(child_id)
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def flush_output(self) -> None:
+        text = self.machine.take_output()
+        if text:
+            self.output.append(text)
+            self.event("output", text=text)
+
+    def record_tasks(self) -> None:
+        for t in self.machine.tasks.values():
+            old = self.known_tasks.get(t.id)
+            if old is None and t.id != 1:
+                self.event("task_spawned", task=t.id)
+            if t.status in ("done", "failed") and old not in ("done", "failed") and t.id != 1:
+                self.event("task_finished", task=t.id, status=t.status)
+            self.known_tasks[t.id] = t.status
+
+    def checkpoint(self) -> bytes | None:
+        n = self.commit.base_seq + len(self.commit.events)
+        if self.rt.checkpoint_every == 1 or n // self.rt.checkpoint_every != self.commit.base_seq // self.rt.checkpoint_every:
+            return self.machine.snapshot()
+        return None
+
+    def finish_waiting(self) -> SliceResult:
+        c = self.commit
+        c.status = "waiting"
+        dues = [w["due"] for w in self.waits.values() if w.get("due") is not None]
+        c.wake_at = min(dues) if dues else None
+        c.waiting_on = {"waits": list(self.waits.values()), "cancelling": self.cancel_done or None}
+        # a message may already be queued for a wait recorded in this slice
+        c.runnable = any(w["kind"] in ("receive", "child_result") and any(x.channel == w["channel"] for x in self.inbox)
+                         for w in self.waits.values())
+        c.checkpoint = self.checkpoint() if c.events else None
+        return SliceResult(self.row.id, "waiting", c if c.events or c.consumed else None, self.output)
+
+    def finish_completed(self, value: Any) -> SliceResult:
+        c = self.commit
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            message = f"TypeError: the result of main() must be JSON-representable: {e}"
+            c.status, c.error = "failed", message
+            self.event("failed", error=message, traceback=message)
+        else:
+            c.status, c.result = "completed", value
+            self.event("completed", result=value)
+        self.notify_parent()
+        c.checkpoint = self.machine.snapshot()
+        return SliceResult(self.row.id, c.status, c, self.output)
+
+    def finish_failed(self, outcome: Failed) -> SliceResult:
+        c = self.commit
+        if isinstance(outcome.error, Cancelled):
+            c.status, c.error = "cancelled", outcome.error_line
+            self.event("cancelled", error=outcome.error_line)
+        else:
+            c.status, c.error = "failed", outcome.error_line
+            self.event("failed", error=outcome.error_line, traceback=outcome.traceback)
+        self.notify_parent()
+        c.checkpoint = self.machine.snapshot()
+        return SliceResult(self.row.id, c.status, c, self.output)
+
+    def notify_parent(self) -> None:
+        if self.row.parent_id:
+            c = self.commit
+            message = {"status": c.status, "result": c.result, "error": c.error}
+            self.commit.sends.append((self.row.parent_id, f"__child__:{self.row.id}", message))
+
+
+class _Wait(Exception):
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.info = info
+
+
+__all__ = ["ReplayDiverged", "Runtime", "SliceResult", "error_line"]

@@ -1,0 +1,160 @@
+"""Workers: claim programs that have something to do, run a slice of each,
+and commit — the work of several programs in one transaction when busy.
+
+A claim is a lease with a fencing token; a heartbeat thread renews the leases
+of claims in progress. Between claims a worker sleeps until it is notified,
+its earliest timer is due, or a slow fallback poll comes round — never a busy
+loop. SIGTERM and SIGINT finish the current slice and stop cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowmetal.runtime.driver import Runtime, SliceResult
+from flowmetal.runtime.notify import Notifier, notify_dir_for
+from flowmetal.store.base import Claim, Commit, Conflict, LeaseLost, UnknownProgram
+
+DEFAULT_LEASE = 10.0
+FALLBACK_POLL = 1.0
+
+
+@dataclass
+class WorkerStats:
+    slices: int = 0
+    commits: int = 0
+    lost: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(self, runtime: Runtime, *, concurrency: int = 16, lease: float = DEFAULT_LEASE,
+                 only: str | None = None, on_slice: Callable[[SliceResult], None] | None = None,
+                 notify: bool = True) -> None:
+        self.rt = runtime
+        self.store = runtime.store
+        self.concurrency = max(1, concurrency)
+        self.lease = lease
+        self.only = only
+        self.on_slice = on_slice
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.stop_requested = threading.Event()
+        self.notifier = Notifier(notify_dir_for(self.store.url) if notify else None)
+        self.stats = WorkerStats()
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, frame: Any) -> None:
+            self.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+        if self.notifier.path is not None:
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.sendto(b"!", str(self.notifier.path))
+
+    def run(self, until: Callable[[], bool] | None = None, idle_exit: bool = False) -> None:
+        """Work until stopped (or `until()` is true, or nothing is left to do with `idle_exit`)."""
+        self.notifier.listen()
+        heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
+        heartbeat.start()
+        try:
+            while not self.stop_requested.is_set():
+                if until is not None and until():
+                    return
+                did = self.step()
+                if did:
+                    continue
+                if idle_exit:
+                    return
+                now = self.rt.clock()
+                nxt = self.store.next_wake()
+                timeout = FALLBACK_POLL if nxt is None else min(FALLBACK_POLL, max(0.0, nxt - now))
+                if until is not None and until():
+                    return
+                self.notifier.wait(timeout)
+        finally:
+            self.stop_requested.set()
+            self.notifier.close()
+
+    def _heartbeat(self) -> None:
+        while not self.stop_requested.wait(self.lease / 3):
+            with self._held_lock:
+                held = list(self._held)
+            if held:
+                with contextlib.suppress(Exception):
+                    self.store.renew(self.id, held, self.lease, time.time())
+
+    # -- one round ------------------------------------------------------------------
+    def step(self) -> bool:
+        """Claim what is runnable, run a slice of each, commit them together. True if any ran."""
+        claims = self.store.claim(self.id, self.pid, self.host, self.lease, self.rt.clock(), self.concurrency,
+                                  self.only)
+        if not claims:
+            return False
+        with self._held_lock:
+            self._held.update(c.program_id for c in claims)
+        results: list[tuple[Claim, SliceResult]] = []
+        try:
+            for claim in claims:
+                try:
+                    results.append((claim, self.rt.run_slice(claim)))
+                except UnknownProgram:
+                    continue
+                except Exception:
+                    self.stats.errors.append(traceback.format_exc())
+                    self.store.release(self.id, claim.program_id, claim.fence)
+            self._commit(results)
+        finally:
+            with self._held_lock:
+                self._held.difference_update(c.program_id for c in claims)
+        return True
+
+    def _commit(self, results: list[tuple[Claim, SliceResult]]) -> None:
+        commits = [r.commit for _, r in results if r.commit is not None]
+        now = self.rt.clock()
+        lost: set[str] = set()
+        if commits:
+            try:
+                self.store.commit(commits, now)
+            except (LeaseLost, Conflict):
+                lost = self._commit_one_by_one(commits, now)
+            else:
+                self.stats.commits += 1
+        for claim, r in results:
+            self.stats.slices += 1
+            if r.commit is None:
+                self.store.release(self.id, claim.program_id, claim.fence)
+        if any(c.sends or c.starts for c in commits):
+            self.notifier.notify()
+        for _, r in results:
+            if self.on_slice is not None and r.program_id not in lost:
+                self.on_slice(r)
+
+    def _commit_one_by_one(self, commits: list[Commit], now: float) -> set[str]:
+        lost = set()
+        for c in commits:
+            try:
+                self.store.commit([c], now)
+                self.stats.commits += 1
+            except (LeaseLost, Conflict):
+                self.stats.lost += 1  # another worker owns it now; its slice will redo ours
+                lost.add(c.program_id)
+        return lost

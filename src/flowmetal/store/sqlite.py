@@ -1,0 +1,392 @@
+"""The embedded event store: one SQLite file (standard library `sqlite3`).
+
+WAL mode so readers never block the writer; `synchronous=FULL` by default so
+a commit survives power loss; every write is `BEGIN IMMEDIATE` (take the
+write lock up front, so two workers never deadlock upgrading a read); a busy
+timeout rides out the other processes' commits. A `schema_version` table
+drives migrations.
+
+Events are appended under the primary key `(program_id, seq)` — a second
+writer at the same position fails (optimistic concurrency) — and only by the
+holder of the program's lease whose fencing token still matches, so a worker
+whose lease expired can never append.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flowmetal.store.base import (
+    EVENT_VERSION,
+    FINISHED,
+    Claim,
+    Commit,
+    Conflict,
+    Event,
+    InboxMessage,
+    LeaseLost,
+    NewProgram,
+    ProgramExists,
+    ProgramFinished,
+    ProgramRow,
+    Store,
+    StoreError,
+    UnknownProgram,
+    dumps,
+)
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE programs (
+            id TEXT PRIMARY KEY,
+            filename TEXT NOT NULL,
+            source_hash TEXT NOT NULL,
+            args TEXT NOT NULL,
+            status TEXT NOT NULL,
+            runnable INTEGER NOT NULL DEFAULT 1,
+            wake_at REAL,
+            waiting_on TEXT,
+            last_seq INTEGER NOT NULL DEFAULT 0,
+            result TEXT,
+            error TEXT,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            parent_id TEXT,
+            lease_owner TEXT,
+            lease_pid INTEGER,
+            lease_host TEXT,
+            lease_expires REAL,
+            fence INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX programs_runnable ON programs (runnable, status)",
+        "CREATE INDEX programs_wake ON programs (wake_at)",
+        """CREATE TABLE sources (
+            hash TEXT PRIMARY KEY,
+            filename TEXT NOT NULL,
+            source TEXT NOT NULL
+        )""",
+        """CREATE TABLE events (
+            program_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            data TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (program_id, seq)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE checkpoints (
+            program_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            state BLOB NOT NULL,
+            PRIMARY KEY (program_id, seq)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            program_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            message TEXT NOT NULL,
+            sent_at REAL NOT NULL
+        )""",
+        "CREATE INDEX inbox_program ON inbox (program_id, id)",
+    ],
+}
+
+
+def _row(r: sqlite3.Row) -> ProgramRow:
+    return ProgramRow(
+        id=r["id"],
+        filename=r["filename"],
+        source_hash=r["source_hash"],
+        status=r["status"],
+        args=json.loads(r["args"]),
+        last_seq=r["last_seq"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        result=json.loads(r["result"]) if r["result"] is not None else None,
+        error=r["error"],
+        waiting_on=json.loads(r["waiting_on"]) if r["waiting_on"] else None,
+        wake_at=r["wake_at"],
+        runnable=bool(r["runnable"]),
+        cancel_requested=bool(r["cancel_requested"]),
+        parent_id=r["parent_id"],
+        lease_owner=r["lease_owner"],
+        fence=r["fence"],
+    )
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str, *, synchronous: str = "FULL", url: str | None = None) -> None:
+        self.path = path
+        self.url = url or f"sqlite:///{path}"
+        self.synchronous = synchronous
+        self._local = threading.local()
+        self._migrate()
+
+    # -- connections --------------------------------------------------------------
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot open the store {self.url}: {e}") from None
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        try:
+            with self._write() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                row = db.execute("SELECT version FROM schema_version").fetchone()
+                current = row[0] if row else 0
+                if current > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the store {self.url} has schema version {current}; this Flowmetal knows up to "
+                        f"{SCHEMA_VERSION} — upgrade Flowmetal"
+                    )
+                for version in range(current + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[version]:
+                        db.execute(statement)
+                if current == 0:
+                    db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                elif current != SCHEMA_VERSION:
+                    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot use the store {self.url}: {e}") from None
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- programs -------------------------------------------------------------------
+    def create_program(self, new: NewProgram, now: float) -> bool:
+        with self._write() as db:
+            return self._create(db, new, now)
+
+    def _create(self, db: sqlite3.Connection, new: NewProgram, now: float) -> bool:
+        existing = db.execute("SELECT source_hash, args FROM programs WHERE id = ?", (new.id,)).fetchone()
+        if existing is not None:
+            if existing["source_hash"] == new.source_hash and json.loads(existing["args"]) == new.args:
+                return False
+            raise ProgramExists(f"a different program with id {new.id!r} already exists")
+        db.execute("INSERT OR IGNORE INTO sources VALUES (?, ?, ?)", (new.source_hash, new.filename, new.source))
+        db.execute(
+            "INSERT INTO programs (id, filename, source_hash, args, status, runnable, last_seq, parent_id,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, 'running', 1, 1, ?, ?, ?)",
+            (new.id, new.filename, new.source_hash, dumps(new.args), new.parent_id, now, now),
+        )
+        data = {"v": EVENT_VERSION, "file": new.filename, "source_hash": new.source_hash, "args": new.args,
+                "parent": new.parent_id}
+        db.execute("INSERT INTO events VALUES (?, 1, 'started', ?, ?)", (new.id, dumps(data), now))
+        return True
+
+    def get_program(self, program_id: str) -> ProgramRow:
+        r = self.db.execute("SELECT * FROM programs WHERE id = ?", (program_id,)).fetchone()
+        if r is None:
+            raise UnknownProgram(f"no program with id {program_id!r} in {self.url}")
+        return _row(r)
+
+    def list_programs(self, status: str | None = None) -> list[ProgramRow]:
+        if status is None:
+            rows = self.db.execute("SELECT * FROM programs ORDER BY created_at, id").fetchall()
+        else:
+            rows = self.db.execute("SELECT * FROM programs WHERE status = ? ORDER BY created_at, id",
+                                   (status,)).fetchall()
+        return [_row(r) for r in rows]
+
+    def source(self, source_hash: str) -> tuple[str, str]:
+        r = self.db.execute("SELECT filename, source FROM sources WHERE hash = ?", (source_hash,)).fetchone()
+        if r is None:
+            raise StoreError(f"the store has no source with hash {source_hash}")
+        return r["filename"], r["source"]
+
+    def events(self, program_id: str, after: int = 0, upto: int | None = None) -> list[Event]:
+        limit = upto if upto is not None else 1 << 62
+        rows = self.db.execute(
+            "SELECT seq, type, data, at FROM events WHERE program_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
+            (program_id, after, limit),
+        ).fetchall()
+        return [Event(program_id, r["seq"], r["type"], json.loads(r["data"]), r["at"]) for r in rows]
+
+    def checkpoint(self, program_id: str, at_or_before: int | None = None) -> tuple[int, bytes] | None:
+        limit = at_or_before if at_or_before is not None else 1 << 62
+        r = self.db.execute(
+            "SELECT seq, state FROM checkpoints WHERE program_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+            (program_id, limit),
+        ).fetchone()
+        return (r["seq"], bytes(r["state"])) if r is not None else None
+
+    # -- outside inputs -----------------------------------------------------------------
+    def _live(self, db: sqlite3.Connection, program_id: str) -> sqlite3.Row:
+        r = db.execute("SELECT status FROM programs WHERE id = ?", (program_id,)).fetchone()
+        if r is None:
+            raise UnknownProgram(f"no program with id {program_id!r} in {self.url}")
+        if r["status"] in FINISHED:
+            raise ProgramFinished(f"program {program_id!r} has already {r['status']}")
+        return r
+
+    def send(self, program_id: str, channel: str, message: Any, now: float) -> None:
+        with self._write() as db:
+            self._live(db, program_id)
+            self._enqueue(db, program_id, channel, message, now)
+
+    def _enqueue(self, db: sqlite3.Connection, program_id: str, channel: str, message: Any, now: float) -> None:
+        db.execute("INSERT INTO inbox (program_id, channel, message, sent_at) VALUES (?, ?, ?, ?)",
+                   (program_id, channel, dumps(message), now))
+        db.execute("UPDATE programs SET runnable = 1 WHERE id = ? AND status NOT IN ('completed', 'failed', "
+                   "'cancelled')", (program_id,))
+
+    def inbox(self, program_id: str) -> list[InboxMessage]:
+        rows = self.db.execute("SELECT id, channel, message FROM inbox WHERE program_id = ? ORDER BY id",
+                               (program_id,)).fetchall()
+        return [InboxMessage(r["id"], r["channel"], json.loads(r["message"])) for r in rows]
+
+    def request_cancel(self, program_id: str, now: float) -> None:
+        with self._write() as db:
+            self._live(db, program_id)
+            db.execute("UPDATE programs SET cancel_requested = 1, runnable = 1, updated_at = ? WHERE id = ?",
+                       (now, program_id))
+
+    def make_runnable(self, program_id: str, now: float) -> None:
+        with self._write() as db:
+            self._live(db, program_id)
+            db.execute("UPDATE programs SET runnable = 1 WHERE id = ?", (program_id,))
+
+    # -- workers ----------------------------------------------------------------------
+    def claim(self, worker: str, pid: int, host: str, lease: float, now: float, limit: int,
+              only: str | None = None) -> list[Claim]:
+        self._clear_dead_leases(host, now)
+        with self._write() as db:
+            query = (
+                "SELECT id, fence FROM programs WHERE status IN ('running', 'waiting')"
+                " AND (runnable = 1 OR (wake_at IS NOT NULL AND wake_at <= ?))"
+                " AND (lease_owner IS NULL OR lease_expires < ?)"
+            )
+            params: list[Any] = [now, now]
+            if only is not None:
+                query += " AND id = ?"
+                params.append(only)
+            query += " ORDER BY updated_at LIMIT ?"
+            params.append(limit)
+            rows = db.execute(query, params).fetchall()
+            claims = []
+            for r in rows:
+                fence = r["fence"] + 1
+                db.execute(
+                    "UPDATE programs SET lease_owner = ?, lease_pid = ?, lease_host = ?, lease_expires = ?,"
+                    " fence = ?, runnable = 0 WHERE id = ?",
+                    (worker, pid, host, now + lease, fence, r["id"]),
+                )
+                claims.append(Claim(r["id"], fence))
+            return claims
+
+    def _clear_dead_leases(self, host: str, now: float) -> None:
+        """On this machine a lease holder's death is provable: its process is gone."""
+        rows = self.db.execute(
+            "SELECT id, lease_pid, fence FROM programs WHERE lease_owner IS NOT NULL AND lease_host = ?"
+            " AND lease_expires >= ?", (host, now)).fetchall()
+        dead = [(r["id"], r["fence"]) for r in rows if r["lease_pid"] and not _pid_alive(r["lease_pid"])]
+        if not dead:
+            return
+        with self._write() as db:
+            for program_id, fence in dead:
+                db.execute("UPDATE programs SET lease_owner = NULL, lease_expires = NULL, runnable = 1"
+                           " WHERE id = ? AND fence = ?", (program_id, fence))
+
+    def renew(self, worker: str, program_ids: list[str], lease: float, now: float) -> list[str]:
+        held = []
+        with self._write() as db:
+            for program_id in program_ids:
+                cur = db.execute("UPDATE programs SET lease_expires = ? WHERE id = ? AND lease_owner = ?",
+                                 (now + lease, program_id, worker))
+                if cur.rowcount:
+                    held.append(program_id)
+        return held
+
+    def release(self, worker: str, program_id: str, fence: int) -> None:
+        with self._write() as db:
+            db.execute("UPDATE programs SET lease_owner = NULL, lease_expires = NULL WHERE id = ? AND fence = ?"
+                       " AND lease_owner = ?", (program_id, fence, worker))
+
+    def commit(self, commits: list[Commit], now: float) -> None:
+        with self._write() as db:
+            for c in commits:
+                self._apply(db, c, now)
+
+    def _apply(self, db: sqlite3.Connection, c: Commit, now: float) -> None:
+        r = db.execute("SELECT fence, last_seq, lease_owner FROM programs WHERE id = ?", (c.program_id,)).fetchone()
+        if r is None:
+            raise UnknownProgram(f"no program with id {c.program_id!r}")
+        if r["fence"] != c.fence or r["lease_owner"] is None:
+            raise LeaseLost(f"lease on {c.program_id!r} was lost (fence {c.fence}, now {r['fence']})")
+        if r["last_seq"] != c.base_seq:
+            raise Conflict(f"{c.program_id!r}: expected last event {c.base_seq}, found {r['last_seq']}")
+        seq = c.base_seq
+        try:
+            for etype, data in c.events:
+                seq += 1
+                db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+                           (c.program_id, seq, etype, dumps({"v": EVENT_VERSION, **data}), now))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"{c.program_id!r}: event {seq} already exists") from None
+        if c.checkpoint is not None:
+            db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", (c.program_id, seq, c.checkpoint))
+        if c.consumed:
+            db.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in c.consumed])
+        for new in c.starts:
+            self._create(db, new, now)
+        for target, channel, message in c.sends:
+            self._enqueue(db, target, channel, message, now)
+        lease_sql = "" if c.keep_lease else ", lease_owner = NULL, lease_expires = NULL"
+        db.execute(
+            "UPDATE programs SET status = ?, last_seq = ?, result = ?, error = ?, waiting_on = ?, wake_at = ?,"
+            " runnable = MAX(runnable, ?), updated_at = ?" + lease_sql + " WHERE id = ?",
+            (c.status, seq, dumps(c.result) if c.status == "completed" else None, c.error,
+             dumps(c.waiting_on) if c.waiting_on is not None else None, c.wake_at, int(c.runnable), now,
+             c.program_id),
+        )
+        if c.status in FINISHED:
+            db.execute("UPDATE programs SET runnable = 0 WHERE id = ?", (c.program_id,))
+
+    def next_wake(self) -> float | None:
+        r = self.db.execute("SELECT MIN(wake_at) FROM programs WHERE status IN ('running', 'waiting')"
+                            " AND wake_at IS NOT NULL").fetchone()
+        return r[0] if r else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
