@@ -78,28 +78,259 @@ def check(files: tuple[str, ...]) -> None:
     sys.exit(2 if failed else 0)
 
 
+store_option = click.option("--store", "store_url", envvar="FLOWMETAL_STORE", default=None,
+                            help="Store URL (default: $FLOWMETAL_STORE or sqlite:///flowmetal.db).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _run_embedded(rt: Any, program_id: str, until_waiting: bool = False) -> Any:
+    """Run a program (and children it starts) in this process until it ends, streaming output."""
+    from flowmetal.runtime.worker import Worker
+    from flowmetal.store.base import FINISHED
+
+    def on_slice(r: Any) -> None:
+        if r.program_id == program_id:
+            for text in r.output:
+                _emit(text)
+
+    worker = Worker(rt, concurrency=16, only=program_id, on_slice=on_slice)
+    worker.install_signal_handlers()
+
+    def done() -> bool:
+        row = rt.store.get_program(program_id)
+        if row.status in FINISHED:
+            return True
+        # with until_waiting: stop once it waits for something only the outside can bring
+        return until_waiting and row.status == "waiting" and not row.runnable and row.wake_at is None
+
+    worker.run(until=done)
+    return rt.store.get_program(program_id)
+
+
+def _finish(row: Any) -> None:
+    if row.status == "completed":
+        if row.result is not None:
+            click.echo(json.dumps(row.result))
+        sys.exit(0)
+    click.echo(row.error or row.status, err=True)
+    sys.exit(1)
+
+
+def _open(store_url: str | None) -> Any:
+    from flowmetal.store import open_store
+
+    return open_store(store_url)
+
+
+def _runtime(store_url: str | None) -> Any:
+    from flowmetal.runtime.driver import Runtime
+
+    return Runtime(_open(store_url))
+
+
+def _notify(store: Any) -> None:
+    from flowmetal.runtime.notify import Notifier, notify_dir_for
+
+    Notifier(notify_dir_for(store.url)).notify()
+
+
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--args", "raw_args", help="The program's arguments as a JSON object (passed to main()).")
-def run(file: str, raw_args: str | None) -> None:
-    """Run a program; its output goes to stdout, an uncaught exception's traceback to stderr."""
-    from flowmetal.machine.api import compile_program, run_program
+@click.option("--id", "program_id", help="Choose the program's id (default: a random one).")
+@store_option
+def run(file: str, raw_args: str | None, program_id: str | None, store_url: str | None) -> None:
+    """Start a durable program and run it to its end in this process, streaming its output.
 
+    If this process is killed, the program stays in the store: `flowmetal worker`
+    or `flowmetal resume ID` finishes it.
+    """
     args = _parse_args(raw_args)
-    program = compile_program(_read_source(file), file)
+    rt = _runtime(store_url)
+    pid = rt.start(file, args, program_id=program_id)
+    program = rt.program_for(rt.store.get_program(pid))
     for d in program.diagnostics:
         click.echo(d.format(), err=True)
-
-    def emit(text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-
-    result = run_program(program, args, on_output=emit)
-    if result.error_line is not None:
-        click.echo(result.traceback or result.error_line, err=True, nl=False)
+    row = _run_embedded(rt, pid)
+    if row.status == "failed":
+        ev = rt.store.events(pid, row.last_seq - 1)
+        tb = ev[-1].data.get("traceback") if ev else None
+        click.echo(tb or row.error, err=True, nl=not (tb or "").endswith("\n"))
         sys.exit(1)
-    if result.result is not None:
+    _finish(row)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--args", "raw_args", help="The program's arguments as a JSON object.")
+@click.option("--id", "program_id", help="Choose the program's id (starting twice with one id is idempotent).")
+@store_option
+def start(file: str, raw_args: str | None, program_id: str | None, store_url: str | None) -> None:
+    """Start a durable program (a worker runs it); prints its id."""
+    rt = _runtime(store_url)
+    pid = rt.start(file, _parse_args(raw_args), program_id=program_id)
+    _notify(rt.store)
+    click.echo(pid)
+
+
+@main.command(name="list")
+@click.option("--status", type=click.Choice(["running", "waiting", "completed", "failed", "cancelled"]))
+@store_option
+@json_option
+def list_(status: str | None, store_url: str | None, as_json: bool) -> None:
+    """List programs."""
+    rows = _open(store_url).list_programs(status)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows]))
+        return
+    for r in rows:
+        click.echo(f"{r.id}  {r.status:<9}  {r.filename}  events={r.last_seq}")
+
+
+@main.command()
+@click.argument("program_id")
+@store_option
+@json_option
+def status(program_id: str, store_url: str | None, as_json: bool) -> None:
+    """A program's status: running, waiting, completed, failed or cancelled."""
+    row = _open(store_url).get_program(program_id)
+    if as_json:
+        click.echo(json.dumps(row.to_json()))
+        return
+    click.echo(row.status)
+    if row.waiting_on and row.status == "waiting":
+        for w in row.waiting_on.get("waits") or []:
+            click.echo(f"  waiting for {w['kind']}" + (f" on {w['channel']}" if w.get("channel") else ""))
+
+
+@main.command()
+@click.argument("program_id")
+@click.option("--wait", is_flag=True, help="Wait for the program to finish.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@store_option
+@json_option
+def result(program_id: str, wait: bool, timeout: float | None, store_url: str | None, as_json: bool) -> None:
+    """A finished program's result (JSON); exit 1 if it failed."""
+    from flowmetal.client import Client, ProgramFailedError, ResultTimeout
+
+    client = Client(store_url)
+    row = client.store.get_program(program_id)
+    if wait and row.status not in ("completed", "failed", "cancelled"):
         try:
-            click.echo(json.dumps(result.result))
-        except (TypeError, ValueError):
-            click.echo(repr(result.result))
+            client.result(program_id, timeout)
+        except (ProgramFailedError, ResultTimeout):
+            pass
+        row = client.store.get_program(program_id)
+    if row.status == "completed":
+        click.echo(json.dumps(row.result))
+        return
+    if row.status in ("failed", "cancelled"):
+        raise _ProgramEnded(f"program {program_id} {row.status}: {row.error}")
+    raise _ProgramEnded(f"program {program_id} has not finished (it is {row.status})")
+
+
+class _ProgramEnded(FlowmetalError):
+    exit_code = 1
+
+
+@main.command()
+@click.argument("program_id")
+@click.argument("message")
+@click.option("--channel", default="inbox", show_default=True)
+@store_option
+def send(program_id: str, message: str, channel: str, store_url: str | None) -> None:
+    """Send a JSON message to a program."""
+    try:
+        value = json.loads(message)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"malformed JSON message: {e.msg} at line {e.lineno} column {e.colno}") from None
+    store = _open(store_url)
+    import time
+
+    store.send(program_id, channel, value, time.time())
+    _notify(store)
+
+
+@main.command()
+@click.argument("program_id")
+@store_option
+@json_option
+def history(program_id: str, store_url: str | None, as_json: bool) -> None:
+    """A program's events, one per line."""
+    import datetime
+
+    store = _open(store_url)
+    store.get_program(program_id)
+    for e in store.events(program_id):
+        if as_json:
+            click.echo(json.dumps(e.to_json()))
+            continue
+        when = datetime.datetime.fromtimestamp(e.at, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        details = " ".join(f"{k}={json.dumps(v)}" for k, v in e.data.items() if k not in ("v", "traceback"))
+        click.echo(f"{e.seq:>5}  {when}  {e.type:<16} {details}")
+
+
+@main.command()
+@click.argument("program_id")
+@click.option("--at", "at_seq", type=int, help="The event number (default: the latest).")
+@store_option
+@json_option
+def inspect(program_id: str, at_seq: int | None, store_url: str | None, as_json: bool) -> None:
+    """A program's state at an event: stacks, variables, tasks, what it waits for."""
+    from flowmetal.runtime.inspect import describe, format_description
+
+    rt = _runtime(store_url)
+    row = rt.store.get_program(program_id)
+    if at_seq is not None and not 1 <= at_seq <= row.last_seq:
+        raise UsageError(f"--at must be between 1 and {row.last_seq}")
+    machine, seq = rt.load(row, at_seq)
+    waits = (row.waiting_on or {}).get("waits") if at_seq is None else None
+    desc = describe(machine, waits)
+    if as_json:
+        click.echo(json.dumps({"id": program_id, "seq": seq, **desc}))
+    else:
+        click.echo(format_description(program_id, seq, desc))
+
+
+@main.command()
+@click.argument("program_id")
+@store_option
+def cancel(program_id: str, store_url: str | None) -> None:
+    """Cancel a program: `Cancelled` is raised at its current wait so `finally` blocks run."""
+    import time
+
+    store = _open(store_url)
+    store.request_cancel(program_id, time.time())
+    _notify(store)
+
+
+@main.command()
+@click.argument("program_id")
+@store_option
+def resume(program_id: str, store_url: str | None) -> None:
+    """Run a program in this process until it finishes or waits for something that has not happened."""
+    import time
+
+    rt = _runtime(store_url)
+    row = rt.store.get_program(program_id)
+    if row.status not in ("completed", "failed", "cancelled"):
+        rt.store.make_runnable(program_id, time.time())
+        row = _run_embedded(rt, program_id, until_waiting=True)
+    click.echo(row.status)
+
+
+@main.command()
+@store_option
+@click.option("--concurrency", type=int, default=16, show_default=True, help="Programs claimed at once.")
+def worker(store_url: str | None, concurrency: int) -> None:
+    """Run programs from the store until SIGTERM/SIGINT."""
+    from flowmetal.runtime.worker import Worker
+
+    w = Worker(_runtime(store_url), concurrency=concurrency)
+    w.install_signal_handlers()
+    w.run()

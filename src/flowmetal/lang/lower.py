@@ -368,6 +368,7 @@ def lower_unit(facts: ProgramFacts, unit: Unit, info: UnitInfo) -> list[ast.stmt
     info.cellvars = sorted(low.explicit[scope])
     info.frees = list(scope.frees) if not scope.is_module else []
     info.handlers = {b.id: b.handler for b in low.blocks if b.handler is not None}
+    info.lines = {b.id: b.stmts[0].lineno for b in low.blocks if b.stmts and hasattr(b.stmts[0], "lineno")}
     for local in scope.locals:
         info.local_names[f"_fm_cell_{local}" if local in low.explicit[scope] else local] = local
     for free in info.frees:

@@ -61,6 +61,7 @@ class UnitInfo:
     local_names: dict[str, str] = field(default_factory=dict)  # slot name -> user name
     code: Any = None  # CPython code of the state machine
     binder: Any = None  # CPython code with the unit's signature, returning locals()
+    lines: dict[int, int] = field(default_factory=dict)  # block number -> source line (for `inspect`)
     is_module: bool = False
 
 

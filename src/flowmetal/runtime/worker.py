@@ -23,7 +23,7 @@ from typing import Any
 
 from flowmetal.runtime.driver import Runtime, SliceResult
 from flowmetal.runtime.notify import Notifier, notify_dir_for
-from flowmetal.store.base import Claim, Commit, Conflict, LeaseLost, UnknownProgram
+from flowmetal.store.base import FINISHED, Claim, Commit, Conflict, LeaseLost, UnknownProgram
 
 DEFAULT_LEASE = 10.0
 FALLBACK_POLL = 1.0
@@ -142,8 +142,8 @@ class Worker:
             self.stats.slices += 1
             if r.commit is None:
                 self.store.release(self.id, claim.program_id, claim.fence)
-        if any(c.sends or c.starts for c in commits):
-            self.notifier.notify()
+        if any(c.sends or c.starts or c.status in FINISHED for c in commits):
+            self.notifier.notify()  # other workers, and clients waiting for results
         for _, r in results:
             if self.on_slice is not None and r.program_id not in lost:
                 self.on_slice(r)

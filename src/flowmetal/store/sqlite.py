@@ -291,9 +291,9 @@ class SQLiteStore(Store):
                 " AND (lease_owner IS NULL OR lease_expires < ?)"
             )
             params: list[Any] = [now, now]
-            if only is not None:
-                query += " AND id = ?"
-                params.append(only)
+            if only is not None:  # a program and the children it started
+                query += " AND (id = ? OR id LIKE ?)"
+                params.extend([only, only + ".%"])
             query += " ORDER BY updated_at LIMIT ?"
             params.append(limit)
             rows = db.execute(query, params).fetchall()
