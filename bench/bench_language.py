@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+# Imported up front (Machine imports it lazily) so one run uses one version of the code.
+import flowmetal.machine.snapshot  # noqa: F401
 from flowmetal.machine.api import (
     Blocked,
     Completed,
@@ -680,19 +682,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-snapshot", action="store_true", help="skip the snapshot benchmark")
     args = ap.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
+    snap: SnapRow | None = None
+    snap_error = ""
+    if not args.no_snapshot:
+        print("running snapshot ...", file=sys.stderr, flush=True)
+        try:
+            snap = bench_snapshot()
+        except Exception as e:  # report it next to the workload figures rather than lose them
+            snap_error = f"snapshot benchmark failed: {type(e).__name__}: {e}"
     rows = []
     for w in WORKLOADS:
         if only and w.name not in only:
             continue
         print(f"running {w.name} ...", file=sys.stderr, flush=True)
         rows.append(bench_workload(w, args.repeat, args.all_resumable))
-    snap = None if args.no_snapshot else bench_snapshot()
     fixed_ms = fixed_cost(args.repeat)
     print_table(rows, snap, args.repeat, fixed_ms)
     if args.markdown:
         print()
         print_markdown(rows, snap, args.repeat, fixed_ms)
-    return 0 if all(r.status == "ok" for r in rows) else 1
+    if snap_error:
+        print()
+        print(snap_error)
+    ok = all(r.status == "ok" for r in rows) and not snap_error and (snap is None or snap.resumed_ok)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

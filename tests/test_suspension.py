@@ -204,7 +204,9 @@ def drive(source: str, filename: str, mode: str, args: dict[str, Any] | None = N
             assert data.startswith(b"FMSNAP")
             run.snapshots += 1
             run.snapshot_sizes.append(len(data))
-            machine = Machine.restore(data, host_module=HOST, limits=limits)
+            # passing the compiled program skips recompiling the source the snapshot pins
+            # (restore still checks the source hash); "twice" also takes the full path
+            machine = Machine.restore(data, host_module=HOST, limits=limits, program=program)
             if mode == "twice":
                 machine = Machine.restore(machine.snapshot(), host_module=HOST, limits=limits)
         for req in outcome.requests:
@@ -212,7 +214,7 @@ def drive(source: str, filename: str, mode: str, args: dict[str, Any] | None = N
         if mode == "resolved":
             data = machine.snapshot()
             run.snapshots += 1
-            machine = Machine.restore(data, host_module=HOST, limits=limits)
+            machine = Machine.restore(data, host_module=HOST, limits=limits, program=program)
     raise AssertionError("the program never finished")
 
 
@@ -220,10 +222,40 @@ def drive(source: str, filename: str, mode: str, args: dict[str, Any] | None = N
 
 
 def test_corpus_size() -> None:
-    assert len(PROGRAMS) >= 40
+    assert len([p for p in PROGRAMS if p.stem not in KNOWN_BUGS]) >= 40
 
 
-@pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.stem)
+# Programs named known_*.flow show bugs found by this suite and not fixed yet; each
+# is expected to fail (strictly: when the bug is fixed, drop the entry here).
+KNOWN_BUGS = {
+    "known_genexpr_passed_to_plain_function": "a generator expression that waits, passed to a "
+    "function that merely iterates it (a plain function), runs natively and cannot wait "
+    "(RuntimeError: probe() cannot wait inside a callback...)",
+    "known_iter_materializes": "iter() of a resumable generator (also inside the prelude's zip/map) "
+    "materializes the whole generator: effects run eagerly and in a different order than CPython",
+    "known_dict_view_across_wait": "dict views (d.items(), d.keys()) alive across a wait cannot be "
+    "snapshotted (SnapshotError: cannot snapshot a value of type 'dict_items')",
+    "known_str_format_across_wait": "'...'.format(...) with a waiting argument: the bound format "
+    "function (a lambda from _fm_fmt) cannot be snapshotted",
+    "known_saved_exception_traceback": "the traceback entries of a caught exception are lost by a "
+    "snapshot: re-raising it after a restore prints fewer frames than the uninterrupted run",
+    "known_dict_mutation_during_loop": "a dict iterator is snapshotted as a list of its remaining "
+    "items: after a restore, growing the dict inside the loop no longer raises RuntimeError",
+}
+
+
+def _program_param(path: Path) -> Any:
+    reason = KNOWN_BUGS.get(path.stem)
+    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+    return pytest.param(path, id=path.stem, marks=marks)
+
+
+def test_known_bugs_are_listed() -> None:
+    known = {p.stem for p in PROGRAMS if p.stem.startswith("known_")}
+    assert known == set(KNOWN_BUGS)
+
+
+@pytest.mark.parametrize("path", [_program_param(p) for p in PROGRAMS])
 def test_suspension_program(path: Path, cpython_results: dict[str, Any]) -> None:
     source = path.read_text(encoding="utf-8")
     filename = str(path)
@@ -244,7 +276,7 @@ def test_suspension_program(path: Path, cpython_results: dict[str, Any]) -> None
 
 
 @pytest.mark.parametrize("name", ["closures_nonlocal", "host_reject_caught", "genexpr_for_loop",
-                                  "try_reraise", "decorators", "recursion_depth50"])
+                                  "try_reraise", "decorators", "nested_recursive_closure"])
 def test_double_round_trip(name: str) -> None:
     path = PROGRAM_DIR / f"{name}.flow"
     direct = drive(path.read_text(encoding="utf-8"), str(path), "direct")
@@ -408,14 +440,53 @@ def test_pending_request_survives_restore() -> None:
     assert (req2.id, req2.name, tuple(req2.args)) == (req.id, "probe", (0,))
 
 
-def test_restore_with_wrong_host_fails_cleanly() -> None:
-    """Restoring without the effect the program imported is an error, not a crash."""
+def test_effects_are_snapshotted_by_name() -> None:
+    """An effect the program imported is written by name: a restored machine keeps it
+    (and the pending request) even when the new host module is empty."""
     data = blocked_machine().snapshot()
-    try:
-        m2 = Machine.restore(data, host_module={})
-    except Exception as e:  # a clear Flowmetal error is acceptable
-        assert isinstance(e, SnapshotError | Exception)
-        return
-    # or the restored machine still holds the pending request and can be answered
+    m2 = Machine.restore(data, host_module={})
     outcome = m2.run()
-    assert isinstance(outcome, Blocked)
+    while isinstance(outcome, Blocked):
+        for r in outcome.requests:
+            assert r.name == "probe"
+            m2.resolve(r.id, probe(*r.args))
+        outcome = m2.run()
+    assert outcome == Completed(12)
+    assert m2.take_output() == "at 0 1\nat 1 5\nat 2 12\n"
+
+
+def test_snapshot_is_deterministic() -> None:
+    """Two machines that ran the same program to the same point write the same bytes."""
+    a, b = blocked_machine(SIMPLE, {"n": 4}), blocked_machine(SIMPLE, {"n": 4})
+    assert a.snapshot() == b.snapshot() == a.snapshot()
+    for m in (a, b):
+        (req,) = m.run().requests  # type: ignore[union-attr]
+        m.resolve(req.id, 7)
+        assert isinstance(m.run(), Blocked)
+    assert a.snapshot() == b.snapshot()
+
+
+def test_completed_and_failed_machines_snapshot() -> None:
+    """Snapshots of a finished machine restore to the same outcome."""
+    m = Machine(compile_program("def main():\n    return [1, 'two']\n", "done.flow"), host_module=HOST)
+    assert m.run() == Completed([1, "two"])
+    m2 = Machine.restore(m.snapshot(), host_module=HOST)
+    assert m2.run() == Completed([1, "two"])
+    bad = Machine(compile_program("def main():\n    return 1 // 0\n", "bad.flow"), host_module=HOST)
+    out = bad.run()
+    assert isinstance(out, Failed)
+    out2 = Machine.restore(bad.snapshot(), host_module=HOST).run()
+    assert isinstance(out2, Failed)
+    assert out2.error_line == out.error_line == "ZeroDivisionError: integer division or modulo by zero"
+
+
+def test_resolve_unknown_request_is_a_machine_error() -> None:
+    from flowmetal.errors import MachineError
+
+    m = blocked_machine()
+    with pytest.raises(MachineError):
+        m.resolve(999, 1)
+    (req,) = m.run().requests  # type: ignore[union-attr]
+    m.resolve(req.id, 1)
+    with pytest.raises(MachineError):
+        m.resolve(req.id, 1)  # already answered

@@ -130,7 +130,7 @@ def _open(store_url: str | None) -> Any:
 def _runtime(store_url: str | None) -> Any:
     from flowmetal.runtime.driver import Runtime
 
-    return Runtime(_open(store_url))
+    return Runtime(_open(store_url), reuse_machines=True)
 
 
 def _notify(store: Any) -> None:
@@ -152,7 +152,7 @@ def run(file: str, raw_args: str | None, program_id: str | None, store_url: str 
     """
     args = _parse_args(raw_args)
     rt = _runtime(store_url)
-    pid = rt.start(file, args, program_id=program_id)
+    pid = rt.start(file, args, program_id=program_id, source=_read_source(file))
     program = rt.program_for(rt.store.get_program(pid))
     for d in program.diagnostics:
         click.echo(d.format(), err=True)
@@ -173,7 +173,7 @@ def run(file: str, raw_args: str | None, program_id: str | None, store_url: str 
 def start(file: str, raw_args: str | None, program_id: str | None, store_url: str | None) -> None:
     """Start a durable program (a worker runs it); prints its id."""
     rt = _runtime(store_url)
-    pid = rt.start(file, _parse_args(raw_args), program_id=program_id)
+    pid = rt.start(file, _parse_args(raw_args), program_id=program_id, source=_read_source(file))
     _notify(rt.store)
     click.echo(pid)
 

@@ -150,7 +150,9 @@ class _Classifier:
         if count != 1:
             return None
         if name in mod.def_nodes:
-            return self.units.get(mod.def_nodes[name])
+            node = mod.def_nodes[name]
+            # a decorated name holds whatever the decorator returned, not this def
+            return None if node.decorator_list else self.units.get(node)
         if name in self.imports:
             module, attr = self.imports[name]
             if module in self.effect_modules:
@@ -165,7 +167,8 @@ class _Classifier:
                 return self.global_target(name)
             return None
         if owner.binding_count.get(name, 0) == 1 and name in owner.def_nodes:
-            return self.units.get(owner.def_nodes[name])
+            node = owner.def_nodes[name]
+            return None if node.decorator_list else self.units.get(node)
         return None
 
     # -- building units ----------------------------------------------------
@@ -323,8 +326,17 @@ class _Classifier:
 
     def solve(self) -> None:
         for unit in self.units.values():
-            if unit.kind == "generator" or unit.scope.is_module:
-                unit.kind = "resumable" if unit.kind != "generator" else "generator"
+            if unit.kind == "generator":
+                # a generator that may wait makes its creator wait too (it may be iterated there)
+                for call in unit.calls:
+                    deps = self.call_deps(call)
+                    if deps is None:
+                        unit.waits_directly = True
+                        break
+                    unit.callee_units.update(deps)
+                continue
+            if unit.scope.is_module:
+                unit.kind = "resumable"
                 continue
             if unit.waits_directly:
                 unit.kind = "resumable"
@@ -345,6 +357,9 @@ class _Classifier:
                 # a plain function cannot hand out explicit cells, so a function
                 # whose nested resumable code closes over its variables is resumable too
                 if unit.kind == "plain" and any(c.kind != "plain" and c.scope.frees for c in unit.children):
+                    unit.kind = "resumable"
+                    changed = True
+                if unit.kind == "plain" and any(_generator_may_wait(c) for c in unit.children):
                     unit.kind = "resumable"
                     changed = True
 
@@ -388,6 +403,10 @@ def _body_nodes(node: ast.FunctionDef | ast.Lambda) -> list[ast.AST]:
     if isinstance(node, ast.Lambda):
         return [node.body]
     return list(node.body)
+
+
+def _generator_may_wait(unit: Unit) -> bool:
+    return unit.kind == "generator" and (unit.waits_directly or any(d.kind != "plain" for d in unit.callee_units))
 
 
 def _has_yield(node: ast.FunctionDef) -> bool:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowmetal.lang.classify import Unit
+from flowmetal.lang.names import BUILTIN_EXCEPTIONS
 from flowmetal.lang.scopes import COMPREHENSIONS, Scope
 
 # Names of the machine helpers that generated code calls (found in the
@@ -273,6 +274,15 @@ class Translator(ast.NodeTransformer):
         self.generic_visit(node)
         if node.type is None:
             node.type = name("Exception")
+        elif not _surely_exception(node.type):
+            # `except BaseException` (or a computed type) could catch the machine's own
+            # aborts (fuel, memory): let those pass straight through
+            if node.name is None:
+                node.name = "_fm_x"
+            guard = ast.If(test=call("_fm_isinstance", name(node.name), name("_fm_NOCATCH")),
+                           body=[ast.Raise(exc=None, cause=None)], orelse=[])
+            ast.copy_location(guard, node)
+            node.body.insert(0, guard)
         return node
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
@@ -296,6 +306,18 @@ class Translator(ast.NodeTransformer):
             value = call(H_IMPORT, const(node.module or ""), const(alias.name))
             out.append(ast.copy_location(ast.Assign(targets=[target], value=value), node))
         return out
+
+
+_EXCEPTION_NAMES = frozenset(BUILTIN_EXCEPTIONS - {"BaseException"}) | {"Timeout", "Cancelled", "ChildFailed"}
+
+
+def _surely_exception(node: ast.expr) -> bool:
+    """True when an `except` type cannot match BaseException-only classes."""
+    if isinstance(node, ast.Name):
+        return node.id in _EXCEPTION_NAMES
+    if isinstance(node, ast.Tuple):
+        return all(_surely_exception(e) for e in node.elts)
+    return False
 
 
 def is_comprehension(node: ast.AST) -> bool:

@@ -187,6 +187,21 @@ class Codec:
         self.register_constant(Ellipsis, "Ellipsis")
         self.register_constant(NotImplemented, "NotImplemented")
 
+    def copy(self) -> Codec:
+        """A codec with the same registrations, to extend without touching this one
+        (building the common registrations once per process is most of a codec's cost)."""
+        other = Codec.__new__(Codec)
+        other._ext_by_type = dict(self._ext_by_type)
+        other._ext_by_tag = dict(self._ext_by_tag)
+        other._values = dict(self._values)
+        other._exc_by_type = dict(self._exc_by_type)
+        other._exc_by_name = dict(self._exc_by_name)
+        other._consts = dict(self._consts)
+        other._const_names = dict(self._const_names)
+        other._enc = self._enc
+        other._dec = self._dec
+        return other
+
     # -- registration -------------------------------------------------------------
 
     def register(
@@ -565,8 +580,8 @@ class _Reader:
         stack = list(kids)
         while stack:
             i = stack.pop()
-            if i in self.completed:
-                continue
+            if i in self.completed or self.recs[i][0] == CELL:
+                continue  # builders only hold cells (closures), never read them: a cycle may pass
             self.completed.add(i)
             fill_kind = self.needs_fill[i]
             if self.objs[i] is _MISSING:

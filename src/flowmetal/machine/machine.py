@@ -350,12 +350,12 @@ class Machine:
         """Built-ins given a generator or a function that may wait run as prelude code."""
         waiting = False
         for a in args:
-            if type(a) is Generator or type(a) is Function:
+            if type(a) is Generator or type(a) is Function or type(a) is EffectFunction:
                 waiting = True
                 break
         else:
             for v in kwargs.values():
-                if type(v) is Generator or type(v) is Function:
+                if type(v) is Generator or type(v) is Function or type(v) is EffectFunction:
                     waiting = True
                     break
         if not waiting:
@@ -513,6 +513,16 @@ class Machine:
         return rv
 
     # -- snapshots ----------------------------------------------------------------
+    @property
+    def codec(self) -> Any:
+        """This machine's snapshot codec (built on first use, then reused)."""
+        codec = self.__dict__.get("_codec")
+        if codec is None:
+            from flowmetal.machine.snapshot import make_codec
+
+            codec = self._codec = make_codec(self)
+        return codec
+
     def snapshot(self) -> bytes:
         """The machine's whole state as versioned bytes (see `snapshot.py`)."""
         from flowmetal.machine.snapshot import snapshot

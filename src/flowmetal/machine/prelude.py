@@ -51,6 +51,7 @@ def _sort_in_place(items: list[Any], keys: list[Any], reverse: bool) -> None:
     items[:] = _sort_by_keys(items, keys, reverse)
 
 
+@cache
 def prelude_builtins() -> dict[str, Any]:
     from flowmetal.machine.objects import Generator
 

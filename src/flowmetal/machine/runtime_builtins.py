@@ -50,7 +50,7 @@ def make_program_builtins(machine: Machine, program_key: str) -> dict[str, Any]:
     if program_key == "prelude":
         from flowmetal.machine.prelude import prelude_builtins
 
-        table.update(prelude_builtins())
+        table.update(prelude_builtins())  # shared (cached) objects: snapshots name them
 
     def fm_import(module: str, attr: str | None = None) -> Any:
         if module in STD_MODULES:

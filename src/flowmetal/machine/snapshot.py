@@ -10,7 +10,9 @@ name. Everything goes through the versioned `codec` — never pickle.
 
 from __future__ import annotations
 
+import contextlib
 import types
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from flowmetal.errors import SnapshotError
@@ -46,29 +48,64 @@ SNAPSHOT_VERSION = 1
 _BUILTIN_METHOD: type = type([].append)
 
 
-def make_codec(machine: Machine) -> Codec:
+@cache
+def _base_codec() -> Codec:
+    """Registrations that are the same for every machine in this process."""
+    from flowmetal.machine.builtins_table import make_builtins
+    from flowmetal.machine.prelude import prelude_builtins
+
     codec = Codec()
     codec.register_values(VALUE_DECODERS)
     codec.register_constant(END, "fm:end")
-    for key in ("main", "prelude"):
-        for name, value in machine.globals[key]["__builtins__"].items():
-            if name.startswith("_fm_") or isinstance(value, int | str | tuple | types.NoneType):
+    for key, table in (("main", make_builtins(print)), ("prelude", prelude_builtins())):
+        for name, value in table.items():
+            if name == "print" or isinstance(value, int | str | tuple | types.NoneType):
                 continue
-            if key == "prelude" and name in machine.globals["main"]["__builtins__"]:
-                continue
-            try:
+            with contextlib.suppress(ValueError):  # the same object under another name: the first wins
                 codec.register_constant(value, f"{key}:{name}")
-            except ValueError:
-                pass  # the same object under another name: the first name wins
     for mod_name in ("json", "math", "re"):
         module = stdmods.get_module(mod_name)
         codec.register_constant(module, f"module:{mod_name}")
         for member, value in vars(module).items():
             if callable(value) and not member.startswith("__"):
-                try:
+                with contextlib.suppress(ValueError):
                     codec.register_constant(value, f"{mod_name}:{member}")
-                except ValueError:
-                    pass
+
+    def method_state(m: Any) -> list[Any]:
+        owner = getattr(m, "__self__", None)
+        if owner is None or isinstance(owner, types.ModuleType):
+            raise SnapshotError(f"cannot snapshot the built-in function {m.__name__!r}")
+        return [owner, m.__name__]
+
+    codec.register(_BUILTIN_METHOD, "fm.builtin_method", state=method_state, build=lambda s: getattr(s[0], s[1]))
+    codec.register(types.MethodType, "fm.method", state=lambda m: [m.__self__, m.__func__.__name__],
+                   build=lambda s: getattr(s[0], s[1]))
+    codec.register(EffectFunction, "fm.effect", state=lambda e: [e.effect, e.bound],
+                   build=lambda s: EffectFunction(s[0], tuple(s[1])))
+    codec.register(TaskHandle, "fm.task", state=lambda t: t.task_id, build=TaskHandle)
+    codec.register(TimeoutScope, "fm.timeout", state=lambda t: t.seconds, build=TimeoutScope)
+    ops = {**make_ops(), "enter": MachineOp("enter", op_enter), "exit": MachineOp("exit", op_exit)}
+
+    def op_build(s: list[Any]) -> MachineOp:
+        if s[0] == "result":
+            return TaskHandle(s[1]).result
+        return ops[s[0]]
+
+    codec.register(MachineOp, "fm.op", state=lambda o: [o.name, o.bound.task_id if o.bound else None],
+                   build=op_build)
+    codec.register_exception(Timeout, "flowmetal.Timeout")
+    codec.register_exception(Cancelled, "flowmetal.Cancelled")
+    return codec
+
+
+def make_codec(machine: Machine) -> Codec:
+    codec = _base_codec().copy()
+    for key in ("main", "prelude"):
+        for name, value in machine.globals[key]["__builtins__"].items():
+            if name.startswith("_fm_") or isinstance(value, int | str | tuple | types.NoneType):
+                continue
+            if id(value) not in codec._const_names:
+                codec.register_constant(value, f"{key}:{name}")
     codec.register_constant(machine.host_module, "module:flowmetal")
     for member, value in machine.host_module_members.items():
         if not isinstance(value, EffectFunction):
@@ -98,33 +135,6 @@ def make_codec(machine: Machine) -> Codec:
 
     codec.register(types.FunctionType, "fm.pyfunction", state=host_fn_state, build=host_fn_build)
 
-    def method_state(m: Any) -> list[Any]:
-        owner = getattr(m, "__self__", None)
-        if owner is None or isinstance(owner, types.ModuleType):
-            raise SnapshotError(f"cannot snapshot the built-in function {m.__name__!r}")
-        return [owner, m.__name__]
-
-    codec.register(_BUILTIN_METHOD, "fm.builtin_method", state=method_state, build=lambda s: getattr(s[0], s[1]))
-    codec.register(types.MethodType, "fm.method", state=lambda m: [m.__self__, m.__func__.__name__],
-                   build=lambda s: getattr(s[0], s[1]))
-    codec.register(EffectFunction, "fm.effect", state=lambda e: [e.effect, e.bound],
-                   build=lambda s: EffectFunction(s[0], tuple(s[1])))
-    codec.register(TaskHandle, "fm.task", state=lambda t: t.task_id, build=TaskHandle)
-    codec.register(TimeoutScope, "fm.timeout", state=lambda t: t.seconds, build=TimeoutScope)
-    ops = {**make_ops(), "enter": MachineOp("enter", op_enter), "exit": MachineOp("exit", op_exit)}
-
-    def op_build(s: list[Any]) -> MachineOp:
-        if s[0] == "result":
-            return TaskHandle(s[1]).result
-        return ops[s[0]]
-
-    codec.register(MachineOp, "fm.op", state=lambda o: [o.name, o.bound.task_id if o.bound else None],
-                   build=op_build)
-    codec.register_exception(Timeout, "flowmetal.Timeout")
-    codec.register_exception(Cancelled, "flowmetal.Cancelled")
-    if machine.codec_extensions is not None:
-        machine.codec_extensions(codec)
-
     def frame_state(fr: Frame) -> list[Any]:
         return [fr.program_key, fr.unit.uid, fr.pc, fr.slots, fr.throw, fr.gen]
 
@@ -149,6 +159,8 @@ def make_codec(machine: Machine) -> Codec:
 
     codec.register(Generator, "fm.generator", state=lambda g: [g.frame, g.name, g.finished, g.running],
                    new=gen_new, fill=gen_fill)
+    if machine.codec_extensions is not None:
+        machine.codec_extensions(codec)
     return codec
 
 
@@ -171,7 +183,7 @@ def snapshot(machine: Machine) -> bytes:
         machine.next_task,
         list(machine.output),
     ]
-    return make_codec(machine).encode(state)
+    return machine.codec.encode(state)
 
 
 def restore(data: bytes, *, host_module: dict[str, Any] | None = None, limits: Limits | None = None,
@@ -190,7 +202,7 @@ def restore(data: bytes, *, host_module: dict[str, Any] | None = None, limits: L
         program = compile_program(source, filename)
     machine = Machine(program, limits=limits, host_module=host_module, codec_extensions=codec_extensions,
                       _empty=True)
-    state = make_codec(machine).decode(data)
+    state = machine.codec.decode(data)
     (_, _, _, _, _, args, globs, tasks, pending, next_request, next_task, output) = state
     machine.args = args
     machine.user_globals.update(globs)

@@ -22,6 +22,7 @@ import json
 import random as host_random
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ class SliceResult:
     status: str
     commit: Commit | None
     output: list[str] = field(default_factory=list)
+    machine: Machine | None = None  # the machine after the slice, reusable once the commit lands
 
 
 def to_json(value: Any) -> Any:
@@ -77,7 +79,8 @@ class Runtime:
     """Runs programs of one store. `clock` is injectable so tests can skip days."""
 
     def __init__(self, store: Store, *, clock: Clock = time.time, limits: Limits | None = None,
-                 checkpoint_every: int = 1, rng: host_random.Random | None = None) -> None:
+                 checkpoint_every: int = 1, rng: host_random.Random | None = None,
+                 reuse_machines: bool = False) -> None:
         self.store = store
         self.clock = clock
         self.limits = limits
@@ -85,6 +88,10 @@ class Runtime:
         self.rng = rng or host_random.Random()
         self.host = actions.host_module()
         self._programs: dict[str, Program] = {}
+        # machines whose last slice this process committed: the next slice can skip the
+        # checkpoint read and restore (the store's seq check catches any stale one)
+        self._machines: OrderedDict[str, tuple[int, Machine]] = OrderedDict()
+        self.machine_cache_size = 256 if reuse_machines else 0
 
     # -- starting -------------------------------------------------------------------
     def start(self, path: str, args: dict[str, Any] | None = None, program_id: str | None = None,
@@ -111,8 +118,24 @@ class Runtime:
         return program
 
     # -- loading ----------------------------------------------------------------------
+    def remember(self, result: SliceResult) -> None:
+        """Keep the machine of a committed slice for the program's next slice."""
+        c = result.commit
+        if (c is None or result.machine is None or c.status in ("completed", "failed", "cancelled")
+                or not self.machine_cache_size):
+            self._machines.pop(result.program_id, None)
+            return
+        self._machines[result.program_id] = (c.base_seq + len(c.events), result.machine)
+        self._machines.move_to_end(result.program_id)
+        while len(self._machines) > self.machine_cache_size:
+            self._machines.popitem(last=False)
+
     def load(self, row: ProgramRow, upto: int | None = None) -> tuple[Machine, int]:
         """The machine at the program's last event (or at `upto`), and that event's number."""
+        if upto is None:
+            cached = self._machines.pop(row.id, None)
+            if cached is not None and cached[0] == row.last_seq:
+                return cached[1], row.last_seq
         program = self.program_for(row)
         ck = self.store.checkpoint(row.id, upto)
         if ck is not None:
@@ -130,8 +153,10 @@ class Runtime:
         return machine, seq
 
     def _replay(self, program_id: str, machine: Machine, events: list[Event]) -> None:
-        queue = [e for e in events if e.type not in ("task_spawned", "task_finished", "cancel_requested")]
+        queue = [e for e in events if e.type not in ("task_spawned", "task_finished")]
         i = 0
+        if queue and queue[0].type == "cancel_requested":  # cancelled at the start of a slice
+            i = self._replay_cancel(program_id, machine, queue, 0)
         while i < len(queue):
             outcome = machine.run()
             text = machine.take_output()
@@ -160,6 +185,10 @@ class Runtime:
                                              f"{ev.data['kind']}{ev.data['args']}, replay asked for {got}")
                     i += 1
                     continue
+                if ev.type == "cancel_requested":
+                    i = self._replay_cancel(program_id, machine, queue, i)
+                    progressed = True
+                    break
                 if ev.type in ("effect_completed", "message_received", "timer_fired"):
                     machine.resolve(req_id, ev.data.get("result", ev.data.get("message")))
                 elif ev.type == "effect_failed":
@@ -173,6 +202,20 @@ class Runtime:
                 break
             if not progressed and i < len(queue) and queue[i].type != "output":
                 raise ReplayDiverged(f"{program_id}: replay stalled at event {queue[i].seq}")
+
+    @staticmethod
+    def _replay_cancel(program_id: str, machine: Machine, queue: list[Event], i: int) -> int:
+        """Replay a cancellation as `_Slice.run` made it: `Cancelled` recorded for every pending
+        request, then the machine cancelled (which also wakes tasks blocked on other tasks)."""
+        i += 1
+        for req_id in sorted(machine.pending):
+            ev = queue[i] if i < len(queue) else None
+            if ev is None or ev.type != "effect_failed" or int(ev.data.get("request") or 0) != req_id:
+                raise ReplayDiverged(f"{program_id}: replaying a cancellation expected request {req_id} to fail, "
+                                     f"the record has {ev.type if ev else 'nothing'}")
+            i += 1
+        machine.cancel()
+        return i
 
     # -- running a slice -------------------------------------------------------------------
     def run_slice(self, claim: Claim) -> SliceResult:
@@ -302,8 +345,9 @@ class _Slice:
             self.waits[req.id] = w.info
             return False
         except Exception as e:
-            self.event("effect_failed", request=req.id, error=_error_record(e))
-            m.reject(req.id, e)
+            record = _error_record(e)
+            self.event("effect_failed", request=req.id, error=record)
+            m.reject(req.id, _rebuild_error(record))  # exactly what a replay will raise
             return True
         self.event("effect_completed", request=req.id, result=to_json(value))
         m.resolve(req.id, value)
@@ -409,7 +453,8 @@ class _Slice:
         c.runnable = any(w["kind"] in ("receive", "child_result") and any(x.channel == w["channel"] for x in self.inbox)
                          for w in self.waits.values())
         c.checkpoint = self.checkpoint() if c.events else None
-        return SliceResult(self.row.id, "waiting", c if c.events or c.consumed else None, self.output)
+        return SliceResult(self.row.id, "waiting", c if c.events or c.consumed else None, self.output,
+                           self.machine)
 
     def finish_completed(self, value: Any) -> SliceResult:
         c = self.commit

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import threading
-import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -100,7 +99,7 @@ class Worker:
                 held = list(self._held)
             if held:
                 with contextlib.suppress(Exception):
-                    self.store.renew(self.id, held, self.lease, time.time())
+                    self.store.renew(self.id, held, self.lease, self.rt.clock())  # the clock claims use
 
     # -- one round ------------------------------------------------------------------
     def step(self) -> bool:
@@ -145,7 +144,10 @@ class Worker:
         if any(c.sends or c.starts or c.status in FINISHED for c in commits):
             self.notifier.notify()  # other workers, and clients waiting for results
         for _, r in results:
-            if self.on_slice is not None and r.program_id not in lost:
+            if r.program_id in lost:
+                continue
+            self.rt.remember(r)
+            if self.on_slice is not None:
                 self.on_slice(r)
 
     def _commit_one_by_one(self, commits: list[Commit], now: float) -> set[str]:
