@@ -213,7 +213,7 @@ class Bench:
         """`pairs` ping-pong pairs in one Worker; raw commits interleaved between its rounds."""
         _, url = self.fresh_db(f"pingpong-{pairs}x{concurrency}")
         store = open_store(url)
-        rt = Runtime(store)
+        rt = Runtime(store, reuse_machines=True)  # as `flowmetal worker` runs
         ids = []
         for p in range(pairs):
             a, b = f"a{p}", f"b{p}"

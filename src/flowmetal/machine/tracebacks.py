@@ -38,15 +38,16 @@ def add_trace(exc: BaseException, frame: Any, programs: Mapping[str, Program]) -
 
 
 def _entries(exc: BaseException, programs: Mapping[str, Program]) -> list[tuple[str, int, str]]:
-    entries = list(getattr(exc, TRACE_ATTR, None) or [])
+    moved = list(getattr(exc, TRACE_ATTR, None) or [])
     filenames = {p.filename for k, p in programs.items() if k != "prelude"}
+    entries: list[tuple[str, int, str]] = []
     tb = exc.__traceback__
-    while tb is not None:  # frames not yet moved (the exception never left a resumable frame)
+    while tb is not None:  # frames not yet moved: reached after the moved ones, so outer to them
         code = tb.tb_frame.f_code
         if code.co_filename in filenames:
             entries.append((code.co_filename, tb.tb_lineno, code.co_name))
         tb = tb.tb_next
-    return entries
+    return entries + moved
 
 
 def error_line(exc: BaseException) -> str:
