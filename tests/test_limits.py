@@ -137,9 +137,9 @@ def test_fuel_is_per_run_call() -> None:
             probe(round)
         return total
     """
-    out, outcome = drive(source, Limits(fuel=100_000))
+    _out, outcome = drive(source, Limits(fuel=100_000))
     assert outcome == Completed(240_000)
-    out, outcome = drive(source, Limits(fuel=100_000), snapshot=True)
+    _out, outcome = drive(source, Limits(fuel=100_000), snapshot=True)
     assert outcome == Completed(240_000)
     res = run("def main():\n    for i in range(300_000):\n        pass\n", Limits(fuel=100_000))
     assert res.error_line is not None and "fuel" in res.error_line.lower()
@@ -225,7 +225,7 @@ def test_fuel_bounds_work_inside_builtins() -> None:
     env = dict(os.environ)
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=3, env=env, check=False)
+                              timeout=2, env=env, check=False)
     except subprocess.TimeoutExpired:
         pytest.fail("the program ran past its fuel limit")
     assert "fuel" in proc.stdout.lower()

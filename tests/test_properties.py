@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import math
 import traceback
 from typing import Any
@@ -53,6 +54,7 @@ def _bin(left: st.SearchStrategy[str], ops: list[str], right: st.SearchStrategy[
     return st.tuples(left, st.sampled_from(ops), right).map(lambda t: f"({t[0]} {t[1]} {t[2]})")
 
 
+@functools.cache
 def int_expr(depth: int) -> st.SearchStrategy[str]:
     if depth == 0:
         return INT_LEAF
@@ -77,6 +79,7 @@ def int_expr(depth: int) -> st.SearchStrategy[str]:
     )
 
 
+@functools.cache
 def float_expr(depth: int) -> st.SearchStrategy[str]:
     if depth == 0:
         return FLOAT_LEAF
@@ -92,6 +95,7 @@ def float_expr(depth: int) -> st.SearchStrategy[str]:
     )
 
 
+@functools.cache
 def str_expr(depth: int) -> st.SearchStrategy[str]:
     if depth == 0:
         return STR_LEAF
@@ -120,6 +124,7 @@ def str_expr(depth: int) -> st.SearchStrategy[str]:
     )
 
 
+@functools.cache
 def list_expr(depth: int) -> st.SearchStrategy[str]:
     leaf = st.lists(st.one_of(SMALL, STR_LEAF.filter(lambda s: len(s) < 5)), max_size=4).map(
         lambda xs: "[" + ", ".join(xs) + "]")
@@ -143,6 +148,7 @@ def list_expr(depth: int) -> st.SearchStrategy[str]:
     )
 
 
+@functools.cache
 def bool_expr(depth: int) -> st.SearchStrategy[str]:
     leaf = st.sampled_from(["True", "False", "not []", "bool('')"])
     if depth == 0:
@@ -153,9 +159,9 @@ def bool_expr(depth: int) -> st.SearchStrategy[str]:
     return st.one_of(
         leaf,
         _bin(int_expr(depth - 1), cmp_ops, int_expr(depth - 1)),
-        _bin(str_expr(depth - 1), cmp_ops + ["in", "not in"], str_expr(depth - 1)),
+        _bin(str_expr(depth - 1), [*cmp_ops, "in", "not in"], str_expr(depth - 1)),
         _bin(list_expr(depth - 1), cmp_ops, list_expr(depth - 1)),
-        _bin(anys, cmp_ops + ["in", "not in"], anys),
+        _bin(anys, [*cmp_ops, "in", "not in"], anys),
         st.tuples(int_expr(depth - 1), st.sampled_from(cmp_ops), int_expr(depth - 1),
                   st.sampled_from(cmp_ops), int_expr(depth - 1)).map(lambda t: "(" + " ".join(t) + ")"),
         _bin(sub, ["and", "or"], sub),
@@ -324,8 +330,7 @@ def main():
 """
 
 
-def drive_graph(source: str, restore: bool) -> tuple[str, Any, str | None]:
-    program = compile_program(source, "graph.flow")
+def drive_graph(program: Any, restore: bool) -> tuple[str, Any, str | None]:
     m = Machine(program, host_module=HOST)
     out = ""
     for _ in range(50):
@@ -334,7 +339,8 @@ def drive_graph(source: str, restore: bool) -> tuple[str, Any, str | None]:
         if not isinstance(outcome, Blocked):
             break
         if restore:
-            m = Machine.restore(m.snapshot(), host_module=HOST)
+            # the first restore recompiles the source pinned in the snapshot; later ones reuse it
+            m = Machine.restore(m.snapshot(), host_module=HOST, program=program if _ else None)
         for req in outcome.requests:
             m.resolve(req.id, req.args[0])
     if isinstance(outcome, Failed):
@@ -357,10 +363,10 @@ def _has_set(v: Any) -> bool:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(VALUES)
 def test_value_graphs_survive_snapshots(value: Any) -> None:
-    source = GRAPH_PROGRAM.format(value=to_source(value))
-    direct = drive_graph(source, restore=False)
+    program = compile_program(GRAPH_PROGRAM.format(value=to_source(value)), "graph.flow")
+    direct = drive_graph(program, restore=False)
     assert direct[2] is None, direct[2]
-    restored = drive_graph(source, restore=True)
+    restored = drive_graph(program, restore=True)
     assert restored == direct
     lines = direct[0].splitlines()
     assert lines[2] == "True True True True True"

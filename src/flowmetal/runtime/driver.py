@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowmetal.errors import CheckFailed, FlowmetalError
+from flowmetal.errors import CheckFailed, FlowmetalError, SnapshotError
 from flowmetal.lang.program import Program, compile_program, source_hash
 from flowmetal.machine.api import Blocked, Completed, Failed, Limits, Machine
 from flowmetal.machine.objects import EffectRequest
@@ -224,9 +224,10 @@ class Runtime:
             return SliceResult(row.id, row.status, None)
         try:
             machine, base = self.load(row)
-        except CheckFailed as e:
-            return self._fail_row(row, claim, str(e))
-        return _Slice(self, row, claim, machine, base).run()
+            return _Slice(self, row, claim, machine, base).run()
+        except (CheckFailed, ReplayDiverged, SnapshotError) as e:
+            # permanent: retrying cannot help, so the program fails loudly (its log is kept)
+            return self._fail_row(row, claim, f"{type(e).__name__}: {e}")
 
     def _fail_row(self, row: ProgramRow, claim: Claim, message: str) -> SliceResult:
         commit = Commit(row.id, claim.fence, row.last_seq, status="failed", error=message,
@@ -251,19 +252,28 @@ class _Slice:
         self.now = rt.clock()
         self.known_tasks = {t.id: t.status for t in machine.tasks.values()}
         self.cancel_done = bool((row.waiting_on or {}).get("cancelling"))
+        self.cancel_pending = False
 
     def event(self, etype: str, **data: Any) -> None:
         self.commit.events.append((etype, data))
 
+    def apply_cancel(self) -> None:
+        """Raise `Cancelled` at every current wait (recorded, so a replay does the same)."""
+        m = self.machine
+        self.cancel_pending, self.cancel_done = False, True
+        self.event("cancel_requested")
+        for req_id in sorted(m.pending):
+            self.event("effect_failed", request=req_id, error=_error_record(Cancelled("the program was cancelled")))
+        m.cancel()
+        self.waits.clear()
+
     def run(self) -> SliceResult:
         m = self.machine
-        if self.row.cancel_requested and not self.cancel_done:
-            self.cancel_done = True
-            self.event("cancel_requested")
-            for req_id in sorted(m.pending):
-                self.event("effect_failed", request=req_id, error=_error_record(Cancelled("the program was cancelled")))
-            m.cancel()
-            self.waits.clear()
+        # a cancel lands at the program's current wait; one requested before the program ever
+        # waited lands at its first wait
+        self.cancel_pending = self.row.cancel_requested and not self.cancel_done
+        if self.cancel_pending and (m.pending or any(t.awaiting for t in m.tasks.values())):
+            self.apply_cancel()
         self.deliver()
         while True:
             outcome = m.run()
@@ -274,6 +284,9 @@ class _Slice:
             if isinstance(outcome, Failed):
                 return self.finish_failed(outcome)
             assert isinstance(outcome, Blocked)
+            if self.cancel_pending:
+                self.apply_cancel()
+                continue
             progressed = False
             for req in outcome.requests:
                 if req.id in self.waits:

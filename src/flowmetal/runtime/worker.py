@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 import threading
 import traceback
 import uuid
@@ -118,13 +119,17 @@ class Worker:
                 except UnknownProgram:
                     continue
                 except Exception:
-                    self.stats.errors.append(traceback.format_exc())
+                    # an unexpected (maybe passing) fault: say so, release, and let the
+                    # fallback poll retry instead of spinning on it
+                    report = traceback.format_exc()
+                    self.stats.errors.append(report)
+                    sys.stderr.write(f"flowmetal worker: slice of {claim.program_id} failed:\n{report}")
                     self.store.release(self.id, claim.program_id, claim.fence)
             self._commit(results)
         finally:
             with self._held_lock:
                 self._held.difference_update(c.program_id for c in claims)
-        return True
+        return bool(results)
 
     def _commit(self, results: list[tuple[Claim, SliceResult]]) -> None:
         commits = [r.commit for _, r in results if r.commit is not None]
