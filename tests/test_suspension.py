@@ -231,20 +231,11 @@ KNOWN_BUGS = {
     "known_genexpr_passed_to_plain_function": "a generator expression that waits, passed to a "
     "function that merely iterates it (a plain function), runs natively and cannot wait "
     "(RuntimeError: probe() cannot wait inside a callback...)",
-    "known_iter_materializes": "iter() of a resumable generator (also inside the prelude's zip/map) "
-    "materializes the whole generator: effects run eagerly and in a different order than CPython",
-    "known_dict_view_across_wait": "dict views (d.items(), d.keys()) alive across a wait cannot be "
-    "snapshotted (SnapshotError: cannot snapshot a value of type 'dict_items')",
-    "known_str_format_across_wait": "'...'.format(...) with a waiting argument: the bound format "
-    "function (a lambda from _fm_fmt) cannot be snapshotted",
     "known_saved_exception_traceback": "the traceback entries of a caught exception are lost by a "
     "snapshot: re-raising it after a restore prints fewer frames than the uninterrupted run",
     "known_consumer_stops_at_error": "the prelude's sum/min/max/set/dict materialize a waiting "
     "generator before working: when an item fails (TypeError, unhashable...), CPython has stopped "
     "pulling, but Flowmetal has already run the later items' effects",
-    "known_nonlocal_in_plain_child": "a function that waits, with a nested function that does not "
-    "but assigns one of its variables via `nonlocal`, fails to compile: raw SyntaxError "
-    "'no binding for nonlocal 'count' found'",
     "known_dict_mutation_during_loop": "a dict iterator is snapshotted as a list of its remaining "
     "items: after a restore, growing the dict inside the loop no longer raises RuntimeError",
 }

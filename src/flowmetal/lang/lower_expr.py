@@ -254,10 +254,16 @@ class ExprLowerer:
             self.loc = saved
 
     def lower_Call(self, e: ast.Call) -> ast.expr:
+        if isinstance(e.func, ast.Attribute) and e.func.attr in ("format", "format_map"):
+            # call through a helper rather than holding a bound `format` across a wait
+            base = self.materialize(self.lower(e.func.value))
+            shifted = ast.Call(func=name("_fm_fmtcall"), args=[base, const(e.func.attr), *e.args],
+                               keywords=e.keywords)
+            ast.copy_location(shifted, e)
+            return self.lower_Call(shifted)
         if isinstance(e.func, ast.Attribute):
             base = self.materialize(self.lower(e.func.value))
-            attr = ast.Attribute(value=base, attr=e.func.attr, ctx=ast.Load())
-            func: ast.expr = call("_fm_fmt", base, const(e.func.attr)) if e.func.attr in ("format", "format_map") else attr
+            func: ast.expr = ast.Attribute(value=base, attr=e.func.attr, ctx=ast.Load())
         else:
             func = self.lower(e.func)
         parts = [*e.args, *[k.value for k in e.keywords]]

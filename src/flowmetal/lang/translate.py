@@ -285,6 +285,17 @@ class Translator(ast.NodeTransformer):
             node.body.insert(0, guard)
         return node
 
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST | None:
+        # a variable of a resumable function lives in an explicit cell that the rewritten
+        # code reaches as `cell.cell_contents`: it needs no (and may have no) nonlocal binding
+        if self.resolve is None:
+            return node
+        keep = [n for n in node.names if not isinstance(self.resolve(self.scope, n, ast.Load()), ast.Attribute)]
+        if not keep:
+            return None
+        node.names = keep
+        return node
+
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
         if node.value is None:
             return None

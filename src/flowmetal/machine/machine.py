@@ -333,6 +333,8 @@ class Machine:
                 else:
                     result = callee.fn(self, task, args, kwargs, callee.bound)
                 return _BLOCKED if result is BLOCKED else result
+            if callee is iter and len(args) == 1 and type(args[0]) is Generator and not kwargs:
+                return args[0]  # a generator is its own iterator: never materialize it
             target = self._resumable_equivalent(callee, args, kwargs)
             if target is not None:
                 fn, args, kwargs = target

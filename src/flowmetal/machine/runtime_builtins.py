@@ -30,6 +30,10 @@ def _fmt(obj: Any, attr: str) -> Any:
     return getattr(obj, attr)
 
 
+def _fmtcall(obj: Any, attr: str, /, *args: Any, **kwargs: Any) -> Any:
+    return _fmt(obj, attr)(*args, **kwargs)
+
+
 def _in_handler(exc: Any, handled: BaseException) -> Any:
     """`raise X` inside an `except` block: chain X to the handled exception, as CPython does."""
     if isinstance(exc, type) and issubclass(exc, BaseException):
@@ -69,6 +73,7 @@ def make_program_builtins(machine: Machine, program_key: str) -> dict[str, Any]:
     table.update(
         _fm_set=FmSet,
         _fm_fmt=_fmt,
+        _fm_fmtcall=_fmtcall,
         _fm_rep=lambda a, b: limits_mod.repeat(machine.limits, a, b),
         _fm_tick=machine.ticks.tick,
         _fm_import=fm_import,

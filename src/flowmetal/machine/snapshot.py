@@ -11,6 +11,7 @@ name. Everything goes through the versioned `codec` — never pickle.
 from __future__ import annotations
 
 import contextlib
+import gc
 import types
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,10 @@ def _base_codec() -> Codec:
                 continue
             with contextlib.suppress(ValueError):  # the same object under another name: the first wins
                 codec.register_constant(value, f"{key}:{name}")
+    from flowmetal.machine import runtime_builtins
+
+    for helper in ("_fmtcall", "_fmt", "_in_handler"):  # may sit in a temporary across a wait
+        codec.register_constant(getattr(runtime_builtins, helper), f"fm:{helper}")
     for mod_name in ("json", "math", "re"):
         module = stdmods.get_module(mod_name)
         codec.register_constant(module, f"module:{mod_name}")
@@ -95,6 +100,11 @@ def _base_codec() -> Codec:
                    build=op_build)
     codec.register_exception(Timeout, "flowmetal.Timeout")
     codec.register_exception(Cancelled, "flowmetal.Cancelled")
+    for kind in ("keys", "values", "items"):
+        # a dict view is its dict plus which view; CPython exposes the dict only to the GC
+        view_type = type(getattr({}, kind)())
+        codec.register(view_type, f"fm.dict_{kind}", state=lambda v: gc.get_referents(v)[0],
+                       build=lambda d, kind=kind: getattr(d, kind)())
     return codec
 
 
