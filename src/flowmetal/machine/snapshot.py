@@ -103,9 +103,16 @@ def _base_codec() -> Codec:
     for kind in ("keys", "values", "items"):
         # a dict view is its dict plus which view; CPython exposes the dict only to the GC
         view_type = type(getattr({}, kind)())
-        codec.register(view_type, f"fm.dict_{kind}", state=lambda v: gc.get_referents(v)[0],
-                       build=lambda d, kind=kind: getattr(d, kind)())
+        codec.register(view_type, f"fm.dict_{kind}", state=_view_dict, build=_view_builder(kind))
     return codec
+
+
+def _view_dict(view: Any) -> Any:
+    return gc.get_referents(view)[0]
+
+
+def _view_builder(kind: str) -> Any:
+    return lambda d: getattr(d, kind)()
 
 
 def make_codec(machine: Machine) -> Codec:
