@@ -332,8 +332,6 @@ def test_corrupt_snapshot_raises_snapshot_error(mangle: Any) -> None:
         Machine.restore(mangle(data), host_module=HOST)
 
 
-@pytest.mark.xfail(strict=True, reason="restore() does not check the pinned source against the "
-                   "source hash stored beside it: a corrupted/tampered source is compiled and run")
 def test_tampered_source_is_detected() -> None:
     data = blocked_machine().snapshot()
     assert data.count(b'print("at"') == 1

@@ -14,6 +14,7 @@ import ast
 import hashlib
 import types
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -84,6 +85,25 @@ def compile_program(
         tree, diags = ast.parse(source, filename), []
     found = [d for d in diags if d.severity == "warning"]
     return _compile_tree(tree, source, filename, effect_modules, found, all_resumable)
+
+
+_CACHE: OrderedDict[tuple[str, str, bool], Program] = OrderedDict()
+_CACHE_SIZE = 64
+
+
+def compile_cached(source: str, filename: str, *, all_resumable: bool = False) -> Program:
+    """`compile_program`, remembering recent results: compiling is deterministic, and
+    restoring a snapshot or resuming a program needs the same program again and again."""
+    key = (source_hash(source), filename, all_resumable)
+    program = _CACHE.get(key)
+    if program is None:
+        program = compile_program(source, filename, all_resumable=all_resumable)
+        _CACHE[key] = program
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    return program
 
 
 def default_modules() -> dict[str, frozenset[str] | None]:

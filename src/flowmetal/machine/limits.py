@@ -53,18 +53,23 @@ class Ticker:
         self.machine = machine
         self.used = 0
         self.base_blocks = 0
+        self._broken = False
         self.tick = self._fresh()
 
     def _fresh(self) -> Any:
         return itertools.chain.from_iterable(_quanta(self)).__next__
 
     def start(self) -> None:
-        """Begin a run: a fresh budget and a fresh memory baseline."""
+        """Begin a run: a fresh budget and a fresh memory baseline. The counter itself is
+        only replaced if a previous run broke it (replacing it costs every global lookup
+        its cache)."""
         self.used = 0
         self.base_blocks = sys.getallocatedblocks()
-        self.tick = self._fresh()
-        for g in self.machine.globals.values():
-            g["__builtins__"]["_fm_tick"] = self.tick
+        if self.machine.aborted is not None or self._broken:
+            self._broken = False
+            self.tick = self._fresh()
+            for g in self.machine.globals.values():
+                g["__builtins__"]["_fm_tick"] = self.tick
 
 
 def _quanta(ticker: Ticker) -> Iterator[Iterator[None]]:
@@ -75,6 +80,7 @@ def _quanta(ticker: Ticker) -> Iterator[Iterator[None]]:
             machine.check_limits()
         except BaseException as abort:
             machine.aborted = abort
+            ticker._broken = True
             raise
 
 

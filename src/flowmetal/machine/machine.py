@@ -170,15 +170,19 @@ class Machine:
         old_limit = sys.getrecursionlimit()
         sys.setrecursionlimit(_host_depth() + self.limits.depth + 50)
         self.ticks.start()
+        main_task = self.tasks[1]
         try:
-            while True:
-                runnable = [t for t in self.tasks.values() if t.status == "runnable"]
-                if not runnable or self.tasks[1].status in ("done", "failed"):
-                    break
-                for task in runnable:
-                    self._run_task(task)
-                    if self.tasks[1].status in ("done", "failed"):
+            if len(self.tasks) == 1 and main_task.status == "runnable":
+                self._run_task(main_task)  # the common case: no spawned tasks
+            if len(self.tasks) > 1:
+                while True:
+                    runnable = [t for t in self.tasks.values() if t.status == "runnable"]
+                    if not runnable or main_task.status in ("done", "failed"):
                         break
+                    for task in runnable:
+                        self._run_task(task)
+                        if main_task.status in ("done", "failed"):
+                            break
         except MachineAbort as abort:
             self.aborted = abort
         finally:

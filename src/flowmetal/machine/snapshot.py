@@ -17,7 +17,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from flowmetal.errors import SnapshotError
-from flowmetal.lang.program import COMPILER_VERSION, Program, compile_program
+from flowmetal.lang.program import COMPILER_VERSION, Program, compile_cached
+from flowmetal.lang.program import source_hash as _hash
 from flowmetal.machine import stdmods
 from flowmetal.machine.codec import Codec
 from flowmetal.machine.limits import Limits
@@ -215,8 +216,10 @@ def restore(data: bytes, *, host_module: dict[str, Any] | None = None, limits: L
         raise SnapshotError(f"unsupported snapshot version {version} (this Flowmetal reads {SNAPSHOT_VERSION})")
     if compiler != COMPILER_VERSION:
         raise SnapshotError(f"the snapshot was made by compiler version {compiler}; this is {COMPILER_VERSION}")
-    if program is None or program.source_hash != source_hash:
-        program = compile_program(source, filename)
+    if not isinstance(source, str) or not isinstance(filename, str) or _hash(source) != source_hash:
+        raise SnapshotError("corrupt snapshot: the pinned source does not match its hash")
+    if program is None or program.source_hash != source_hash or program.filename != filename:
+        program = compile_cached(source, filename)
     machine = Machine(program, limits=limits, host_module=host_module, codec_extensions=codec_extensions,
                       _empty=True)
     state = machine.codec.decode(data)

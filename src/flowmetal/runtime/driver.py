@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from flowmetal.errors import CheckFailed, FlowmetalError, SnapshotError
-from flowmetal.lang.program import Program, compile_program, source_hash
+from flowmetal.lang.program import Program, compile_cached, compile_program, source_hash
 from flowmetal.machine.api import Blocked, Completed, Failed, Limits, Machine
 from flowmetal.machine.objects import EffectRequest
 from flowmetal.machine.tasks import Cancelled, Timeout
@@ -113,7 +113,7 @@ class Runtime:
         program = self._programs.get(row.source_hash)
         if program is None:
             filename, source = self.store.source(row.source_hash)
-            program = compile_program(source, filename)
+            program = compile_cached(source, filename)
             self._programs[row.source_hash] = program
         return program
 
