@@ -49,6 +49,7 @@ from flowmetal.machine.values import Module
 
 _PUSHED = task_ops.PUSHED
 _BLOCKED = object()
+_ENDED = object()
 _BLOCKING_OPS = frozenset({"wait", "wait_any", "result", "enter"})
 
 
@@ -207,7 +208,6 @@ class Machine:
         return Failed(error, error_line(error), format_exception(error, self.programs))
 
     def _run_task(self, task: Task) -> None:
-        stack = task.stack
         rv = task.rv
         task.rv = None
         if task.start_call is not None:
@@ -226,12 +226,21 @@ class Machine:
             if rv is _PUSHED:
                 rv = None
         while True:
-            if not stack:
-                if not self._task_finished(task, rv):
-                    return
-                rv = task.rv
-                task.rv = None
-                continue
+            result = self._drive(task, rv, nested=False)
+            if result is _BLOCKED or result is _ENDED:
+                return
+            if not self._task_finished(task, result):
+                return
+            rv = task.rv
+            task.rv = None
+
+    def _drive(self, task: Task, rv: Any, nested: bool) -> Any:
+        """Run the task's frames until its stack empties (returns the last value), it waits
+        (`_BLOCKED`) or it fails (`_ENDED`). A nested run (native code calling resumable
+        code, on the host stack) cannot wait: it raises instead, and returns a generator's
+        first yielded value."""
+        stack = task.stack
+        while stack:
             fr = stack[-1]
             try:
                 out = fr.fn(fr, rv)
@@ -243,8 +252,10 @@ class Machine:
                 stack.pop()
                 e = self._leave_frame(fr, e)
                 if not stack:
+                    if nested:
+                        raise e
                     self._end_task(task, "failed", None, e)
-                    return
+                    return _ENDED
                 stack[-1].throw = e
                 rv = None
                 continue
@@ -257,10 +268,13 @@ class Machine:
                     fr.gen.running = False
                     rv = END
             elif kind == 1:
+                if nested and self._refuse_wait(fr, out[1]):
+                    rv = None
+                    continue
                 rv = self._dispatch(task, out[1], out[2], out[3])
                 if rv is _BLOCKED:
                     task.status = "blocked"
-                    return
+                    return _BLOCKED
                 if rv is _PUSHED:
                     rv = None
             elif kind == 2:
@@ -268,8 +282,23 @@ class Machine:
                 assert fr.gen is not None
                 fr.gen.running = False
                 rv = out[1]
+                if nested and not stack:
+                    return rv
             else:
                 rv = self._advance(task, out[1])
+        return rv
+
+    @staticmethod
+    def _refuse_wait(fr: Frame, callee: Any) -> bool:
+        what = callee.effect if type(callee) is EffectFunction else (
+            callee.name if type(callee) is MachineOp and callee.name in _BLOCKING_OPS else None)
+        if what is None:
+            return False
+        fr.throw = RuntimeError(
+            f"{what}() cannot wait inside a callback of a built-in function or "
+            "a generator consumed by one; call it from Flowmetal code"
+        )
+        return True
 
     def _task_finished(self, task: Task, rv: Any) -> bool:
         """The task's stack emptied; returns True when it has more to run (main)."""
@@ -465,58 +494,7 @@ class Machine:
 
     def call_frame_nested(self, frame: Frame) -> Any:
         """Run a frame to its end on the host stack; it may not wait."""
-        task = Task(0, [frame])
-        rv: Any = None
-        stack = task.stack
-        while stack:
-            fr = stack[-1]
-            try:
-                out = fr.fn(fr, rv)
-            except MachineAbort:
-                raise
-            except BaseException as e:
-                if isinstance(e, KeyboardInterrupt | SystemExit):
-                    raise
-                stack.pop()
-                e = self._leave_frame(fr, e)
-                if not stack:
-                    raise e
-                stack[-1].throw = e
-                rv = None
-                continue
-            kind = out[0]
-            if kind == 0:
-                stack.pop()
-                rv = out[1]
-                if fr.gen is not None:
-                    fr.gen.finished = True
-                    fr.gen.running = False
-                    rv = END
-            elif kind == 1:
-                callee = out[1]
-                what = callee.effect if type(callee) is EffectFunction else (
-                    callee.name if type(callee) is MachineOp and callee.name in _BLOCKING_OPS else None)
-                if what is not None:
-                    err = RuntimeError(
-                        f"{what}() cannot wait inside a callback of a built-in function or "
-                        "a generator consumed by one; call it from Flowmetal code"
-                    )
-                    fr.throw = err
-                    rv = None
-                    continue
-                rv = self._dispatch(task, out[1], out[2], out[3])
-                if rv is _PUSHED:
-                    rv = None
-            elif kind == 2:
-                stack.pop()
-                assert fr.gen is not None
-                fr.gen.running = False
-                if not stack:
-                    return out[1]
-                rv = out[1]
-            else:
-                rv = self._advance(task, out[1])
-        return rv
+        return self._drive(Task(0, [frame]), None, nested=True)
 
     # -- snapshots ----------------------------------------------------------------
     @property
