@@ -189,15 +189,32 @@ class _Classifier:
 
     def _genexp_is_contained(self, node: ast.GeneratorExp) -> bool:
         parent = self.parents.get(node)
+        if self._consumed_here(node):
+            return True
+        # `g = (...)` in a function, where every use of the local `g` consumes it on the spot
+        if isinstance(parent, ast.Assign) and len(parent.targets) == 1 and isinstance(parent.targets[0], ast.Name):
+            scope = self.scope_of(parent)
+            var = parent.targets[0].id
+            if scope.is_module or not scope.is_local(var) or var in scope.cells:
+                return False
+            uses = [n for n in _own_nodes(scope.node) if isinstance(n, ast.Name) and n.id == var
+                     and isinstance(n.ctx, ast.Load)]
+            return all(self._consumed_here(u) for u in uses)
+        return False
+
+    def _consumed_here(self, node: ast.expr) -> bool:
+        """`node` is iterated to completion (or for one item) where it stands: it cannot escape."""
+        parent = self.parents.get(node)
         if isinstance(parent, ast.comprehension | ast.For) and parent.iter is node:
             return True
-        if isinstance(parent, ast.Call) and parent.args == [node] and not parent.keywords:
+        if isinstance(parent, ast.Call) and parent.args and parent.args[0] is node and not parent.keywords:
             func = parent.func
-            if isinstance(func, ast.Name) and func.id in CONSUMING_BUILTINS:
-                scope = self.scope_of(parent)
-                return self.name_target(scope, func.id) == ("builtin", func.id)
-            if isinstance(func, ast.Attribute) and func.attr in _CONSUMING_METHODS:
-                return True
+            if len(parent.args) == 1 or (isinstance(func, ast.Name) and func.id == "next" and len(parent.args) == 2):
+                if isinstance(func, ast.Name) and func.id in CONSUMING_BUILTINS:
+                    scope = self.scope_of(parent)
+                    return self.name_target(scope, func.id) == ("builtin", func.id)
+                if isinstance(func, ast.Attribute) and func.attr in _CONSUMING_METHODS and len(parent.args) == 1:
+                    return True
         return False
 
     def scope_of(self, node: ast.AST) -> Scope:
@@ -403,6 +420,25 @@ def _body_nodes(node: ast.FunctionDef | ast.Lambda) -> list[ast.AST]:
     if isinstance(node, ast.Lambda):
         return [node.body]
     return list(node.body)
+
+
+def _own_nodes(fn: ast.AST) -> list[ast.AST]:
+    """The nodes of a function's body, not descending into nested functions or comprehensions
+    (except a comprehension's first iterable, which belongs to the function)."""
+    out: list[ast.AST] = []
+    stack: list[ast.AST] = list(fn.body) if isinstance(fn, ast.FunctionDef) else [getattr(fn, "body", fn)]
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        if isinstance(n, ast.FunctionDef | ast.Lambda):
+            stack.extend(getattr(n, "decorator_list", []))
+            stack.extend(n.args.defaults)
+            continue
+        if isinstance(n, COMPREHENSIONS):
+            stack.append(n.generators[0].iter)
+            continue
+        stack.extend(ast.iter_child_nodes(n))
+    return out
 
 
 def _generator_may_wait(unit: Unit) -> bool:
