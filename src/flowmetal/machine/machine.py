@@ -154,7 +154,7 @@ class Machine:
         binder = types.FunctionType(info.binder, self.globals[key], info.name, defaults or None)
         if kwdefaults:
             binder.__kwdefaults__ = kwdefaults
-        return Function(self, key, info, binder, closure)
+        return Function(self, key, info, binder, closure, self.unit_fn(key, uid))
 
     def make_generator(self, key: str, uid: int, iterator: Any, closure: tuple[Any, ...]) -> Generator:
         info = self.unit(key, uid)
@@ -409,8 +409,12 @@ class Machine:
 
     def _push_call(self, task: Task, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         slots = fn.binder(*args, **kwargs)
-        frame = self.new_frame(fn.program_key, fn.unit, slots, fn.closure)
-        if fn.unit.kind == "generator":
+        unit = fn.unit
+        if unit.cellvars or unit.frees:
+            frame = self.new_frame(fn.program_key, unit, slots, fn.closure)
+        else:  # the common case, without cells to set up
+            frame = Frame(fn.program_key, unit, fn.frame_fn, slots)
+        if unit.kind == "generator":
             gen = Generator(self, frame, fn.unit.name)
             frame.gen = gen
             return gen

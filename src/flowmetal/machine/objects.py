@@ -46,14 +46,16 @@ class Suspended(BaseException):
 class Function:
     """A function value whose body may wait (compiled as a resumable unit)."""
 
-    __slots__ = ("binder", "closure", "machine", "program_key", "unit")
+    __slots__ = ("binder", "closure", "frame_fn", "machine", "program_key", "unit")
 
-    def __init__(self, machine: Machine, program_key: str, unit: UnitInfo, binder: Any, closure: tuple[Any, ...]):
+    def __init__(self, machine: Machine, program_key: str, unit: UnitInfo, binder: Any, closure: tuple[Any, ...],
+                 frame_fn: Any = None):
         self.machine = machine
         self.program_key = program_key
         self.unit = unit
         self.binder = binder  # a CPython function with the same signature and defaults
         self.closure = closure
+        self.frame_fn = frame_fn  # the unit's state machine, bound to the program's globals
 
     def __getattr__(self, attr: str) -> Any:
         # `__name__` of instances is not a class attribute, so it lands here
