@@ -117,6 +117,10 @@ def _finish(row: Any) -> None:
         if row.result is not None:
             click.echo(json.dumps(row.result))
         sys.exit(0)
+    if row.status in ("running", "waiting"):  # interrupted (SIGINT/SIGTERM): nothing is lost
+        click.echo(f"flowmetal: interrupted; program {row.id} is {row.status} in the store: "
+                   f"`flowmetal resume {row.id}` or `flowmetal worker` continues it", err=True)
+        sys.exit(130)
     click.echo(row.error or row.status, err=True)
     sys.exit(1)
 
