@@ -262,8 +262,6 @@ class _Classifier:
                 unit = self.enclosing_unit(node)
                 if unit is not None:
                     unit.waits_directly = True
-            elif isinstance(node, ast.comprehension) and node.is_async:
-                pass
 
     # -- purity ------------------------------------------------------------
     def callback_ok(self, scope: Scope, arg: ast.expr) -> Iterable[Unit] | None:

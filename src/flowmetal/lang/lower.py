@@ -362,8 +362,6 @@ def lower_unit(facts: ProgramFacts, unit: Unit, info: UnitInfo) -> list[ast.stmt
         low.cur.done = True
     elif isinstance(node, ast.GeneratorExp):
         _lower_genexp(low, node)
-    if isinstance(node, ast.FunctionDef | ast.Lambda | ast.GeneratorExp) and unit.kind != "plain":
-        pass
     scope = unit.scope
     info.cellvars = sorted(low.explicit[scope])
     info.frees = list(scope.frees) if not scope.is_module else []
