@@ -14,9 +14,9 @@ same program compiled with `all_resumable=True` (every function lowered to a
 state machine), to show what the plain/resumable split buys (slow: fib alone
 takes ~20 s per run that way).
 
-Workloads are sized for roughly 0.15-0.5 s of CPython time, except `genexp` and
-`effect_loop`, whose Flowmetal side is ~50-300x slower: they are sized for ~2 s
-of Flowmetal time instead (the ratio does not depend on the size).
+Workloads are sized for roughly 0.15-0.5 s of CPython time, except `genexp_escape`
+and `effect_loop`, whose Flowmetal side is ~50-300x slower: they are sized for
+~1-2 s of Flowmetal time instead (the ratio does not depend on the size).
 
 The "resumable units" column lists the functions the compiler made resumable
 (everything else is plain CPython code). For the general-case workloads the
@@ -303,12 +303,29 @@ def main():
 GENEXP = """
 def main():
     total = 0
-    for r in range(320):
+    for r in range(1600):
         xs = range(r, r + 1000)
         squares = (x * x for x in xs)
         odd = (s for s in squares if s % 2)
         small = (s % 1000 for s in odd)
         total += sum(small)
+    print(total)
+    return total
+"""
+
+GENEXP_ESCAPE = """
+def evens(xs):
+    return (x for x in xs if x % 2 == 0)
+
+
+def scaled(it, k):
+    return (x * k for x in it)
+
+
+def main():
+    total = 0
+    for r in range(300):
+        total += sum(scaled(evens(range(r, r + 1000)), 3))
     print(total)
     return total
 """
@@ -368,7 +385,9 @@ WORKLOADS: list[Workload] = [
     Workload("json", "general", "json dumps/loads round trips", JSON),
     Workload("regex", "general", "re tokenizer, findall, sub", REGEX, ops=30000 * 11, op="match"),
     Workload("genexp", "general", "chained generator expressions", GENEXP,
-             ops=320 * 2000, op="generator step"),
+             ops=1600 * 2000, op="generator step"),
+    Workload("genexp_escape", "general", "generator expressions returned from functions", GENEXP_ESCAPE,
+             ops=300 * 1000, op="generator step"),
     Workload("visitor", "general", "recursive tree walk taking a callback", VISITOR,
              ops=32 * 29524, op="call of walk"),
     Workload("effect_loop", "general", "probe() effect once per iteration", EFFECT_LOOP, effects=True,

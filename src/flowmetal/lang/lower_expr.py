@@ -296,6 +296,27 @@ class ExprLowerer:
         is_plain = ast.Compare(left=ast.Attribute(value=name("_fm_c"), attr="__class__", ctx=ast.Load()),
                                ops=[ast.Is()], comparators=[name("_fm_FunctionType")])
         self.emit(ast.If(test=is_plain, body=[assign(t, direct), *goto(after.id)], orelse=[]))
+        # a resumable function runs right here, on the host stack, unless it has to wait:
+        # then it hands back its (and its callees') frames for the machine to keep
+        is_resumable = ast.Compare(left=ast.Attribute(value=name("_fm_c"), attr="__class__", ctx=ast.Load()),
+                                   ops=[ast.Is()], comparators=[name("_fm_Function")])
+        got_value = ast.Compare(left=ast.Attribute(value=name("_fm_r"), attr="__class__", ctx=ast.Load()),
+                                ops=[ast.IsNot()], comparators=[name("_fm_Suspension")])
+        suspended = [
+            assign(ast.Attribute(value=name("_fm_fr"), attr="pc", ctx=ast.Store()), const(resume.id)),
+            assign(ast.Attribute(value=name("_fm_fr"), attr="slots", ctx=ast.Store()), call("_fm_locals")),
+            ast.Expr(value=call(ast.Attribute(value=ast.Attribute(value=name("_fm_fr"), attr="slots",
+                                                                  ctx=ast.Load()), attr="pop", ctx=ast.Load()),
+                                const("_fm_r"))),
+            ast.Return(value=ast.Tuple(elts=[const(5), name("_fm_r")], ctx=ast.Load())),
+        ]
+        self.emit(ast.If(test=is_resumable, body=[
+            assign("_fm_r", call("_fm_invoke", name("_fm_c"), name("_fm_a"), kwexpr)),
+            ast.If(test=got_value, body=[assign(t, name("_fm_r")), *goto(after.id)], orelse=[]),
+            ast.If(test=ast.Attribute(value=name("_fm_r"), attr="frames", ctx=ast.Load()), body=suspended,
+                   orelse=[]),
+            assign("_fm_r", const(None)),
+        ], orelse=[]))
         request = ast.Tuple(elts=[const(1), name("_fm_c"), name("_fm_a"), kwexpr], ctx=ast.Load())
         self.terminate(self.save_and_return(resume, request))
         self.cur = resume

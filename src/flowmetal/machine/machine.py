@@ -39,6 +39,7 @@ from flowmetal.machine.objects import (
     Generator,
     MachineAbort,
     MemoryLimitExceeded,
+    Suspension,
     Task,
 )
 from flowmetal.machine.objects import Frame as Frame
@@ -50,6 +51,8 @@ from flowmetal.machine.values import Module
 _PUSHED = task_ops.PUSHED
 _BLOCKED = object()
 _ENDED = object()
+_DIRECT_LIMIT = 150  # resumable calls nested on the host stack before the machine takes over
+_VIA_MACHINE = Suspension([], None)
 _BLOCKING_OPS = frozenset({"wait", "wait_any", "result", "enter"})
 
 
@@ -96,6 +99,8 @@ class Machine:
         self.next_request = 1
         self.next_task = 1
         self.outcome: Outcome | None = None
+        self.direct_depth = 0  # resumable calls running directly on the host stack
+        self.stack_depth = 0  # frames of the task running now
         self.aborted: BaseException | None = None
         self.ticks = make_ticker(self)
         self.programs: dict[str, Program] = {"main": program, "prelude": prelude.program()}
@@ -242,6 +247,7 @@ class Machine:
         stack = task.stack
         while stack:
             fr = stack[-1]
+            self.stack_depth = len(stack)
             try:
                 out = fr.fn(fr, rv)
             except MachineAbort:
@@ -260,6 +266,15 @@ class Machine:
                 rv = None
                 continue
             kind = out[0]
+            if kind == 5:  # frames that ran directly now wait: adopt them
+                susp = out[1]
+                stack.extend(susp.frames)
+                fr = stack[-1]
+                out = susp.out
+                kind = out[0]
+                if len(stack) > self.limits.depth:
+                    fr.throw, rv = RecursionError("maximum recursion depth exceeded"), None
+                    continue
             if kind == 0:
                 stack.pop()
                 rv = out[1]
@@ -407,6 +422,56 @@ class Machine:
             return self.prelude_fns["_materialize_call"], (callee, args, kwargs), {}
         return None
 
+    def invoke(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
+        """Call a resumable function directly on the host stack (fast: no frame push, no
+        saving of the caller) and return its value — or, if it has to wait, a `Suspension`
+        holding its frame (and those of the resumable functions it called directly)."""
+        if self.direct_depth >= _DIRECT_LIMIT:
+            return _VIA_MACHINE
+        if self.stack_depth + self.direct_depth >= self.limits.depth:
+            raise RecursionError("maximum recursion depth exceeded")
+        slots = fn.binder(*args, **(kwargs or {}))
+        unit = fn.unit
+        if unit.cellvars or unit.frees:
+            frame = self.new_frame(fn.program_key, unit, slots, fn.closure)
+        else:
+            frame = Frame(fn.program_key, unit, fn.frame_fn, slots)
+        if unit.kind == "generator":
+            gen = Generator(self, frame, unit.name)
+            frame.gen = gen
+            return gen
+        self.direct_depth += 1
+        try:
+            rv: Any = None
+            while True:
+                out = frame.fn(frame, rv)
+                kind = out[0]
+                if kind == 0:
+                    return out[1]
+                if kind == 5:
+                    out[1].frames.insert(0, frame)
+                    return out[1]
+                if kind == 1 and self._host_callable(out[1], out[2], out[3]):
+                    try:
+                        rv = out[1](*out[2], **(out[3] or {}))
+                    except (MachineAbort, KeyboardInterrupt, SystemExit):
+                        raise
+                    except BaseException as e:
+                        frame.throw, rv = e, None
+                    continue
+                return Suspension([frame], out)
+        finally:
+            self.direct_depth -= 1
+
+    def _host_callable(self, callee: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> bool:
+        """A call the machine would simply perform on the host (no frame, no wait)."""
+        kind = type(callee)
+        if kind is Function or kind is EffectFunction or kind is MachineOp:
+            return False
+        if callee is iter:
+            return not (len(args) == 1 and type(args[0]) is Generator)
+        return self._resumable_equivalent(callee, args, kwargs or {}) is None
+
     def _push_call(self, task: Task, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         slots = fn.binder(*args, **kwargs)
         unit = fn.unit
@@ -498,7 +563,11 @@ class Machine:
 
     def call_frame_nested(self, frame: Frame) -> Any:
         """Run a frame to its end on the host stack; it may not wait."""
-        return self._drive(Task(0, [frame]), None, nested=True)
+        outer = self.stack_depth
+        try:
+            return self._drive(Task(0, [frame]), None, nested=True)
+        finally:
+            self.stack_depth = outer
 
     # -- snapshots ----------------------------------------------------------------
     @property

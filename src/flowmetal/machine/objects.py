@@ -103,6 +103,18 @@ Generator.__name__ = "generator"
 Generator.__qualname__ = "generator"
 
 
+class Suspension:
+    """Frames run directly on the host stack that now have to wait: the machine adopts them
+    (outermost first) and handles `out`, the innermost frame's request. With no frames it
+    means "run this call through the machine instead" (direct calls nest too deep)."""
+
+    __slots__ = ("frames", "out")
+
+    def __init__(self, frames: list[Frame], out: tuple[Any, ...] | None) -> None:
+        self.frames = frames
+        self.out = out
+
+
 class EffectFunction:
     """A durable action supplied by the host (e.g. `sleep`): calling it asks the host."""
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from flowmetal.lang.names import STD_MODULES
 from flowmetal.machine import limits as limits_mod
 from flowmetal.machine.builtins_table import make_builtins, safe_format, safe_format_map
-from flowmetal.machine.objects import END, Generator, MachineAbort
+from flowmetal.machine.objects import END, Function, Generator, MachineAbort, Suspension
 from flowmetal.machine.stdmods import get_module
 from flowmetal.machine.tasks import MachineOp, op_enter, op_exit
 from flowmetal.machine.values import FmSet
@@ -86,6 +86,9 @@ def make_program_builtins(machine: Machine, program_key: str) -> dict[str, Any]:
         _fm_Cell=types.CellType,
         _fm_FunctionType=types.FunctionType,
         _fm_Generator=Generator,
+        _fm_Function=Function,
+        _fm_Suspension=Suspension,
+        _fm_invoke=machine.invoke,
         _fm_END=END,
         _fm_NOCATCH=(MachineAbort, KeyboardInterrupt, SystemExit),
         _fm_AssertionError=AssertionError,
