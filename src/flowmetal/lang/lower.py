@@ -376,25 +376,11 @@ def lower_unit(facts: ProgramFacts, unit: Unit, info: UnitInfo) -> list[ast.stmt
 
 def _lower_genexp(low: UnitLowerer, node: ast.GeneratorExp) -> None:
     low.loc = node
-    first = name("_fm_arg0")
 
-    def level(i: int) -> None:
-        gen = node.generators[i]
-        src: ast.expr = first if i == 0 else low.lower(gen.iter)
+    def element() -> None:
+        low.lower_Yield(ast.Yield(value=node.elt))
 
-        def body() -> None:
-            for cond in gen.ifs:
-                ok = low.new_block()
-                low.branch(low.lower(cond), ok, low.blocks[low.loops[-1].continue_pc])
-                low.cur = ok
-            if i + 1 < len(node.generators):
-                level(i + 1)
-            else:
-                low.lower_Yield(ast.Yield(value=node.elt))
-
-        low.loop(src, lambda v: low.assign_to(gen.target, v), body, None, tick=False)
-
-    level(0)
+    low.comprehension_loops(node.generators, name("_fm_arg0"), element)
 
 
 def _assemble(low: UnitLowerer, info: UnitInfo) -> list[ast.stmt]:

@@ -492,6 +492,28 @@ class ExprLowerer:
             self.jump(after)
         self.cur = after
 
+    def comprehension_loops(self, generators: list[ast.comprehension], first: ast.expr,
+                            element: Callable[[], None]) -> None:
+        """The nested `for`/`if` loops of a comprehension, with `element()` innermost."""
+
+        def level(i: int) -> None:
+            gen = generators[i]
+            src = first if i == 0 else self.lower(gen.iter)
+
+            def body() -> None:
+                for cond in gen.ifs:
+                    ok = self.new_block()
+                    self.branch(self.lower(cond), ok, self.blocks[self.loops[-1].continue_pc])
+                    self.cur = ok
+                if i + 1 < len(generators):
+                    level(i + 1)
+                else:
+                    element()
+
+            self.loop(src, lambda v: self.assign_to(gen.target, v), body, None, tick=False)
+
+        level(0)
+
     def inline_comprehension(self, e: ast.ListComp | ast.SetComp | ast.DictComp) -> ast.expr:
         scope = self.f.scopes[e]
         self.inlined[scope] = len(self.inlined) + 1
@@ -505,31 +527,16 @@ class ExprLowerer:
         for cell in sorted(self.explicit[scope]):
             self.emit(assign(f"_fm_cell_{self.prefix(scope)}{cell}", call("_fm_Cell")))
 
-        def level(i: int) -> None:
-            gen = e.generators[i]
-            src = first if i == 0 else self.lower(gen.iter)
+        def element() -> None:
+            if isinstance(e, ast.DictComp):
+                k, v = self.lower_seq([e.key, e.value])
+                self.emit(assign(ast.Subscript(value=name(result), slice=k, ctx=ast.Store()), v))
+            else:
+                method = "append" if isinstance(e, ast.ListComp) else "add"
+                elt = self.lower(e.elt)
+                self.emit(ast.Expr(value=call(ast.Attribute(value=name(result), attr=method, ctx=ast.Load()), elt)))
 
-            def bind(v: ast.expr) -> None:
-                self.assign_to(gen.target, v)
-
-            def body() -> None:
-                for cond in gen.ifs:
-                    ok = self.new_block()
-                    self.branch(self.lower(cond), ok, self.blocks[self.loops[-1].continue_pc])
-                    self.cur = ok
-                if i + 1 < len(e.generators):
-                    level(i + 1)
-                elif isinstance(e, ast.DictComp):
-                    k, v = self.lower_seq([e.key, e.value])
-                    self.emit(assign(ast.Subscript(value=name(result), slice=k, ctx=ast.Store()), v))
-                else:
-                    method = "append" if isinstance(e, ast.ListComp) else "add"
-                    elt = self.lower(e.elt)
-                    self.emit(ast.Expr(value=call(ast.Attribute(value=name(result), attr=method, ctx=ast.Load()), elt)))
-
-            self.loop(src, bind, body, None, tick=False)
-
-        level(0)
+        self.comprehension_loops(e.generators, first, element)
         self.scope_stack.pop()
         return name(result)
 
