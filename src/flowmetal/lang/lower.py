@@ -390,7 +390,7 @@ def _assemble(low: UnitLowerer, info: UnitInfo) -> list[ast.stmt]:
     slots = sorted((assigned | set(info.local_names) | set(info.params) | {"_fm_arg0"})
                    - {"_fm_pc", "_fm_e", "_fm_s", "_fm_fr", "_fm_rv", "_fm_h"})
     prologue: list[ast.stmt] = []
-    if (low.globals_stored and not info.is_module) or low.globals_stored:
+    if low.globals_stored:
         prologue.append(ast.Global(names=sorted(low.globals_stored)))
     prologue.append(assign("_fm_pc", ast.Attribute(value=fr, attr="pc", ctx=ast.Load())))
     prologue.append(assign("_fm_s", ast.Attribute(value=name("_fm_fr"), attr="slots", ctx=ast.Load())))

@@ -35,7 +35,6 @@ H_REP = "_fm_rep"
 H_TICK = "_fm_tick"
 H_IMPORT = "_fm_import"
 H_MKFN = "_fm_mkfn"
-H_MKPLAIN = "_fm_mkplain"
 H_MKGEN = "_fm_mkgen"
 
 _SEQ_LITERALS = (ast.List, ast.Tuple)

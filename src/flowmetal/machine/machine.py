@@ -430,16 +430,9 @@ class Machine:
             return _VIA_MACHINE
         if self.stack_depth + self.direct_depth >= self.limits.depth:
             raise RecursionError("maximum recursion depth exceeded")
-        slots = fn.binder(*args, **(kwargs or {}))
-        unit = fn.unit
-        if unit.cellvars or unit.frees:
-            frame = self.new_frame(fn.program_key, unit, slots, fn.closure)
-        else:
-            frame = Frame(fn.program_key, unit, fn.frame_fn, slots)
-        if unit.kind == "generator":
-            gen = Generator(self, frame, unit.name)
-            frame.gen = gen
-            return gen
+        frame = self._activate(fn, args, kwargs)
+        if isinstance(frame, Generator):
+            return frame
         self.direct_depth += 1
         try:
             rv: Any = None
@@ -472,17 +465,25 @@ class Machine:
             return not (len(args) == 1 and type(args[0]) is Generator)
         return self._resumable_equivalent(callee, args, kwargs or {}) is None
 
-    def _push_call(self, task: Task, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        slots = fn.binder(*args, **kwargs)
+    def _activate(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Frame | Generator:
+        """Bind a call's arguments: the callee's new frame, or for a generator function the
+        generator (which runs only when iterated)."""
+        slots = fn.binder(*args, **(kwargs or {}))
         unit = fn.unit
         if unit.cellvars or unit.frees:
             frame = self.new_frame(fn.program_key, unit, slots, fn.closure)
         else:  # the common case, without cells to set up
             frame = Frame(fn.program_key, unit, fn.frame_fn, slots)
         if unit.kind == "generator":
-            gen = Generator(self, frame, fn.unit.name)
+            gen = Generator(self, frame, unit.name)
             frame.gen = gen
             return gen
+        return frame
+
+    def _push_call(self, task: Task, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        frame = self._activate(fn, args, kwargs)
+        if isinstance(frame, Generator):
+            return frame
         if len(task.stack) >= self.limits.depth:
             raise RecursionError("maximum recursion depth exceeded")
         task.stack.append(frame)
@@ -542,12 +543,9 @@ class Machine:
 
     # -- nested runs (native code calling resumable code) ----------------------------------
     def call_nested(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        slots = fn.binder(*args, **kwargs)
-        frame = self.new_frame(fn.program_key, fn.unit, slots, fn.closure)
-        if fn.unit.kind == "generator":
-            gen = Generator(self, frame, fn.unit.name)
-            frame.gen = gen
-            return gen
+        frame = self._activate(fn, args, kwargs)
+        if isinstance(frame, Generator):
+            return frame
         return self.call_frame_nested(frame)
 
     def next_nested(self, gen: Generator) -> Any:

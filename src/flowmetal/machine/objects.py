@@ -38,11 +38,6 @@ class MemoryLimitExceeded(MachineAbort):
     pass
 
 
-class Suspended(BaseException):
-    """A resumable function was called from code that cannot wait (a nested run) and
-    tried to wait. Reported to the program as a RuntimeError."""
-
-
 class Function:
     """A function value whose body may wait (compiled as a resumable unit)."""
 
