@@ -18,7 +18,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -122,6 +123,33 @@ def _row(r: sqlite3.Row) -> ProgramRow:
     )
 
 
+def _use_wal(conn: sqlite3.Connection) -> None:
+    # WAL is a property of the file: only the first opener switches it, and the
+    # switch needs an exclusive lock that SQLite reports as busy without waiting.
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
+def _table_exists(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+
+def _retry_locked(step: Callable[[], None], budget: float = 30.0) -> None:
+    """Run `step`, retrying while another process holds a lock SQLite will not wait
+    for (switching to WAL, recovering a WAL after a crash, two first openers)."""
+    deadline = time.monotonic() + budget
+    delay = 0.005
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as e:
+            if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str, *, synchronous: str = "FULL", url: str | None = None) -> None:
         self.path = path
@@ -140,9 +168,9 @@ class SQLiteStore(Store):
             except sqlite3.Error as e:
                 raise StoreError(f"cannot open the store {self.url}: {e}") from None
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA busy_timeout=30000")
+            _retry_locked(lambda: _use_wal(conn))
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
         return conn
@@ -170,24 +198,32 @@ class SQLiteStore(Store):
 
     def _migrate(self) -> None:
         try:
-            with self._write() as db:
-                db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-                row = db.execute("SELECT version FROM schema_version").fetchone()
-                current = row[0] if row else 0
-                if current > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"the store {self.url} has schema version {current}; this Flowmetal knows up to "
-                        f"{SCHEMA_VERSION} — upgrade Flowmetal"
-                    )
-                for version in range(current + 1, SCHEMA_VERSION + 1):
-                    for statement in _MIGRATIONS[version]:
-                        db.execute(statement)
-                if current == 0:
-                    db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-                elif current != SCHEMA_VERSION:
-                    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            _retry_locked(self._migrate_once)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"cannot use the store {self.url}: {e}") from None
+
+    def _migrate_once(self) -> None:
+        db = self.db
+        if _table_exists(db, "schema_version"):
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            if row is not None and row[0] == SCHEMA_VERSION:
+                return  # the common case: no write lock needed to open a current store
+        with self._write() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            current = row[0] if row else 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store {self.url} has schema version {current}; this Flowmetal knows up to "
+                    f"{SCHEMA_VERSION} — upgrade Flowmetal"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[version]:
+                    db.execute(statement)
+            if current == 0:
+                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif current != SCHEMA_VERSION:
+                db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
