@@ -15,6 +15,7 @@ import click
 
 from flowmetal import __version__
 from flowmetal.errors import CheckFailed, FlowmetalError, UsageError
+from flowmetal.store.base import FINISHED
 
 
 def _read_source(path: str) -> str:
@@ -91,7 +92,6 @@ def _emit(text: str) -> None:
 def _run_embedded(rt: Any, program_id: str, until_waiting: bool = False) -> Any:
     """Run a program (and children it starts) in this process until it ends, streaming output."""
     from flowmetal.runtime.worker import Worker
-    from flowmetal.store.base import FINISHED
 
     def on_slice(r: Any) -> None:
         if r.program_id == program_id:
@@ -138,9 +138,7 @@ def _runtime(store_url: str | None) -> Any:
 
 
 def _notify(store: Any) -> None:
-    from flowmetal.runtime.notify import Notifier, notify_dir_for
-
-    Notifier(notify_dir_for(store.url)).notify()
+    store.notify()
 
 
 @main.command()
@@ -224,7 +222,7 @@ def result(program_id: str, wait: bool, timeout: float | None, store_url: str | 
 
     client = Client(store_url)
     row = client.store.get_program(program_id)
-    if wait and row.status not in ("completed", "failed", "cancelled"):
+    if wait and row.status not in FINISHED:
         try:
             client.result(program_id, timeout)
         except (ProgramFailedError, ResultTimeout):
@@ -322,7 +320,7 @@ def resume(program_id: str, store_url: str | None) -> None:
 
     rt = _runtime(store_url)
     row = rt.store.get_program(program_id)
-    if row.status not in ("completed", "failed", "cancelled"):
+    if row.status not in FINISHED:
         rt.store.make_runnable(program_id, time.time())
         row = _run_embedded(rt, program_id, until_waiting=True)
     click.echo(row.status)

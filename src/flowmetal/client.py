@@ -7,7 +7,6 @@ from typing import Any
 
 from flowmetal.errors import FlowmetalError
 from flowmetal.runtime.driver import Runtime
-from flowmetal.runtime.notify import Notifier, notify_dir_for
 from flowmetal.store import open_store
 from flowmetal.store.base import FINISHED, Event
 
@@ -49,12 +48,11 @@ class Client:
     def __init__(self, store_url: str | None = None) -> None:
         self.store = open_store(store_url)
         self.runtime = Runtime(self.store)
-        self._notifier = Notifier(notify_dir_for(self.store.url))
 
     def start(self, path: str, args: dict[str, Any] | None = None, id: str | None = None,
               source: str | None = None) -> ProgramHandle:
         pid = self.runtime.start(path, args, program_id=id, source=source)
-        self._notifier.notify()
+        self.store.notify()
         return ProgramHandle(self, pid)
 
     def program(self, program_id: str) -> ProgramHandle:
@@ -63,16 +61,15 @@ class Client:
 
     def send(self, program_id: str, message: Any, channel: str = "inbox") -> None:
         self.store.send(program_id, channel, message, time.time())
-        self._notifier.notify()
+        self.store.notify()
 
     def cancel(self, program_id: str) -> None:
         self.store.request_cancel(program_id, time.time())
-        self._notifier.notify()
+        self.store.notify()
 
     def result(self, program_id: str, timeout: float | None = None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
-        listener = Notifier(notify_dir_for(self.store.url))
-        listener.listen()
+        listener = self.store.listener()
         try:
             while True:
                 row = self.store.get_program(program_id)

@@ -35,7 +35,7 @@ from flowmetal.machine.objects import EffectRequest
 from flowmetal.machine.tasks import Cancelled, Timeout
 from flowmetal.machine.tracebacks import error_line
 from flowmetal.runtime import actions
-from flowmetal.store.base import Claim, Commit, Event, NewProgram, ProgramRow, Store
+from flowmetal.store.base import FINISHED, Claim, Commit, Event, NewProgram, ProgramRow, Store
 
 Clock = Callable[[], float]
 _WAITS = ("sleep", "timer", "receive", "child_result")
@@ -220,7 +220,7 @@ class Runtime:
     # -- running a slice -------------------------------------------------------------------
     def run_slice(self, claim: Claim) -> SliceResult:
         row = self.store.get_program(claim.program_id)
-        if row.status in ("completed", "failed", "cancelled"):
+        if row.status in FINISHED:
             return SliceResult(row.id, row.status, None)
         try:
             machine, base = self.load(row)
@@ -413,7 +413,7 @@ class _Slice:
         except (TypeError, ValueError) as e:
             raise TypeError(f"send(): the message must be JSON-representable ({e})") from None
         target = self.rt.store.get_program(str(program_id))  # UnknownProgram -> error in the program
-        if target.status in ("completed", "failed", "cancelled"):
+        if target.status in FINISHED:
             raise ValueError(f"send(): program {program_id!r} has already {target.status}")
         self.commit.sends.append((str(program_id), str(channel), message))
 

@@ -22,8 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowmetal.runtime.driver import Runtime, SliceResult
-from flowmetal.runtime.notify import Notifier, notify_dir_for
-from flowmetal.store.base import FINISHED, Claim, Commit, Conflict, LeaseLost, UnknownProgram
+from flowmetal.store.base import (
+    FINISHED,
+    Claim,
+    Commit,
+    Conflict,
+    LeaseLost,
+    Listener,
+    NullListener,
+    UnknownProgram,
+)
 
 DEFAULT_LEASE = 10.0
 FALLBACK_POLL = 1.0
@@ -51,7 +59,8 @@ class Worker:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.stop_requested = threading.Event()
-        self.notifier = Notifier(notify_dir_for(self.store.url) if notify else None)
+        self.notify = notify
+        self.notifier: Listener = NullListener()
         self.stats = WorkerStats()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
@@ -66,13 +75,14 @@ class Worker:
 
     def stop(self) -> None:
         self.stop_requested.set()
-        if self.notifier.path is not None:
-            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-                s.sendto(b"!", str(self.notifier.path))
+        self.notifier.interrupt()
 
     def run(self, until: Callable[[], bool] | None = None, idle_exit: bool = False) -> None:
         """Work until stopped (or `until()` is true, or nothing is left to do with `idle_exit`)."""
-        self.notifier.listen()
+        if self.notify:
+            self.notifier = self.store.listener()
+            if self.stop_requested.is_set():
+                return
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
         heartbeat.start()
         try:
@@ -147,7 +157,7 @@ class Worker:
             if r.commit is None:
                 self.store.release(self.id, claim.program_id, claim.fence)
         if any(c.sends or c.starts or c.status in FINISHED for c in commits):
-            self.notifier.notify()  # other workers, and clients waiting for results
+            self.store.notify()  # other workers, and clients waiting for results
         for _, r in results:
             if r.program_id in lost:
                 continue

@@ -17,12 +17,17 @@ from flowmetal.errors import FlowmetalError
 
 EVENT_VERSION = 1
 
-STATUSES = ("running", "waiting", "completed", "failed", "cancelled")
-FINISHED = ("completed", "failed", "cancelled")
+STATUSES = ("running", "waiting", "completed", "failed", "cancelled", "moved")
+# no longer runs here; "moved" = exported with --detach and continued in another store
+FINISHED = ("completed", "failed", "cancelled", "moved")
 
 
 class StoreError(FlowmetalError):
     exit_code = 2
+
+
+class UnknownCall(StoreError):
+    pass
 
 
 class UnknownProgram(StoreError):
@@ -124,6 +129,123 @@ class NewProgram:
 
 
 @dataclass
+class NewCall:
+    """An effect performed outside the interpreter by a connector (a foreign function, an
+    HTTP request). Its outcome comes back as an inbox message on `channel`:
+    `{"ok": true, "result": ...}` or `{"ok": false, "error": {"type", "message", ...}}`."""
+
+    key: str  # the idempotency key PROGRAM:SEQ
+    program_id: str
+    channel: str
+    kind: str  # "function" or "http": which connectors may take it
+    name: str  # the function name (for "http": "http")
+    payload: Any  # JSON: the arguments
+    retry: dict[str, Any]  # a normalized retry policy (see flowmetal.store.retry)
+    attempt_timeout: float | None = None  # bounds each attempt
+    deadline: float | None = None  # no attempt starts after this (the program stopped waiting)
+
+
+@dataclass
+class CallClaim:
+    """One attempt at a call, leased to one connector."""
+
+    key: str
+    program_id: str
+    kind: str
+    name: str
+    payload: Any
+    attempt: int  # 1 for the first attempt; also the attempt's fencing token
+    deadline: float | None  # when this attempt is given up (its timeout), wall-clock seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "program": self.program_id, "kind": self.kind, "name": self.name,
+                "payload": self.payload, "attempt": self.attempt, "deadline": self.deadline}
+
+
+@dataclass
+class CallRow:
+    key: str
+    program_id: str
+    kind: str
+    name: str
+    payload: Any
+    status: str  # pending | claimed | done | cancelled
+    attempt: int
+    next_at: float | None
+    outcome: Any
+    last_error: Any
+    created_at: float
+    updated_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "program": self.program_id, "kind": self.kind, "name": self.name,
+                "payload": self.payload, "status": self.status, "attempts": self.attempt,
+                "next_at": self.next_at, "outcome": self.outcome, "last_error": self.last_error,
+                "created_at": self.created_at, "updated_at": self.updated_at}
+
+
+@dataclass
+class CallOutcome:
+    """What a connector reports for one attempt."""
+
+    ok: bool
+    result: Any = None
+    error: dict[str, Any] | None = None  # {"type": ..., "message": ...}
+    retryable: bool = True
+    retry_after: float | None = None  # seconds, e.g. from an HTTP Retry-After header
+    final_result: Any = None  # delivered as a success if the retries run out (an HTTP 5xx response)
+    has_final_result: bool = False
+
+
+@dataclass
+class ProgramDump:
+    """Everything a store holds about one program, to move it to another store
+    (`flowmetal export` / `import`). `calls` and `callbacks` are rows of those tables as
+    dicts keyed by column name (the same columns in every backend)."""
+
+    row: ProgramRow
+    source: str
+    events: list[Event]
+    checkpoint: tuple[int, bytes] | None
+    inbox: list[InboxMessage]
+    calls: list[dict[str, Any]]
+    callbacks: list[dict[str, Any]]
+
+
+class Listener(ABC):
+    """A subscription to the store's wake-ups ("something may be runnable now")."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> bool:
+        """Sleep until woken or `timeout` seconds pass; True if woken."""
+
+    @abstractmethod
+    def interrupt(self) -> None:
+        """Wake this listener's own `wait` (e.g. to stop a worker from a signal handler)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class NullListener(Listener):
+    def __init__(self) -> None:
+        import threading
+
+        self._event = threading.Event()
+
+    def wait(self, timeout: float) -> bool:
+        woken = self._event.wait(max(0.0, timeout))
+        self._event.clear()
+        return woken
+
+    def interrupt(self) -> None:
+        self._event.set()
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
 class Commit:
     """Everything one slice of one program changes, applied atomically."""
 
@@ -142,6 +264,9 @@ class Commit:
     sends: list[tuple[str, str, Any]] = field(default_factory=list)  # (program, channel, message)
     starts: list[NewProgram] = field(default_factory=list)
     keep_lease: bool = False
+    calls: list[NewCall] = field(default_factory=list)  # effects for connectors, visible once committed
+    cancel_calls: list[str] = field(default_factory=list)  # keys of calls the program stopped waiting for
+    callbacks: list[tuple[str, str]] = field(default_factory=list)  # (token, channel) now accepting one delivery
 
 
 def dumps(value: Any) -> str:
@@ -207,6 +332,62 @@ class Store(ABC):
     @abstractmethod
     def next_wake(self) -> float | None:
         """The earliest timer among waiting programs."""
+
+    # -- wake-ups ---------------------------------------------------------------------
+    @abstractmethod
+    def listener(self) -> Listener:
+        """Subscribe to wake-ups: sent by `notify()` from any process sharing the store."""
+
+    @abstractmethod
+    def notify(self) -> None:
+        """Wake every listener (after committing something that makes work runnable)."""
+
+    # -- moving programs ----------------------------------------------------------------
+    @abstractmethod
+    def export_program(self, program_id: str) -> ProgramDump: ...
+
+    @abstractmethod
+    def import_program(self, dump: ProgramDump, now: float) -> None:
+        """Recreate a program exactly as dumped (runnable, no lease); ProgramExists if its id is taken."""
+
+    @abstractmethod
+    def mark_moved(self, program_id: str, destination: str, now: float) -> None:
+        """Detach a live program: status "moved", never claimed here again."""
+
+    # -- connectors: calls ------------------------------------------------------------
+    @abstractmethod
+    def claim_calls(self, worker: str, kind: str, names: list[str] | None, lease: float, now: float,
+                    limit: int) -> list[CallClaim]:
+        """Lease up to `limit` due calls of `kind` (and of one of `names`, if given). An attempt
+        whose lease or timeout ran out first counts as failed (retryable) and is retried or
+        given up per its policy."""
+
+    @abstractmethod
+    def heartbeat_call(self, key: str, worker: str, attempt: int, lease: float, now: float) -> bool:
+        """Extend an attempt's lease (never past its timeout); False if the attempt is no longer
+        this worker's to finish."""
+
+    @abstractmethod
+    def finish_call(self, key: str, worker: str, attempt: int, outcome: CallOutcome, now: float) -> str:
+        """Record an attempt's outcome: "done" (delivered to the program), "retrying" (another
+        attempt is scheduled) or "stale" (the attempt was given up or the call finished: ignored,
+        so a result is recorded once)."""
+
+    @abstractmethod
+    def get_call(self, key: str) -> CallRow: ...
+
+    @abstractmethod
+    def list_calls(self, program_id: str | None = None, status: str | None = None) -> list[CallRow]: ...
+
+    @abstractmethod
+    def next_call_due(self, kind: str) -> float | None:
+        """When the earliest pending call of `kind` becomes due (or an attempt's lease ends)."""
+
+    # -- connectors: callbacks ------------------------------------------------------
+    @abstractmethod
+    def deliver_callback(self, token: str, request: Any, now: float) -> str:
+        """Persist the first delivery to a callback and wake its program: "accepted";
+        "duplicate" for later deliveries; "unknown" for tokens never issued."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -26,23 +26,31 @@ from typing import Any
 from flowmetal.store.base import (
     EVENT_VERSION,
     FINISHED,
+    CallClaim,
+    CallOutcome,
+    CallRow,
     Claim,
     Commit,
     Conflict,
     Event,
     InboxMessage,
     LeaseLost,
+    Listener,
     NewProgram,
+    ProgramDump,
     ProgramExists,
     ProgramFinished,
     ProgramRow,
     Store,
     StoreError,
+    UnknownCall,
     UnknownProgram,
     dumps,
 )
+from flowmetal.store.retry import next_delay
+from flowmetal.store.wake import SocketListener, notify_all
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -98,7 +106,47 @@ _MIGRATIONS: dict[int, list[str]] = {
         )""",
         "CREATE INDEX inbox_program ON inbox (program_id, id)",
     ],
+    2: [
+        # effects performed by connectors (foreign functions, HTTP requests)
+        """CREATE TABLE calls (
+            key TEXT PRIMARY KEY,
+            program_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            attempt_timeout REAL,
+            deadline REAL,
+            status TEXT NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 0,
+            next_at REAL,
+            lease_owner TEXT,
+            lease_expires REAL,
+            attempt_deadline REAL,
+            outcome TEXT,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX calls_due ON calls (kind, status, next_at)",
+        "CREATE INDEX calls_program ON calls (program_id)",
+        """CREATE TABLE callbacks (
+            token TEXT PRIMARY KEY,
+            program_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            delivered_at REAL
+        )""",
+        "CREATE INDEX callbacks_program ON callbacks (program_id)",
+    ],
 }
+
+CALL_COLUMNS = ("key", "program_id", "channel", "kind", "name", "payload", "policy", "attempt_timeout",
+                "deadline", "status", "attempt", "next_at", "lease_owner", "lease_expires",
+                "attempt_deadline", "outcome", "last_error", "created_at", "updated_at")
+CALLBACK_COLUMNS = ("token", "program_id", "channel", "status", "created_at", "delivered_at")
 
 
 def _row(r: sqlite3.Row) -> ProgramRow:
@@ -415,6 +463,20 @@ class SQLiteStore(Store):
             self._create(db, new, now)
         for target, channel, message in c.sends:
             self._enqueue(db, target, channel, message, now)
+        for call in c.calls:
+            db.execute(
+                "INSERT INTO calls (key, program_id, channel, kind, name, payload, policy, attempt_timeout, deadline,"
+                " status, attempt, next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0,"
+                " ?, ?, ?)",
+                (call.key, call.program_id, call.channel, call.kind, call.name, dumps(call.payload),
+                 dumps(call.retry), call.attempt_timeout, call.deadline, now, now, now))
+        if c.cancel_calls:
+            db.executemany("UPDATE calls SET status = 'cancelled', lease_owner = NULL, updated_at = ?"
+                           " WHERE key = ? AND status IN ('pending', 'claimed')",
+                           [(now, k) for k in c.cancel_calls])
+        for token, channel in c.callbacks:
+            db.execute("INSERT INTO callbacks (token, program_id, channel, status, created_at)"
+                       " VALUES (?, ?, ?, 'open', ?)", (token, c.program_id, channel, now))
         lease_sql = "" if c.keep_lease else ", lease_owner = NULL, lease_expires = NULL"
         db.execute(
             "UPDATE programs SET status = ?, last_seq = ?, result = ?, error = ?, waiting_on = ?, wake_at = ?,"
@@ -425,11 +487,170 @@ class SQLiteStore(Store):
         )
         if c.status in FINISHED:
             db.execute("UPDATE programs SET runnable = 0 WHERE id = ?", (c.program_id,))
+            # nobody is left to wait for its calls and callbacks
+            db.execute("UPDATE calls SET status = 'cancelled', lease_owner = NULL, updated_at = ?"
+                       " WHERE program_id = ? AND status IN ('pending', 'claimed')", (now, c.program_id))
+            db.execute("UPDATE callbacks SET status = 'closed' WHERE program_id = ? AND status = 'open'",
+                       (c.program_id,))
 
     def next_wake(self) -> float | None:
         r = self.db.execute("SELECT MIN(wake_at) FROM programs WHERE status IN ('running', 'waiting')"
                             " AND wake_at IS NOT NULL").fetchone()
         return r[0] if r else None
+
+
+    # -- moving programs (being written: export/import helper replaces these) ------------
+    def export_program(self, program_id: str) -> ProgramDump:
+        raise NotImplementedError
+
+    def import_program(self, dump: ProgramDump, now: float) -> None:
+        raise NotImplementedError
+
+    def mark_moved(self, program_id: str, destination: str, now: float) -> None:
+        raise NotImplementedError
+
+    # -- wake-ups -----------------------------------------------------------------------
+    def listener(self) -> Listener:
+        return SocketListener(self._wake_dir)
+
+    def notify(self) -> None:
+        notify_all(self._wake_dir)
+
+    @property
+    def _wake_dir(self) -> str:
+        return os.path.abspath(self.path) + ".wake"
+
+    # -- connectors: calls ------------------------------------------------------------------
+    def claim_calls(self, worker: str, kind: str, names: list[str] | None, lease: float, now: float,
+                    limit: int) -> list[CallClaim]:
+        with self._write(durable=False) as db:
+            self._expire_attempts(db, kind, now)
+            query = "SELECT * FROM calls WHERE kind = ? AND status = 'pending' AND next_at <= ?"
+            params: list[Any] = [kind, now]
+            if names is not None:
+                if not names:
+                    return []
+                query += f" AND name IN ({', '.join('?' * len(names))})"
+                params.extend(names)
+            query += " ORDER BY next_at, key LIMIT ?"
+            params.append(limit)
+            claims = []
+            for r in db.execute(query, params).fetchall():
+                attempt = r["attempt"] + 1
+                attempt_deadline = now + r["attempt_timeout"] if r["attempt_timeout"] is not None else None
+                db.execute("UPDATE calls SET status = 'claimed', attempt = ?, lease_owner = ?, lease_expires = ?,"
+                           " attempt_deadline = ?, updated_at = ? WHERE key = ?",
+                           (attempt, worker, _lease_end(now, lease, attempt_deadline), attempt_deadline, now,
+                            r["key"]))
+                claims.append(CallClaim(r["key"], r["program_id"], r["kind"], r["name"], json.loads(r["payload"]),
+                                        attempt, attempt_deadline))
+            return claims
+
+    def _expire_attempts(self, db: sqlite3.Connection, kind: str, now: float) -> None:
+        """Attempts whose holder went quiet (lease) or overran (timeout) count as failed."""
+        rows = db.execute("SELECT * FROM calls WHERE kind = ? AND status = 'claimed' AND lease_expires < ?",
+                          (kind, now)).fetchall()
+        for r in rows:
+            timed_out = r["attempt_deadline"] is not None and r["attempt_deadline"] <= now
+            error = {"type": "TimeoutError" if timed_out else "LeaseExpired",
+                     "message": (f"attempt {r['attempt']} timed out after {r['attempt_timeout']} s" if timed_out
+                                 else f"attempt {r['attempt']} was abandoned (its worker stopped renewing the lease)")}
+            self._settle(db, r, CallOutcome(ok=False, error=error, retryable=True), now)
+
+    def heartbeat_call(self, key: str, worker: str, attempt: int, lease: float, now: float) -> bool:
+        with self._write(durable=False) as db:
+            r = db.execute("SELECT attempt_deadline FROM calls WHERE key = ? AND status = 'claimed' AND attempt = ?"
+                           " AND lease_owner = ? AND lease_expires >= ?", (key, attempt, worker, now)).fetchone()
+            if r is None:
+                return False
+            db.execute("UPDATE calls SET lease_expires = ? WHERE key = ?",
+                       (_lease_end(now, lease, r["attempt_deadline"]), key))
+            return True
+
+    def finish_call(self, key: str, worker: str, attempt: int, outcome: CallOutcome, now: float) -> str:
+        with self._write() as db:
+            r = db.execute("SELECT * FROM calls WHERE key = ?", (key,)).fetchone()
+            if r is None:
+                raise UnknownCall(f"no call with key {key!r} in {self.url}")
+            if r["status"] != "claimed" or r["attempt"] != attempt or r["lease_owner"] != worker:
+                return "stale"
+            return self._settle(db, r, outcome, now)
+
+    def _settle(self, db: sqlite3.Connection, r: sqlite3.Row, outcome: CallOutcome, now: float) -> str:
+        """Apply one attempt's outcome: deliver it, or schedule the next attempt."""
+        policy = json.loads(r["policy"])
+        message: dict[str, Any] | None = None
+        if outcome.ok:
+            message = {"ok": True, "result": outcome.result, "attempts": r["attempt"]}
+        else:
+            error = dict(outcome.error or {"type": "Error", "message": "failed"})
+            delay = next_delay(policy, r["attempt"], error.get("type"), outcome.retryable, outcome.retry_after)
+            if delay is not None and (r["deadline"] is None or now + delay < r["deadline"]):
+                db.execute("UPDATE calls SET status = 'pending', next_at = ?, lease_owner = NULL,"
+                           " lease_expires = NULL, last_error = ?, updated_at = ? WHERE key = ?",
+                           (now + delay, dumps(error), now, r["key"]))
+                return "retrying"
+            if outcome.has_final_result:
+                message = {"ok": True, "result": outcome.final_result, "attempts": r["attempt"]}
+            else:
+                message = {"ok": False, "error": error, "attempts": r["attempt"]}
+        db.execute("UPDATE calls SET status = 'done', lease_owner = NULL, lease_expires = NULL, outcome = ?,"
+                   " last_error = ?, updated_at = ? WHERE key = ?",
+                   (dumps(message), dumps(message.get("error")) if not message["ok"] else r["last_error"], now,
+                    r["key"]))
+        live = db.execute("SELECT status FROM programs WHERE id = ?", (r["program_id"],)).fetchone()
+        if live is not None and live["status"] not in FINISHED:
+            self._enqueue(db, r["program_id"], r["channel"], message, now)
+        return "done"
+
+    def get_call(self, key: str) -> CallRow:
+        r = self.db.execute("SELECT * FROM calls WHERE key = ?", (key,)).fetchone()
+        if r is None:
+            raise UnknownCall(f"no call with key {key!r} in {self.url}")
+        return _call_row(r)
+
+    def list_calls(self, program_id: str | None = None, status: str | None = None) -> list[CallRow]:
+        query, params = "SELECT * FROM calls WHERE 1 = 1", []
+        if program_id is not None:
+            query += " AND program_id = ?"
+            params.append(program_id)
+        if status is not None:
+            query += " AND status = ?"
+            params.append(status)
+        return [_call_row(r) for r in self.db.execute(query + " ORDER BY created_at, key", params).fetchall()]
+
+    def next_call_due(self, kind: str) -> float | None:
+        r = self.db.execute(
+            "SELECT MIN(CASE WHEN status = 'pending' THEN next_at ELSE lease_expires END) FROM calls"
+            " WHERE kind = ? AND status IN ('pending', 'claimed')", (kind,)).fetchone()
+        return r[0] if r else None
+
+    # -- connectors: callbacks ------------------------------------------------------------
+    def deliver_callback(self, token: str, request: Any, now: float) -> str:
+        with self._write() as db:
+            r = db.execute("SELECT * FROM callbacks WHERE token = ?", (token,)).fetchone()
+            if r is None:
+                return "unknown"
+            if r["status"] != "open":
+                return "duplicate"
+            db.execute("UPDATE callbacks SET status = 'delivered', delivered_at = ? WHERE token = ?", (now, token))
+            self._enqueue(db, r["program_id"], r["channel"], request, now)
+            return "accepted"
+
+
+def _lease_end(now: float, lease: float, attempt_deadline: float | None) -> float:
+    end = now + lease
+    return end if attempt_deadline is None else min(end, attempt_deadline)
+
+
+def _call_row(r: sqlite3.Row) -> CallRow:
+    return CallRow(
+        key=r["key"], program_id=r["program_id"], kind=r["kind"], name=r["name"], payload=json.loads(r["payload"]),
+        status=r["status"], attempt=r["attempt"], next_at=r["next_at"],
+        outcome=json.loads(r["outcome"]) if r["outcome"] else None,
+        last_error=json.loads(r["last_error"]) if r["last_error"] else None,
+        created_at=r["created_at"], updated_at=r["updated_at"],
+    )
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,0 +1,62 @@
+"""Retry policies for calls performed by connectors.
+
+A policy is a plain JSON object stored with the call, so every store backend and
+every connector (in any language) applies the same rule:
+
+    {"attempts": 5, "initial": 1.0, "backoff": 2.0, "max_delay": 60.0, "non_retryable": ["ValueError"]}
+
+`attempts` counts every attempt, the first included; the delay before attempt
+n+1 is `initial * backoff**(n-1)`, capped at `max_delay`, and never shorter
+than a `Retry-After` the other side asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "attempts": 5, "initial": 1.0, "backoff": 2.0, "max_delay": 60.0, "non_retryable": [],
+}
+_KEYS = set(DEFAULT_POLICY)
+
+
+def normalize(policy: Any) -> dict[str, Any]:
+    """A complete, validated policy from a user's (possibly partial) one; ValueError if malformed."""
+    if policy is None:
+        return dict(DEFAULT_POLICY, non_retryable=[])
+    if not isinstance(policy, dict):
+        raise TypeError(f"retry must be a dict or Retry(...), not {type(policy).__name__}")
+    unknown = set(policy) - _KEYS
+    if unknown:
+        raise ValueError(f"retry: unknown option(s) {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(sorted(_KEYS))})")
+    out = dict(DEFAULT_POLICY, non_retryable=[])
+    out.update(policy)
+    attempts = out["attempts"]
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+        raise ValueError(f"retry: attempts must be an int >= 1, not {attempts!r}")
+    for key in ("initial", "backoff", "max_delay"):
+        value = out[key]
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"retry: {key} must be a number >= 0, not {value!r}")
+        out[key] = float(value)
+    names = out["non_retryable"]
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise ValueError("retry: non_retryable must be a list of error type names")
+    out["non_retryable"] = list(names)
+    return out
+
+
+def next_delay(policy: dict[str, Any], attempt: int, error_type: str | None, retryable: bool,
+               retry_after: float | None = None) -> float | None:
+    """Seconds to wait before the next attempt after attempt number `attempt` failed, or None
+    when the call has failed for good."""
+    if not retryable or attempt >= int(policy.get("attempts", 1)):
+        return None
+    if error_type is not None and error_type in policy.get("non_retryable", ()):
+        return None
+    delay = float(policy.get("initial", 1.0)) * float(policy.get("backoff", 2.0)) ** (attempt - 1)
+    delay = min(delay, float(policy.get("max_delay", 60.0)))
+    if retry_after is not None:
+        delay = max(delay, float(retry_after))
+    return delay

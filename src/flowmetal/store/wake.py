@@ -1,0 +1,70 @@
+"""Wake-ups between processes sharing one SQLite store, without busy polling.
+
+Each listening process binds a Unix datagram socket in a directory next to the
+database file; whoever commits something that makes work runnable (a message,
+a new program, a call, a cancellation) sends one byte to every socket there.
+A lost notification only delays work until the listener's fallback poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+from pathlib import Path
+
+from flowmetal.store.base import Listener
+
+
+class SocketListener(Listener):
+    def __init__(self, directory: str) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / f"{os.getpid()}-{id(self):x}.sock"
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(self.path))
+        sock.setblocking(False)
+        self.sock: socket.socket | None = sock
+
+    def wait(self, timeout: float) -> bool:
+        if self.sock is None:
+            select.select([], [], [], max(0.0, timeout))
+            return False
+        ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+        if ready:
+            with contextlib.suppress(OSError):
+                while True:
+                    self.sock.recv(64)
+            return True
+        return False
+
+    def interrupt(self) -> None:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as out:
+            out.sendto(b"!", str(self.path))
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+
+def notify_all(directory: str) -> None:
+    """One byte to every listener of the store (each wakes and looks for work)."""
+    wake_dir = Path(directory)
+    if not wake_dir.exists():
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as out:
+        out.setblocking(False)
+        for entry in wake_dir.glob("*.sock"):
+            try:
+                out.sendto(b"!", str(entry))
+            except (ConnectionRefusedError, FileNotFoundError):
+                with contextlib.suppress(OSError):
+                    entry.unlink()  # its process is gone
+            except OSError:
+                pass  # its queue is full: it is awake anyway
