@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Client", "__version__"]
+__all__ = ["CallContext", "Client", "FunctionWorker", "NonRetryable", "__version__", "function"]
 
 if TYPE_CHECKING:
     from flowmetal.client import Client
+    from flowmetal.connectors.functions import CallContext, FunctionWorker, NonRetryable, function
+
+_CONNECTOR_NAMES = ("CallContext", "FunctionWorker", "NonRetryable", "function")
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from flowmetal.client import Client
 
         return Client
+    if name in _CONNECTOR_NAMES:
+        from flowmetal.connectors import functions
+
+        return getattr(functions, name)
     raise AttributeError(f"module 'flowmetal' has no attribute {name!r}")

@@ -10,8 +10,12 @@ from typing import Any
 
 from flowmetal.machine.objects import EffectFunction
 from flowmetal.machine.tasks import Cancelled, Timeout, make_ops
+from flowmetal.machine.values import Module
+from flowmetal.runtime import outside
 
-EFFECTS = ("sleep", "now", "random", "randint", "uuid4", "receive", "send", "program_id", "start")
+EFFECTS = ("sleep", "now", "random", "randint", "uuid4", "receive", "send", "program_id", "start", "call",
+           "callback")
+HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD")
 
 
 class ChildHandle:
@@ -50,9 +54,15 @@ def host_module() -> dict[str, Any]:
     members: dict[str, Any] = {name: EffectFunction(name) for name in EFFECTS}
     members.update(make_ops())
     members.update(Timeout=Timeout, Cancelled=Cancelled, ChildFailed=ChildFailed)
+    members.update(CallError=outside.CallError, HttpError=outside.HttpError, Retry=outside.Retry)
+    http: dict[str, Any] = {"request": EffectFunction("http")}
+    http.update({m.lower(): EffectFunction("http", (m,)) for m in HTTP_METHODS})
+    http.update(HttpError=outside.HttpError, Response=outside.Response)
+    members["http"] = Module("flowmetal.http", http)
     return members
 
 
 def register_codec(codec: Any) -> None:
     codec.register(ChildHandle, "fm.child", state=lambda c: c.id, build=ChildHandle)
     codec.register_exception(ChildFailed, "flowmetal.ChildFailed")
+    outside.register_codec(codec)

@@ -19,7 +19,9 @@ record is a loud `ReplayDiverged` error.
 from __future__ import annotations
 
 import json
+import os
 import random as host_random
+import secrets
 import time
 import uuid
 from collections import OrderedDict
@@ -34,11 +36,30 @@ from flowmetal.machine.api import Blocked, Completed, Failed, Limits, Machine
 from flowmetal.machine.objects import EffectRequest
 from flowmetal.machine.tasks import Cancelled, Timeout
 from flowmetal.machine.tracebacks import error_line
-from flowmetal.runtime import actions
-from flowmetal.store.base import FINISHED, Claim, Commit, Event, NewProgram, ProgramRow, Store
+from flowmetal.runtime import actions, outside
+from flowmetal.store.base import (
+    FINISHED,
+    Claim,
+    Commit,
+    Event,
+    NewCall,
+    NewProgram,
+    ProgramRow,
+    Store,
+)
+from flowmetal.store.retry import normalize as normalize_retry
 
 Clock = Callable[[], float]
-_WAITS = ("sleep", "timer", "receive", "child_result")
+# waits answered by an inbox message on the wait's channel
+_CHANNEL_WAITS = ("receive", "child_result", "call", "http", "callback_wait")
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8400"
+
+
+def revive(kind: str, raw: Any) -> Any:
+    """The value a program gets for a recorded result (the same live and in a replay)."""
+    if kind == "start" and isinstance(raw, dict):
+        return actions.ChildHandle(str(raw["id"]))
+    return outside.revive(kind, raw)
 
 
 class ReplayDiverged(FlowmetalError):
@@ -68,6 +89,9 @@ def _error_record(e: BaseException) -> dict[str, Any]:
 
 
 def _rebuild_error(rec: dict[str, Any]) -> BaseException:
+    connector_error = outside.error_from_record(rec)
+    if connector_error is not None:
+        return connector_error
     kinds: dict[str, type[BaseException]] = {
         "Timeout": Timeout, "Cancelled": Cancelled, "ChildFailed": actions.ChildFailed,
         "ValueError": ValueError, "TypeError": TypeError, "RuntimeError": RuntimeError, "KeyError": KeyError,
@@ -80,8 +104,10 @@ class Runtime:
 
     def __init__(self, store: Store, *, clock: Clock = time.time, limits: Limits | None = None,
                  checkpoint_every: int = 1, rng: host_random.Random | None = None,
-                 reuse_machines: bool = False) -> None:
+                 reuse_machines: bool = False, public_url: str | None = None) -> None:
         self.store = store
+        # callback URLs are built from it; recorded in the program's history when issued
+        self.public_url = (public_url or os.environ.get("FLOWMETAL_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/")
         self.clock = clock
         self.limits = limits
         self.checkpoint_every = max(1, checkpoint_every)
@@ -189,8 +215,11 @@ class Runtime:
                     i = self._replay_cancel(program_id, machine, queue, i)
                     progressed = True
                     break
-                if ev.type in ("effect_completed", "message_received", "timer_fired"):
-                    machine.resolve(req_id, ev.data.get("result", ev.data.get("message")))
+                if ev.type == "effect_completed":
+                    kind = pending[req_id].name if req_id in pending else ""
+                    machine.resolve(req_id, revive(kind, ev.data.get("result")))
+                elif ev.type in ("message_received", "timer_fired"):
+                    machine.resolve(req_id, ev.data.get("message"))
                 elif ev.type == "effect_failed":
                     machine.reject(req_id, _rebuild_error(ev.data["error"]))
                 elif ev.type == "output":
@@ -264,6 +293,9 @@ class _Slice:
         self.event("cancel_requested")
         for req_id in sorted(m.pending):
             self.event("effect_failed", request=req_id, error=_error_record(Cancelled("the program was cancelled")))
+            call = self.waits.get(req_id, {}).get("call")
+            if call:
+                self.commit.cancel_calls.append(call)
         m.cancel()
         self.waits.clear()
 
@@ -309,7 +341,7 @@ class _Slice:
             if req_id not in m.pending:
                 continue
             kind = w["kind"]
-            if kind in ("receive", "child_result"):
+            if kind in _CHANNEL_WAITS:
                 msg = next((x for x in self.inbox if x.channel == w["channel"]), None)
                 if msg is not None:
                     self.inbox.remove(msg)
@@ -319,8 +351,12 @@ class _Slice:
                     if kind == "receive":
                         self.event("message_received", request=req_id, channel=msg.channel, message=msg.message)
                         m.resolve(req_id, msg.message)
-                    else:
+                    elif kind == "child_result":
                         self.child_outcome(req_id, w, msg.message)
+                    elif kind == "callback_wait":
+                        self.answer(req_id, kind, msg.message)
+                    else:
+                        self.call_outcome(req_id, w, msg.message)
                     continue
             due = w.get("due")
             if due is not None and due <= self.now:
@@ -330,10 +366,34 @@ class _Slice:
                     self.event("timer_fired", request=req_id)
                     m.resolve(req_id, None)
                 else:
-                    err = Timeout(f"{kind}() timed out")
+                    err = Timeout(f"{w.get('what', kind)}() timed out")
                     self.event("effect_failed", request=req_id, error=_error_record(err))
                     m.reject(req_id, err)
+                    if w.get("call"):  # nobody waits for it any more
+                        self.commit.cancel_calls.append(w["call"])
         return delivered
+
+    def answer(self, req_id: int, kind: str, raw: Any) -> None:
+        self.event("effect_completed", request=req_id, result=raw)
+        self.machine.resolve(req_id, revive(kind, raw))
+
+    def call_outcome(self, req_id: int, w: dict[str, Any], message: Any) -> None:
+        """A connector's final word on a call: its result, or the error after the retries."""
+        if message.get("ok"):
+            self.answer(req_id, w["kind"], message.get("result"))
+            return
+        remote = message.get("error") or {}
+        attempts = message.get("attempts", 1)
+        if w["kind"] == "http":
+            record = {"type": "HttpError", "message": f"{w['what']} failed after {attempts} attempt(s): "
+                      f"{remote.get('type', 'Error')}: {remote.get('message', '')}", "status": None,
+                      "url": w.get("url", "")}
+        else:
+            record = {"type": "CallError", "message": f"{remote.get('type', 'Error')}: {remote.get('message', '')}",
+                      "remote": {"type": remote.get("type", "Error"), "message": remote.get("message", "")},
+                      "attempts": attempts}
+        self.event("effect_failed", request=req_id, error=record)
+        self.machine.reject(req_id, _rebuild_error(record))
 
     def child_outcome(self, req_id: int, w: dict[str, Any], message: Any) -> None:
         status = message.get("status") if isinstance(message, dict) else None
@@ -353,7 +413,7 @@ class _Slice:
         self.event("effect_requested", request=req.id, task=req.task, kind=req.name, args=to_json(list(req.args)),
                    kwargs=to_json(req.kwargs), key=key, deadline=req.deadline)
         try:
-            value = self.immediate(req)
+            value = self.immediate(req, key)
         except _Wait as w:
             self.waits[req.id] = w.info
             return False
@@ -362,11 +422,12 @@ class _Slice:
             self.event("effect_failed", request=req.id, error=record)
             m.reject(req.id, _rebuild_error(record))  # exactly what a replay will raise
             return True
-        self.event("effect_completed", request=req.id, result=to_json(value))
-        m.resolve(req.id, value)
+        raw = {"id": value.id} if isinstance(value, actions.ChildHandle) else to_json(value)
+        self.event("effect_completed", request=req.id, result=raw)
+        m.resolve(req.id, revive(req.name, raw))
         return True
 
-    def immediate(self, req: EffectRequest) -> Any:
+    def immediate(self, req: EffectRequest, key: str) -> Any:
         name, args, kw = req.name, req.args, req.kwargs
         now = self.now
         if name == "now":
@@ -399,7 +460,59 @@ class _Slice:
         if name == "child_result":
             timeout = args[1] if len(args) > 1 else kw.get("timeout")
             return self.wait_channel(req, "child_result", f"__child__:{args[0]}", timeout, child=args[0])
+        if name == "call":
+            return self.start_call(req, key, *args, **kw)
+        if name == "http":
+            return self.start_http(req, key, *args, **kw)
+        if name == "callback":
+            if args or kw:
+                raise TypeError("callback() takes no arguments")
+            token = secrets.token_urlsafe(24)
+            self.commit.callbacks.append((token, f"__cb__:{token}"))
+            return {"token": token, "url": f"{self.rt.public_url}/callbacks/{token}"}
+        if name == "callback_wait":
+            token = args[0]
+            timeout = args[1] if len(args) > 1 else kw.get("timeout")
+            return self.wait_channel(req, "callback_wait", f"__cb__:{token}", timeout, what="wait")
         raise RuntimeError(f"unknown durable action {name!r}")
+
+    def start_call(self, req: EffectRequest, key: str, name: Any = None, *args: Any, timeout: Any = None,
+                   retry: Any = None, **kwargs: Any) -> Any:
+        if not isinstance(name, str) or not name:
+            raise TypeError("call() needs the function's name (a non-empty str) first")
+        payload = {"args": list(args), "kwargs": kwargs}
+        _require_json(payload, f"call({name!r}): the arguments")
+        attempt_timeout = _seconds(timeout, "call(): timeout")
+        self.commit.calls.append(NewCall(key, self.row.id, f"__call__:{key}", "function", name, payload,
+                                         normalize_retry(retry), attempt_timeout, req.deadline))
+        return self.wait_channel(req, "call", f"__call__:{key}", None, call=key, what=f"call({name!r})")
+
+    def start_http(self, req: EffectRequest, key: str, method: Any = None, url: Any = None, *,
+                   headers: Any = None, json: Any = None, data: Any = None, params: Any = None,
+                   timeout: Any = 30, retry: Any = None) -> Any:
+        if not isinstance(method, str) or method.upper() not in actions.HTTP_METHODS:
+            raise ValueError(f"http.request(): unknown method {method!r} (use one of {', '.join(actions.HTTP_METHODS)})")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"http.request(): the url must be an http:// or https:// URL, not {url!r}")
+        if json is not None and data is not None:
+            raise TypeError("http.request(): pass json= or data=, not both")
+        if headers is not None and not (isinstance(headers, dict)
+                                        and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())):
+            raise TypeError("http.request(): headers must be a dict of str to str")
+        if data is not None and not isinstance(data, str | bytes | dict):
+            raise TypeError("http.request(): data must be str, bytes or a dict of form fields")
+        if isinstance(data, bytes):
+            data = data.decode("latin-1")
+        attempt_timeout = _seconds(timeout, "http.request(): timeout")
+        payload = {"method": method.upper(), "url": url, "headers": headers or {}, "json": json, "data": data,
+                   "params": params, "timeout": attempt_timeout, "idempotency_key": key}
+        _require_json(payload, "http.request(): the request")
+        # the attempt's lease outlives the request's own timeout, so the connector reports it
+        lease_timeout = None if attempt_timeout is None else attempt_timeout + 10.0
+        self.commit.calls.append(NewCall(key, self.row.id, f"__call__:{key}", "http", "http", payload,
+                                         normalize_retry(retry), lease_timeout, req.deadline))
+        what = f"http.request({method.upper()} {url})"
+        return self.wait_channel(req, "http", f"__call__:{key}", None, call=key, what=what, url=url)
 
     def wait_channel(self, req: EffectRequest, kind: str, channel: str, timeout: Any, **extra: Any) -> Any:
         due = None if timeout is None else self.now + float(timeout)
@@ -463,7 +576,7 @@ class _Slice:
         c.wake_at = min(dues) if dues else None
         c.waiting_on = {"waits": list(self.waits.values()), "cancelling": self.cancel_done or None}
         # a message may already be queued for a wait recorded in this slice
-        c.runnable = any(w["kind"] in ("receive", "child_result") and any(x.channel == w["channel"] for x in self.inbox)
+        c.runnable = any(w["kind"] in _CHANNEL_WAITS and any(x.channel == w["channel"] for x in self.inbox)
                          for w in self.waits.values())
         c.checkpoint = self.checkpoint() if c.events else None
         return SliceResult(self.row.id, "waiting", c if c.events or c.consumed else None, self.output,
@@ -501,6 +614,21 @@ class _Slice:
             c = self.commit
             message = {"status": c.status, "result": c.result, "error": c.error}
             self.commit.sends.append((self.row.parent_id, f"__child__:{self.row.id}", message))
+
+
+def _require_json(value: Any, what: str) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} must be JSON-representable ({e})") from None
+
+
+def _seconds(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
 
 
 class _Wait(Exception):

@@ -1,0 +1,184 @@
+"""Foreign functions in Python: the `FunctionWorker` SDK and `--functions file.py`.
+
+    worker = flowmetal.FunctionWorker("sqlite:///flowmetal.db")
+
+    @worker.function("inventory.reserve")
+    def reserve(ctx, sku, qty):
+        ...  # ctx.idempotency_key, ctx.attempt, ctx.program_id, ctx.deadline
+
+    worker.run()
+
+A function is plain or `async`; its first parameter is the call's context. Its
+return value (JSON) is the program's result of `call(...)`; an exception fails
+the attempt, which is retried per the call's policy unless it is a
+`NonRetryable` or its type is listed in the policy's `non_retryable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flowmetal.connectors.loop import CallLoop
+from flowmetal.errors import FlowmetalError, UsageError
+from flowmetal.store import open_store
+from flowmetal.store.base import CallClaim, CallOutcome, Store
+
+_MARK = "__flowmetal_function__"
+
+
+class NonRetryable(Exception):
+    """Raise it (or a subclass) from a function to fail the call for good, without retries."""
+
+
+@dataclass(frozen=True)
+class CallContext:
+    idempotency_key: str  # PROGRAM:SEQ, the same for every attempt: make side effects idempotent on it
+    attempt: int  # 1 for the first attempt
+    program_id: str
+    deadline: float | None  # wall-clock seconds when this attempt is given up (its timeout)
+    name: str
+
+
+def function(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a function in a `--functions` file as the implementation of `name`."""
+    _check_name(name)
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(fn, _MARK, name)
+        return fn
+
+    return mark
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise UsageError(f"a function name must be a non-empty str, not {name!r}")
+
+
+def load_functions_file(path: str) -> dict[str, Callable[..., Any]]:
+    """The functions marked with `@flowmetal.function(...)` in a Python file."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--functions: no such file {path!r}")
+    spec = importlib.util.spec_from_file_location(f"flowmetal_functions_{abs(hash(str(file.resolve())))}", file)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"--functions: cannot load {path!r} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise UsageError(f"--functions {path}: {type(e).__name__}: {e}") from None
+    found: dict[str, Callable[..., Any]] = {}
+    for value in vars(module).values():
+        name = getattr(value, _MARK, None)
+        if isinstance(name, str) and callable(value):
+            if name in found and found[name] is not value:
+                raise UsageError(f"--functions {path}: two functions are marked {name!r}")
+            found[name] = value
+    if not found:
+        raise UsageError(f"--functions {path}: no function is marked with @flowmetal.function(\"name\")")
+    return found
+
+
+class FunctionWorker:
+    """Serves foreign functions to programs of one store."""
+
+    def __init__(self, store: str | Store | None = None, *, concurrency: int = 8, lease: float = 30.0) -> None:
+        self.store = store if isinstance(store, Store) else open_store(store)
+        self.functions: dict[str, Callable[..., Any]] = {}
+        self.concurrency = concurrency
+        self.lease = lease
+        self._loop: CallLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def function(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        _check_name(name)
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.functions[name] = fn
+            return fn
+
+        return register
+
+    def add(self, functions: dict[str, Callable[..., Any]]) -> None:
+        self.functions.update(functions)
+
+    # -- running ------------------------------------------------------------------
+    def _make_loop(self) -> CallLoop:
+        if not self.functions:
+            raise FlowmetalError("FunctionWorker: no functions registered")
+        self._loop = CallLoop(self.store, "function", sorted(self.functions), self.perform,
+                              concurrency=self.concurrency, lease=self.lease, label="functions")
+        return self._loop
+
+    def run(self) -> None:
+        """Serve calls until SIGTERM/SIGINT (in the main thread) or `stop()`."""
+        loop = self._make_loop()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda signum, frame: loop.stop())
+        loop.run()
+
+    def start(self) -> None:
+        """Serve calls on a background thread."""
+        loop = self._make_loop()
+        self._thread = threading.Thread(target=loop.run, name="flowmetal-functions", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        if self._loop is not None:
+            self._loop.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- one attempt ----------------------------------------------------------------
+    def perform(self, claim: CallClaim) -> CallOutcome:
+        fn = self.functions.get(claim.name)
+        if fn is None:  # claims are filtered by name, so only a race with a reconfiguration gets here
+            return CallOutcome(ok=False, error={"type": "LookupError", "message": f"no function {claim.name!r}"})
+        ctx = CallContext(claim.key, claim.attempt, claim.program_id, claim.deadline, claim.name)
+        payload = claim.payload or {}
+        args, kwargs = list(payload.get("args") or []), dict(payload.get("kwargs") or {})
+        try:
+            result = _invoke(fn, ctx, args, kwargs)
+        except NonRetryable as e:
+            return CallOutcome(ok=False, error=_error(e), retryable=False)
+        except Exception as e:
+            return CallOutcome(ok=False, error=_error(e))
+        try:
+            json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            return CallOutcome(ok=False, retryable=False, error={
+                "type": "TypeError", "message": f"{claim.name} returned a value that is not JSON: {e}"})
+        return CallOutcome(ok=True, result=result)
+
+
+def _invoke(fn: Callable[..., Any], ctx: CallContext, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    if inspect.iscoroutinefunction(fn):
+        return asyncio.run(_bounded(fn(ctx, *args, **kwargs), ctx.deadline))
+    return fn(ctx, *args, **kwargs)
+
+
+async def _bounded(coro: Any, deadline: float | None) -> Any:
+    if deadline is None:
+        return await coro
+    import time
+
+    return await asyncio.wait_for(coro, max(0.0, deadline - time.time()))
+
+
+def _error(e: BaseException) -> dict[str, str]:
+    if isinstance(e, TimeoutError | asyncio.TimeoutError) and not str(e):
+        return {"type": "TimeoutError", "message": "the attempt timed out"}
+    return {"type": type(e).__name__, "message": str(e)}

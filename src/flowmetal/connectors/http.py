@@ -1,0 +1,101 @@
+"""The HTTP request connector: performs `http.request(...)` effects with httpx.
+
+Connection errors, timeouts, 5xx and 429 are retried per the call's policy
+(`Retry-After` honoured); other statuses are returned to the program. When
+the retries run out on a 5xx/429, the program gets that last response. Every
+request carries `Idempotency-Key: PROGRAM:SEQ`, the same on every attempt.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import httpx
+
+from flowmetal.connectors.loop import CallLoop
+from flowmetal.store.base import CallClaim, CallOutcome, Store
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+
+
+class HttpConnector:
+    def __init__(self, store: Store, *, max_bytes: int = DEFAULT_MAX_BYTES, concurrency: int = 16,
+                 lease: float = 30.0) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self.client = httpx.Client(follow_redirects=True)
+        self.loop = CallLoop(store, "http", None, self.perform, concurrency=concurrency, lease=lease,
+                             label="http")
+
+    def run(self) -> None:
+        try:
+            self.loop.run()
+        finally:
+            self.client.close()
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+    def perform(self, claim: CallClaim) -> CallOutcome:
+        p: dict[str, Any] = claim.payload
+        headers = dict(p.get("headers") or {})
+        headers.setdefault("Idempotency-Key", claim.key)
+        timeout = p.get("timeout")
+        kwargs: dict[str, Any] = {"headers": headers, "params": p.get("params"),
+                                  "timeout": httpx.Timeout(timeout) if timeout else None}
+        if p.get("json") is not None:
+            kwargs["json"] = p["json"]
+        elif isinstance(p.get("data"), dict):
+            kwargs["data"] = p["data"]
+        elif p.get("data") is not None:
+            kwargs["content"] = str(p["data"]).encode("latin-1")
+        try:
+            with self.client.stream(p["method"], p["url"], **kwargs) as response:
+                body = self._read(response)
+        except _TooLarge as e:
+            return CallOutcome(ok=False, retryable=False, error={"type": "ResponseTooLarge", "message": str(e)})
+        except httpx.TimeoutException as e:
+            return CallOutcome(ok=False, error={"type": "TimeoutError", "message": str(e) or "timed out"})
+        except httpx.HTTPError as e:  # connection refused, DNS, protocol errors
+            return CallOutcome(ok=False, error={"type": type(e).__name__, "message": str(e)})
+        value = {"status": response.status_code, "headers": {k.lower(): v for k, v in response.headers.items()},
+                 "text": body.decode(response.encoding or "utf-8", errors="replace"), "url": p["url"],
+                 "method": p["method"]}
+        if response.status_code >= 500 or response.status_code == 429:
+            return CallOutcome(ok=False, error={"type": f"HTTP{response.status_code}",
+                                                "message": f"{p['method']} {p['url']} returned HTTP {response.status_code}"},
+                               retry_after=_retry_after(response.headers.get("retry-after")),
+                               final_result=value, has_final_result=True)
+        return CallOutcome(ok=True, result=value)
+
+    def _read(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            raise _TooLarge(f"the response from {response.url} is {declared} bytes; the limit is {self.max_bytes}")
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise _TooLarge(f"the response from {response.url} exceeds the limit of {self.max_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

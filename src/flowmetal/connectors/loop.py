@@ -1,0 +1,126 @@
+"""The loop every connector runs: claim due calls of one kind, perform each on a
+thread pool, renew their leases while they run, and report each attempt's
+outcome to the store (which delivers it, or schedules a retry).
+
+Between claims it sleeps until the store wakes it, the next retry is due, or a
+slow fallback poll comes round — never a busy loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from flowmetal.store.base import CallClaim, CallOutcome, Listener, NullListener, Store
+
+Perform = Callable[[CallClaim], CallOutcome]
+FALLBACK_POLL = 1.0
+
+
+class CallLoop:
+    def __init__(self, store: Store, kind: str, names: list[str] | None, perform: Perform, *,
+                 concurrency: int = 8, lease: float = 30.0, clock: Callable[[], float] = time.time,
+                 label: str = "connector") -> None:
+        self.store = store
+        self.kind = kind
+        self.names = names
+        self.perform = perform
+        self.concurrency = max(1, concurrency)
+        self.lease = lease
+        self.clock = clock
+        self.label = label
+        self.id = f"{label}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stop_requested = threading.Event()
+        self.listener: Listener = NullListener()
+        self._inflight: dict[str, CallClaim] = {}
+        self._lock = threading.Lock()
+        self._slot_free = threading.Event()
+        self.finished = 0
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+        self.listener.interrupt()
+
+    def run(self) -> None:
+        """Serve calls until `stop()`; in-flight attempts are finished before returning."""
+        self.listener = self.store.listener()
+        heartbeat = threading.Thread(target=self._heartbeat, name=f"{self.label}-heartbeat", daemon=True)
+        heartbeat.start()
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.label)
+        try:
+            while not self.stop_requested.is_set():
+                free = self.concurrency - len(self._inflight)
+                claims = self._claim(free) if free > 0 else []
+                for claim in claims:
+                    with self._lock:
+                        self._inflight[claim.key] = claim
+                    pool.submit(self._attempt, claim)
+                if claims:
+                    continue
+                self._sleep(free)
+        finally:
+            self.stop_requested.set()
+            pool.shutdown(wait=True)
+            self.listener.close()
+
+    def _claim(self, limit: int) -> list[CallClaim]:
+        try:
+            return self.store.claim_calls(self.id, self.kind, self.names, self.lease, self.clock(), limit)
+        except Exception as e:  # the store is unreachable for now (e.g. restarting): try again soon
+            sys.stderr.write(f"flowmetal {self.label}: cannot claim calls: {e}\n")
+            self.stop_requested.wait(0.5)
+            return []
+
+    def _sleep(self, free: int) -> None:
+        if free <= 0:  # every slot is busy: wait for one to free up
+            self._slot_free.wait(FALLBACK_POLL)
+            self._slot_free.clear()
+            return
+        timeout = FALLBACK_POLL
+        with contextlib.suppress(Exception):
+            due = self.store.next_call_due(self.kind)
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - self.clock()) + 0.001)
+        self.listener.wait(timeout)
+
+    def _attempt(self, claim: CallClaim) -> None:
+        try:
+            try:
+                outcome = self.perform(claim)
+            except Exception as e:  # a connector bug must not lose the call: report it as retryable
+                traceback.print_exc()
+                outcome = CallOutcome(ok=False, error={"type": type(e).__name__, "message": str(e)})
+            for delay in (0.0, 0.2, 1.0, 3.0):  # the store may be briefly unreachable
+                if delay:
+                    time.sleep(delay)
+                try:
+                    status = self.store.finish_call(claim.key, self.id, claim.attempt, outcome, self.clock())
+                except Exception as e:
+                    sys.stderr.write(f"flowmetal {self.label}: cannot record {claim.key}: {e}\n")
+                    continue
+                if status == "done":
+                    self.store.notify()  # the program waiting for it
+                self.finished += 1
+                break
+            # if it never got recorded, the lease expires and another attempt runs: at least once
+        finally:
+            with self._lock:
+                self._inflight.pop(claim.key, None)
+            self._slot_free.set()
+            self.listener.interrupt()
+
+    def _heartbeat(self) -> None:
+        while not self.stop_requested.wait(self.lease / 3):
+            with self._lock:
+                held = list(self._inflight.values())
+            for claim in held:
+                with contextlib.suppress(Exception):
+                    self.store.heartbeat_call(claim.key, self.id, claim.attempt, self.lease, self.clock())

@@ -1,0 +1,62 @@
+"""Everything one process can run next to each other on background threads: the
+interpreter (a worker), the HTTP request connector and `--functions` — so a
+single `flowmetal run`, `worker` or `serve` can do all the work."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flowmetal.connectors.functions import FunctionWorker, load_functions_file
+from flowmetal.connectors.http import HttpConnector
+from flowmetal.runtime.driver import Runtime
+from flowmetal.runtime.worker import Worker
+from flowmetal.store.base import CallRow
+
+
+class Services:
+    def __init__(self, runtime: Runtime, *, functions_file: str | None = None, interpreter: bool = True,
+                 http: bool = True, concurrency: int = 16, worker: Worker | None = None) -> None:
+        self.runtime = runtime
+        self.worker = worker if worker is not None else (
+            Worker(runtime, concurrency=concurrency) if interpreter else None)
+        self.http = HttpConnector(runtime.store) if http else None
+        self.functions: FunctionWorker | None = None
+        if functions_file is not None:
+            self.functions = FunctionWorker(runtime.store)
+            self.functions.add(load_functions_file(functions_file))
+        self._threads: list[threading.Thread] = []
+
+    def serves_any(self, calls: list[CallRow]) -> bool:
+        """Whether one of these calls is still open and performed in this process."""
+        for call in calls:
+            if call.status not in ("pending", "claimed"):
+                continue
+            if call.kind == "http" and self.http is not None:
+                return True
+            if call.kind == "function" and self.functions is not None and call.name in self.functions.functions:
+                return True
+        return False
+
+    def start(self) -> None:
+        targets: list[tuple[str, Any]] = []
+        if self.worker is not None:
+            targets.append(("flowmetal-worker", self.worker.run))
+        if self.http is not None:
+            targets.append(("flowmetal-http", self.http.run))
+        for name, target in targets:
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if self.functions is not None:
+            self.functions.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        if self.http is not None:
+            self.http.stop()
+        if self.functions is not None:
+            self.functions.stop(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
