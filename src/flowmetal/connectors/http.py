@@ -73,7 +73,7 @@ class HttpConnector:
     def _read(self, response: httpx.Response) -> bytes:
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            raise _TooLarge(f"the response from {response.url} is {declared} bytes; the limit is {self.max_bytes}")
+            raise _TooLarge(f"the response from {response.url} is {declared} bytes, over the limit of {self.max_bytes} bytes")
         chunks, size = [], 0
         for chunk in response.iter_bytes():
             size += len(chunk)
