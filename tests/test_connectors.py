@@ -407,3 +407,45 @@ def test_replayed_connector_results_are_the_same_values(tmp_path: Path, server: 
         assert seq == row.last_seq - 1
     finally:
         env.stop()
+
+
+# -- one process does everything: `flowmetal run --functions` ---------------------------------
+
+def _cli(tmp_path: Path, *args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, FLOWMETAL_STORE=f"sqlite:///{tmp_path / 'cli.db'}")
+    return subprocess.run([sys.executable, "-m", "flowmetal", *args], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=60)
+
+
+def test_run_serves_functions_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "fns.py").write_text(
+        "import flowmetal\n\n"
+        "@flowmetal.function('greet')\n"
+        "def greet(ctx, name):\n"
+        "    return f'hello {name} ({ctx.attempt})'\n")
+    (tmp_path / "hi.flow").write_text(
+        "from flowmetal import call\n"
+        "def main(who):\n"
+        "    print(call('greet', who))\n"
+        "    return call('greet', who + '!')\n")
+    r = _cli(tmp_path, "run", "hi.flow", "--args", '{"who": "ada"}', "--functions", "fns.py")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == 'hello ada (1)\n"hello ada! (1)"\n'
+
+
+def test_bad_functions_files_are_clear_errors_and_store_nothing(tmp_path: Path) -> None:
+    (tmp_path / "hi.flow").write_text("def main():\n    return 1\n")
+    (tmp_path / "broken.py").write_text("import flowmetal\nraise RuntimeError('no config')\n")
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    cases = [("missing.py", "--functions: no such file 'missing.py'"),
+             ("broken.py", "--functions broken.py: RuntimeError: no config"),
+             ("empty.py", "--functions empty.py: no function is marked with @flowmetal.function")]
+    for file, message in cases:
+        r = _cli(tmp_path, "run", "hi.flow", "--functions", file)
+        assert r.returncode == 2, r
+        assert message in r.stderr and "Traceback" not in r.stderr
+    assert _cli(tmp_path, "list").stdout == ""

@@ -42,7 +42,6 @@ class CallLoop:
         self.listener: Listener = NullListener()
         self._inflight: dict[str, CallClaim] = {}
         self._lock = threading.Lock()
-        self._slot_free = threading.Event()
         self.finished = 0
 
     def stop(self) -> None:
@@ -80,11 +79,10 @@ class CallLoop:
             return []
 
     def _sleep(self, free: int) -> None:
-        if free <= 0:  # every slot is busy: wait for one to free up
-            self._slot_free.wait(FALLBACK_POLL)
-            self._slot_free.clear()
-            return
         timeout = FALLBACK_POLL
+        if free <= 0:  # every slot is busy: a finishing attempt interrupts the listener
+            self.listener.wait(timeout)
+            return
         with contextlib.suppress(Exception):
             due = self.store.next_call_due(self.kind)
             if due is not None:
@@ -114,7 +112,6 @@ class CallLoop:
         finally:
             with self._lock:
                 self._inflight.pop(claim.key, None)
-            self._slot_free.set()
             self.listener.interrupt()
 
     def _heartbeat(self) -> None:

@@ -42,7 +42,9 @@ class SocketListener(Listener):
         return False
 
     def interrupt(self) -> None:
+        # never block: a full queue means a wake-up is already pending
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as out:
+            out.setblocking(False)
             out.sendto(b"!", str(self.path))
 
     def close(self) -> None:
