@@ -19,6 +19,7 @@ import pytest
 
 from flowmetal.connectors.functions import FunctionWorker, NonRetryable
 from flowmetal.connectors.http import HttpConnector
+from flowmetal.machine.api import Completed
 from flowmetal.runtime.driver import Runtime
 from flowmetal.runtime.worker import Worker
 from flowmetal.store import open_store
@@ -405,6 +406,9 @@ def test_replayed_connector_results_are_the_same_values(tmp_path: Path, server: 
         # a fresh runtime rebuilds the program from the log alone and sees the same values
         machine, seq = Runtime(env.store).load(row, upto=row.last_seq - 1)
         assert seq == row.last_seq - 1
+        assert not env.store.checkpoint(row.id, seq)  # so all of it really was replayed
+        outcome = machine.run()  # the replayed machine finishes with the recorded result
+        assert isinstance(outcome, Completed) and outcome.value == row.result
     finally:
         env.stop()
 
