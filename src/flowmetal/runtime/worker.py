@@ -30,11 +30,13 @@ from flowmetal.store.base import (
     LeaseLost,
     Listener,
     NullListener,
+    StoreUnavailable,
     UnknownProgram,
 )
 
 DEFAULT_LEASE = 10.0
 FALLBACK_POLL = 1.0
+MAX_BACKOFF = 5.0  # between attempts while the store is unreachable
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Worker:
         self.stats = WorkerStats()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
+        self._backoff = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -89,13 +92,18 @@ class Worker:
             while not self.stop_requested.is_set():
                 if until is not None and until():
                     return
-                did = self.step()
+                try:
+                    did = self.step()
+                    nxt = None if did else self.store.next_wake()
+                except StoreUnavailable as e:
+                    self._wait_for_store(e)
+                    continue
+                self._backoff = 0.0
                 if did:
                     continue
                 if idle_exit:
                     return
                 now = self.rt.clock()
-                nxt = self.store.next_wake()
                 timeout = FALLBACK_POLL if nxt is None else min(FALLBACK_POLL, max(0.0, nxt - now))
                 if until is not None and until():
                     return
@@ -103,6 +111,13 @@ class Worker:
         finally:
             self.stop_requested.set()
             self.notifier.close()
+
+    def _wait_for_store(self, error: StoreUnavailable) -> None:
+        """The store cannot be reached (e.g. its server restarts): say so and retry with backoff
+        instead of dying. Leases held meanwhile expire and the programs are claimed again."""
+        self._backoff = min(MAX_BACKOFF, self._backoff * 2) if self._backoff else 0.25
+        sys.stderr.write(f"flowmetal worker: {error}; retrying in {self._backoff:g} s\n")
+        self.notifier.wait(self._backoff)
 
     def _heartbeat(self) -> None:
         while not self.stop_requested.wait(self.lease / 3):
@@ -128,6 +143,8 @@ class Worker:
                     results.append((claim, self.rt.run_slice(claim)))
                 except UnknownProgram:
                     continue
+                except StoreUnavailable:
+                    raise  # not the program's fault: the run loop waits for the store
                 except Exception:
                     # an unexpected (maybe passing) fault: say so, release, and let the
                     # fallback poll retry instead of spinning on it
@@ -156,8 +173,8 @@ class Worker:
             self.stats.slices += 1
             if r.commit is None:
                 self.store.release(self.id, claim.program_id, claim.fence)
-        if any(c.sends or c.starts or c.status in FINISHED for c in commits):
-            self.store.notify()  # other workers, and clients waiting for results
+        if any(c.sends or c.starts or c.calls or c.status in FINISHED for c in commits):
+            self.store.notify()  # other workers, connectors, and clients waiting for results
         for _, r in results:
             if r.program_id in lost:
                 continue
