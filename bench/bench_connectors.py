@@ -6,13 +6,13 @@
    in-process FunctionWorker, one in-process Worker. Per call: the program's
    request commit, the connector's claim + finish commit, the program's
    resume commit. Baseline: raw SQLite single-row commits/s on the same disk,
-   measured right before; ratio = (raw commit time × 3) / time per call, i.e.
+   measured right before; ratio = (raw commit time x 3) / time per call, i.e.
    how close a call gets to the three commits it needs.
-2. foreign calls, 50 programs × 20 calls at once (group commit on the
+2. foreign calls, 50 programs x 20 calls at once (group commit on the
    program side, 8 calls performed at once): calls/s vs raw commits/s.
 3. HTTP requests: one program doing N sequential `http.get` to a loopback
    server; baseline: the same N requests with a plain httpx.Client loop.
-   Reported: overhead per request in ms (Flowmetal − raw).
+   Reported: overhead per request in ms (Flowmetal - raw).
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def main() -> None:
     with Services(store) as s:
         t = run_programs(store, s.rt, CALLS, base / "many.flow", [{"n": per_program}] * n_programs)
     rate = n_programs * per_program / t
-    rows.append((f"{n_programs} programs × {per_program} calls", f"{rate:.0f} calls/s", f"raw {raw:.0f} commits/s",
+    rows.append((f"{n_programs} programs x {per_program} calls", f"{rate:.0f} calls/s", f"raw {raw:.0f} commits/s",
                  f"{rate / raw:.2f}× raw commits/s"))
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
