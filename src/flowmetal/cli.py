@@ -89,7 +89,7 @@ def _emit(text: str) -> None:
     sys.stdout.flush()
 
 
-def _run_embedded(rt: Any, program_id: str, until_waiting: bool = False) -> Any:
+def _run_embedded(rt: Any, program_id: str, until_waiting: bool = False, services: Any = None) -> Any:
     """Run a program (and children it starts) in this process until it ends, streaming output."""
     from flowmetal.runtime.worker import Worker
 
@@ -106,7 +106,8 @@ def _run_embedded(rt: Any, program_id: str, until_waiting: bool = False) -> Any:
         if row.status in FINISHED:
             return True
         # with until_waiting: stop once it waits for something only the outside can bring
-        return until_waiting and row.status == "waiting" and not row.runnable and row.wake_at is None
+        return (until_waiting and row.status == "waiting" and not row.runnable and row.wake_at is None
+                and not (services is not None and services.serves_any(rt.store.list_calls(program_id))))
 
     worker.run(until=done)
     return rt.store.get_program(program_id)
@@ -131,10 +132,28 @@ def _open(store_url: str | None) -> Any:
     return open_store(store_url)
 
 
-def _runtime(store_url: str | None) -> Any:
+def _runtime(store_url: str | None, public_url: str | None = None) -> Any:
     from flowmetal.runtime.driver import Runtime
 
-    return Runtime(_open(store_url), reuse_machines=True)
+    return Runtime(_open(store_url), reuse_machines=True, public_url=public_url)
+
+
+def connector_options(fn: Any) -> Any:
+    """--functions, --public-url and --no-http: what a process serves besides the interpreter."""
+    fn = click.option("--no-http", is_flag=True, help="Do not run the HTTP request connector here.")(fn)
+    fn = click.option("--public-url", envvar="FLOWMETAL_PUBLIC_URL",
+                      help="Base URL of `flowmetal serve` as the outside sees it, for callback() URLs "
+                           "(env FLOWMETAL_PUBLIC_URL).")(fn)
+    fn = click.option("--functions", "functions_file", type=click.Path(dir_okay=False),
+                      help="A Python file whose @flowmetal.function(\"name\") functions this process serves.")(fn)
+    return fn
+
+
+def _services(rt: Any, functions_file: str | None, no_http: bool, worker: Any = None) -> Any:
+    from flowmetal.connectors.services import Services
+
+    return Services(rt, functions_file=functions_file, http=not no_http, interpreter=worker is not None,
+                    worker=worker)
 
 
 def _notify(store: Any) -> None:
@@ -146,19 +165,26 @@ def _notify(store: Any) -> None:
 @click.option("--args", "raw_args", help="The program's arguments as a JSON object (passed to main()).")
 @click.option("--id", "program_id", help="Choose the program's id (default: a random one).")
 @store_option
-def run(file: str, raw_args: str | None, program_id: str | None, store_url: str | None) -> None:
+@connector_options
+def run(file: str, raw_args: str | None, program_id: str | None, store_url: str | None,
+        functions_file: str | None, public_url: str | None, no_http: bool) -> None:
     """Start a durable program and run it to its end in this process, streaming its output.
 
     If this process is killed, the program stays in the store: `flowmetal worker`
     or `flowmetal resume ID` finishes it.
     """
     args = _parse_args(raw_args)
-    rt = _runtime(store_url)
+    rt = _runtime(store_url, public_url)
+    services = _services(rt, functions_file, no_http)  # checks --functions before anything is stored
     pid = rt.start(file, args, program_id=program_id, source=_read_source(file))
     program = rt.program_for(rt.store.get_program(pid))
     for d in program.diagnostics:
         click.echo(d.format(), err=True)
-    row = _run_embedded(rt, pid)
+    services.start()
+    try:
+        row = _run_embedded(rt, pid)
+    finally:
+        services.stop()
     if row.status == "failed":
         ev = rt.store.events(pid, row.last_seq - 1)
         tb = ev[-1].data.get("traceback") if ev else None
@@ -181,7 +207,8 @@ def start(file: str, raw_args: str | None, program_id: str | None, store_url: st
 
 
 @main.command(name="list")
-@click.option("--status", type=click.Choice(["running", "waiting", "completed", "failed", "cancelled"]))
+@click.option("--status", type=click.Choice(["running", "waiting", "completed", "failed", "cancelled",
+                                             "moved"]))
 @store_option
 @json_option
 def list_(status: str | None, store_url: str | None, as_json: bool) -> None:
@@ -233,6 +260,8 @@ def result(program_id: str, wait: bool, timeout: float | None, store_url: str | 
         return
     if row.status in ("failed", "cancelled"):
         raise _ProgramEnded(f"program {program_id} {row.status}: {row.error}")
+    if row.status == "moved":  # its result will be in the store it was imported into
+        raise _ProgramEnded(f"program {program_id} no longer runs in this store: it was {row.error}")
     raise _ProgramEnded(f"program {program_id} has not finished (it is {row.status})")
 
 
@@ -314,25 +343,74 @@ def cancel(program_id: str, store_url: str | None) -> None:
 @main.command()
 @click.argument("program_id")
 @store_option
-def resume(program_id: str, store_url: str | None) -> None:
+@connector_options
+def resume(program_id: str, store_url: str | None, functions_file: str | None, public_url: str | None,
+           no_http: bool) -> None:
     """Run a program in this process until it finishes or waits for something that has not happened."""
     import time
 
-    rt = _runtime(store_url)
+    rt = _runtime(store_url, public_url)
     row = rt.store.get_program(program_id)
     if row.status not in FINISHED:
+        services = _services(rt, functions_file, no_http)
         rt.store.make_runnable(program_id, time.time())
-        row = _run_embedded(rt, program_id, until_waiting=True)
+        services.start()
+        try:
+            row = _run_embedded(rt, program_id, until_waiting=True, services=services)
+        finally:
+            services.stop()
     click.echo(row.status)
 
 
 @main.command()
 @store_option
 @click.option("--concurrency", type=int, default=16, show_default=True, help="Programs claimed at once.")
-def worker(store_url: str | None, concurrency: int) -> None:
-    """Run programs from the store until SIGTERM/SIGINT."""
+@connector_options
+def worker(store_url: str | None, concurrency: int, functions_file: str | None, public_url: str | None,
+           no_http: bool) -> None:
+    """Run programs from the store (and HTTP requests and --functions) until SIGTERM/SIGINT."""
     from flowmetal.runtime.worker import Worker
 
-    w = Worker(_runtime(store_url), concurrency=concurrency)
+    rt = _runtime(store_url, public_url)
+    w = Worker(rt, concurrency=concurrency)
+    services = _services(rt, functions_file, no_http)
     w.install_signal_handlers()
-    w.run()
+    services.start()
+    try:
+        w.run()
+    finally:
+        services.stop()
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@store_option
+@click.option("--concurrency", type=int, default=8, show_default=True, help="Calls performed at once.")
+@click.option("--lease", type=float, default=30.0, show_default=True,
+              help="Seconds a call stays ours without a heartbeat (a killed worker's calls move on after it).")
+def functions(file: str, store_url: str | None, concurrency: int, lease: float) -> None:
+    """Serve the @flowmetal.function("name") functions of a Python file until SIGTERM/SIGINT."""
+    from flowmetal.connectors.functions import FunctionWorker, load_functions_file
+
+    fw = FunctionWorker(_open(store_url), concurrency=concurrency, lease=lease)
+    fw.add(load_functions_file(file))
+    click.echo(f"flowmetal: serving {', '.join(sorted(fw.functions))}", err=True)
+    fw.run()
+
+
+# moving programs between stores, and forking them (flowmetal.cli_move)
+from flowmetal.cli_move import export_cmd, fork, import_cmd  # noqa: E402  (registered after `main`)
+
+main.add_command(export_cmd)
+main.add_command(import_cmd)
+main.add_command(fork)
+
+# the HTTP API (flowmetal.cli_serve)
+from flowmetal.cli_serve import serve  # noqa: E402
+
+main.add_command(serve)
+
+# the store's schema (flowmetal.cli_db)
+from flowmetal.cli_db import db  # noqa: E402
+
+main.add_command(db)

@@ -32,8 +32,24 @@ def open_store(url: str | None = None) -> Store:
                     synchronous = value.upper()
         return SQLiteStore(path, synchronous=synchronous, url=url)
     if url.startswith(("postgresql://", "postgres://")):
-        raise StoreError("the PostgreSQL store is not available in this version of Flowmetal")
-    raise StoreError(f"unknown store URL {url!r}: expected sqlite:///PATH")
+        from flowmetal.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreError(f"unknown store URL {url!r}: expected sqlite:///PATH or postgresql://HOST/DB")
 
 
-__all__ = ["DEFAULT_URL", "Store", "StoreError", "open_store", "store_url"]
+def migrate_store(url: str | None = None) -> int:
+    """Bring the store's schema up to date (whatever the URL says about migrating on open);
+    returns the schema version."""
+    url = store_url(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from flowmetal.store.postgres import migrate_url
+
+        return migrate_url(url)
+    from flowmetal.store.sqlite import SCHEMA_VERSION
+
+    open_store(url).close()  # SQLite migrates on open
+    return SCHEMA_VERSION
+
+
+__all__ = ["DEFAULT_URL", "Store", "StoreError", "migrate_store", "open_store", "store_url"]

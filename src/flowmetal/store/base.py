@@ -50,6 +50,11 @@ class Conflict(StoreError):
     """Optimistic concurrency: someone else appended at this sequence number."""
 
 
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached right now (e.g. PostgreSQL is restarting).
+    Nothing is known to be lost: trying again later may succeed."""
+
+
 @dataclass
 class Event:
     program_id: str
@@ -201,7 +206,8 @@ class CallOutcome:
 class ProgramDump:
     """Everything a store holds about one program, to move it to another store
     (`flowmetal export` / `import`). `calls` and `callbacks` are rows of those tables as
-    dicts keyed by column name (the same columns in every backend)."""
+    dicts keyed by column name (the same columns in every backend), JSON columns (payload,
+    policy, outcome, last_error) decoded so the dicts are portable between backends."""
 
     row: ProgramRow
     source: str

@@ -339,9 +339,11 @@ class SQLiteStore(Store):
 
     # -- outside inputs -----------------------------------------------------------------
     def _live(self, db: sqlite3.Connection, program_id: str) -> sqlite3.Row:
-        r = db.execute("SELECT status FROM programs WHERE id = ?", (program_id,)).fetchone()
+        r = db.execute("SELECT status, error FROM programs WHERE id = ?", (program_id,)).fetchone()
         if r is None:
             raise UnknownProgram(f"no program with id {program_id!r} in {self.url}")
+        if r["status"] == "moved":  # r["error"] says where to: "moved to ..."
+            raise ProgramFinished(f"program {program_id!r} no longer runs in {self.url}: it was {r['error']}")
         if r["status"] in FINISHED:
             raise ProgramFinished(f"program {program_id!r} has already {r['status']}")
         return r
@@ -499,15 +501,85 @@ class SQLiteStore(Store):
         return r[0] if r else None
 
 
-    # -- moving programs (being written: export/import helper replaces these) ------------
+    # -- moving programs ----------------------------------------------------------------
+    # JSON-valued columns of calls, decoded in a ProgramDump so the dicts are portable
+    # between backends (TEXT here, JSONB in PostgreSQL)
+    _CALL_JSON = ("payload", "policy", "outcome", "last_error")
+
     def export_program(self, program_id: str) -> ProgramDump:
-        raise NotImplementedError
+        db = self.db
+        # one read transaction: every table is read at the same instant (WAL snapshot),
+        # so a worker committing meanwhile cannot tear the dump
+        db.execute("BEGIN")
+        try:
+            row = self.get_program(program_id)
+            _, text = self.source(row.source_hash)
+            events = self.events(program_id)
+            checkpoint = self.checkpoint(program_id)
+            inbox = self.inbox(program_id)
+            calls = []
+            for r in db.execute("SELECT * FROM calls WHERE program_id = ? ORDER BY created_at, key", (program_id,)):
+                call = {c: r[c] for c in CALL_COLUMNS}
+                for c in self._CALL_JSON:
+                    call[c] = json.loads(call[c]) if call[c] is not None else None
+                calls.append(call)
+            callbacks = [{c: r[c] for c in CALLBACK_COLUMNS} for r in db.execute(
+                "SELECT * FROM callbacks WHERE program_id = ? ORDER BY created_at, token", (program_id,))]
+        finally:
+            db.execute("COMMIT")
+        return ProgramDump(row, text, events, checkpoint, inbox, calls, callbacks)
 
     def import_program(self, dump: ProgramDump, now: float) -> None:
-        raise NotImplementedError
+        r = dump.row
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM programs WHERE id = ?", (r.id,)).fetchone() is not None:
+                raise ProgramExists(f"a program with id {r.id!r} already exists in {self.url}")
+            db.execute("INSERT OR IGNORE INTO sources VALUES (?, ?, ?)", (r.source_hash, r.filename, dump.source))
+            # runnable and unleased, so a worker of this store picks it up and carries on
+            db.execute(
+                "INSERT INTO programs (id, filename, source_hash, args, status, runnable, wake_at, waiting_on,"
+                " last_seq, result, error, cancel_requested, parent_id, fence, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (r.id, r.filename, r.source_hash, dumps(r.args), r.status, int(r.status not in FINISHED),
+                 r.wake_at, dumps(r.waiting_on) if r.waiting_on is not None else None, r.last_seq,
+                 dumps(r.result) if r.status == "completed" else None, r.error, int(r.cancel_requested),
+                 r.parent_id, r.fence, r.created_at, r.updated_at))
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+                           [(r.id, e.seq, e.type, dumps(e.data), e.at) for e in dump.events])
+            if dump.checkpoint is not None:
+                db.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (r.id, dump.checkpoint[0], dump.checkpoint[1]))
+            # message ids are this store's own (AUTOINCREMENT): renumbered, order kept
+            db.executemany("INSERT INTO inbox (program_id, channel, message, sent_at) VALUES (?, ?, ?, ?)",
+                           [(r.id, m.channel, dumps(m.message), now) for m in dump.inbox])
+            try:
+                for call in dump.calls:
+                    values = dict(call, program_id=r.id)
+                    for c in self._CALL_JSON:
+                        values[c] = dumps(values[c]) if values[c] is not None else None
+                    db.execute(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES"
+                               f" ({', '.join('?' * len(CALL_COLUMNS))})", [values[c] for c in CALL_COLUMNS])
+                for cb in dump.callbacks:
+                    values = dict(cb, program_id=r.id)
+                    db.execute(f"INSERT INTO callbacks ({', '.join(CALLBACK_COLUMNS)}) VALUES"
+                               f" ({', '.join('?' * len(CALLBACK_COLUMNS))})", [values[c] for c in CALLBACK_COLUMNS])
+            except sqlite3.IntegrityError as e:
+                # keys embed the program id, so only a corrupt dump (or store) collides
+                raise ProgramExists(f"cannot import {r.id!r} into {self.url}: {e}") from None
 
     def mark_moved(self, program_id: str, destination: str, now: float) -> None:
-        raise NotImplementedError
+        with self._write() as db:
+            self._live(db, program_id)
+            # clearing the lease (and bumping the fence) makes a slice in progress fail its
+            # commit with LeaseLost: nothing is appended here after the move
+            db.execute(
+                "UPDATE programs SET status = 'moved', error = ?, runnable = 0, lease_owner = NULL, lease_pid = NULL,"
+                " lease_host = NULL, lease_expires = NULL, fence = fence + 1, updated_at = ? WHERE id = ?",
+                (f"moved to {destination}", now, program_id))
+            # its calls and callbacks now belong to the copy in the other store
+            db.execute("UPDATE calls SET status = 'cancelled', lease_owner = NULL, updated_at = ?"
+                       " WHERE program_id = ? AND status IN ('pending', 'claimed')", (now, program_id))
+            db.execute("UPDATE callbacks SET status = 'closed' WHERE program_id = ? AND status = 'open'",
+                       (program_id,))
 
     # -- wake-ups -----------------------------------------------------------------------
     def listener(self) -> Listener:

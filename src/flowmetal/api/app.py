@@ -1,0 +1,129 @@
+"""`create_app(store, runtime)`: the Starlette application behind `flowmetal serve`.
+
+Routes live in programs.py, functions.py and callbacks.py; this module adds the
+health checks, the OpenAPI document, bearer-token authentication and the JSON
+answers for unknown routes and methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from flowmetal.api import callbacks, functions, openapi, programs
+from flowmetal.api.context import Api, api
+from flowmetal.api.http import JSON, ApiError, endpoint, error_response
+from flowmetal.api.wake import WakeHub
+from flowmetal.runtime.driver import Runtime
+from flowmetal.store.base import Store, UnknownProgram
+
+DEFAULT_MAX_BODY = 1_048_576
+READY_TIMEOUT = 5.0
+# routes anyone may call: liveness, and callbacks (their URL's token is the credential)
+_PUBLIC_EXACT = ("/health",)
+_PUBLIC_PREFIX = ("/callbacks/",)
+
+
+class BearerAuth:
+    """Every other route needs `Authorization: Bearer TOKEN` (compared in constant time)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path not in _PUBLIC_EXACT and not path.startswith(_PUBLIC_PREFIX):
+                given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+                if not hmac.compare_digest(given, self.expected):
+                    message = "missing bearer token" if not given else "wrong bearer token"
+                    await ApiError(401, "Unauthorized", message).response()(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+@endpoint
+async def health(request: Request) -> Response:
+    return JSON({"status": "ok"})
+
+
+@endpoint
+async def ready(request: Request) -> Response:
+    a = api(request)
+
+    def probe() -> None:
+        # a primary-key lookup: as cheap as a query gets, and it needs a working store
+        with contextlib.suppress(UnknownProgram):
+            a.store.get_program("flowmetal-readiness-probe")
+
+    try:
+        with anyio.fail_after(READY_TIMEOUT):
+            await anyio.to_thread.run_sync(probe, abandon_on_cancel=True)
+    except TimeoutError:
+        return error_response(503, "StoreUnavailable", f"the store did not answer within {READY_TIMEOUT:g} s")
+    except Exception as e:
+        return error_response(503, "StoreUnavailable", f"the store is unreachable: {e}")
+    return JSON({"status": "ready", "store": a.store.url})
+
+
+@endpoint
+async def openapi_json(request: Request) -> Response:
+    return JSON(openapi.document())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kinds = {404: "NotFound", 405: "MethodNotAllowed"}
+    message = {404: f"no route {request.url.path}",
+               405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, exc.detail)
+    return error_response(exc.status_code, kinds.get(exc.status_code, "HTTPError"), message,
+                          headers=dict(exc.headers) if exc.headers else None)
+
+
+def create_app(store: Store, runtime: Runtime, *, token: str | None = None, max_body: int = DEFAULT_MAX_BODY,
+               callback_max_body: int = DEFAULT_MAX_BODY, max_wait: float = 60.0) -> Starlette:
+    """The API for one store. `runtime` starts and inspects programs (it need not run them);
+    `max_wait` caps long-polls (seconds)."""
+    hub = WakeHub(store)
+    ctx = Api(store=store, runtime=runtime, hub=hub, token=token, max_body=max_body,
+              callback_max_body=callback_max_body, max_wait=max_wait)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    routes: list[Any] = [
+        *programs.routes,
+        *functions.routes,
+        *callbacks.routes,
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+    app.state.api = ctx
+    if token:
+        app.add_middleware(BearerAuth, token=token)
+    return app
+
+
+def drain(app: Starlette) -> None:
+    """Answer every long-poll now, and start no new waits: for a server shutting down, which
+    otherwise waits for its open requests (call it on the server's event loop)."""
+    ctx: Api = app.state.api
+    ctx.drain()
