@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -622,12 +623,24 @@ class SQLiteStore(Store):
         """Attempts whose holder went quiet (lease) or overran (timeout) count as failed."""
         rows = db.execute("SELECT * FROM calls WHERE kind = ? AND status = 'claimed' AND lease_expires < ?",
                           (kind, now)).fetchall()
+        rows += self._calls_of_dead_local_workers(db, kind, now)
         for r in rows:
             timed_out = r["attempt_deadline"] is not None and r["attempt_deadline"] <= now
             error = {"type": "TimeoutError" if timed_out else "LeaseExpired",
                      "message": (f"attempt {r['attempt']} timed out after {r['attempt_timeout']} s" if timed_out
                                  else f"attempt {r['attempt']} was abandoned (its worker stopped renewing the lease)")}
             self._settle(db, r, CallOutcome(ok=False, error=error, retryable=True), now)
+
+    def _calls_of_dead_local_workers(self, db: sqlite3.Connection, kind: str, now: float) -> list[sqlite3.Row]:
+        """Attempts held by a process of this machine that is gone: no need to wait out the lease.
+        (Checked at most every 0.2 s per kind.)"""
+        checks = self._local.__dict__.setdefault("dead_call_check", {})
+        if 0 <= now - checks.get(kind, 0.0) < 0.2:
+            return []
+        checks[kind] = now
+        rows = db.execute("SELECT * FROM calls WHERE kind = ? AND status = 'claimed' AND lease_expires >= ?",
+                          (kind, now)).fetchall()
+        return [r for r in rows if not local_owner_alive(r["lease_owner"])]
 
     def heartbeat_call(self, key: str, worker: str, attempt: int, lease: float, now: float) -> bool:
         with self._write(durable=False) as db:
@@ -723,6 +736,18 @@ def _call_row(r: sqlite3.Row) -> CallRow:
         last_error=json.loads(r["last_error"]) if r["last_error"] else None,
         created_at=r["created_at"], updated_at=r["updated_at"],
     )
+
+
+def local_owner_alive(owner: str | None) -> bool:
+    """False only when `owner` (a connector id `LABEL:HOST:PID:NONCE`) is a process of this
+    machine that no longer exists."""
+    parts = (owner or "").split(":")
+    if len(parts) < 4 or parts[-3] != _HOST or not parts[-2].isdigit():
+        return True
+    return _pid_alive(int(parts[-2]))
+
+
+_HOST = socket.gethostname()
 
 
 def _pid_alive(pid: int) -> bool:
