@@ -23,6 +23,7 @@ from flowmetal.api import create_app
 from flowmetal.runtime.driver import Runtime
 from flowmetal.store import open_store
 from flowmetal.store.base import Commit, NewCall, Store
+from flowmetal.store.retry import normalize
 
 WORKERS = Path(__file__).parent / "workers"
 TOKEN = "s3cret-token"
@@ -292,7 +293,7 @@ def _park(store: Store, pid: str, calls: list[NewCall], callbacks: list[tuple[st
 
 def _call(pid: str, seq: int, name: str) -> NewCall:
     return NewCall(f"{pid}:{seq}", pid, f"__call__:{pid}:{seq}", "function", name, {"args": [seq], "kwargs": {}},
-                   {"attempts": 3, "initial": 0.0, "backoff": 1.0, "max_delay": 0.0, "non_retryable": []})
+                   normalize({"attempts": 3, "initial": 0.0}))
 
 
 def test_claim_heartbeat_retry_stale_and_complete(bare: Server) -> None:

@@ -98,7 +98,8 @@ def _run_embedded(rt: Any, program_id: str, until_waiting: bool = False, service
             for text in r.output:
                 _emit(text)
 
-    worker = Worker(rt, concurrency=16, only=program_id, on_slice=on_slice)
+    worker = Worker(rt, concurrency=16, only=program_id, on_slice=on_slice,
+                    functions=services.functions if services is not None else None)
     worker.install_signal_handlers()
 
     def done() -> bool:
@@ -182,7 +183,7 @@ def run(file: str, raw_args: str | None, program_id: str | None, store_url: str 
         click.echo(d.format(), err=True)
     services.start()
     try:
-        row = _run_embedded(rt, pid)
+        row = _run_embedded(rt, pid, services=services)
     finally:
         services.stop()
     if row.status == "failed":
@@ -372,8 +373,8 @@ def worker(store_url: str | None, concurrency: int, functions_file: str | None, 
     from flowmetal.runtime.worker import Worker
 
     rt = _runtime(store_url, public_url)
-    w = Worker(rt, concurrency=concurrency)
     services = _services(rt, functions_file, no_http)
+    w = Worker(rt, concurrency=concurrency, functions=services.functions)
     w.install_signal_handlers()
     services.start()
     try:

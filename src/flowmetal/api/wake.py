@@ -15,6 +15,7 @@ import threading
 
 import anyio
 
+from flowmetal.api.http import log
 from flowmetal.store.base import Listener, Store
 
 
@@ -49,9 +50,10 @@ class WakeHub:
         while not self._stopping.is_set():
             try:
                 woken = self._listener.wait(5.0)
-            except OSError:
+            except Exception as e:  # a broken listener: the waiters' own polling takes over
+                log.warning("store wake-ups failed (long-polls fall back to polling): %s", e)
                 woken = False
-                self._stopping.wait(1.0)  # a broken listener: the waiters' own polling takes over
+                self._stopping.wait(5.0)
             if woken and not self._stopping.is_set():
                 with contextlib.suppress(RuntimeError):  # the loop closed under us
                     self._loop.call_soon_threadsafe(self.wake_all)

@@ -18,13 +18,15 @@ class Services:
     def __init__(self, runtime: Runtime, *, functions_file: str | None = None, interpreter: bool = True,
                  http: bool = True, concurrency: int = 16, worker: Worker | None = None) -> None:
         self.runtime = runtime
-        self.worker = worker if worker is not None else (
-            Worker(runtime, concurrency=concurrency) if interpreter else None)
-        self.http = HttpConnector(runtime.store) if http else None
         self.functions: FunctionWorker | None = None
         if functions_file is not None:
             self.functions = FunctionWorker(runtime.store)
             self.functions.add(load_functions_file(functions_file))
+        # the interpreter performs calls to these functions itself (one commit per call); the
+        # function worker serves the rest (retries, calls requested by other processes)
+        self.worker = worker if worker is not None else (
+            Worker(runtime, concurrency=concurrency, functions=self.functions) if interpreter else None)
+        self.http = HttpConnector(runtime.store) if http else None
         self._threads: list[threading.Thread] = []
 
     def serves_any(self, calls: list[CallRow]) -> bool:

@@ -247,13 +247,15 @@ class Runtime:
         return i
 
     # -- running a slice -------------------------------------------------------------------
-    def run_slice(self, claim: Claim) -> SliceResult:
+    def run_slice(self, claim: Claim, outcomes: dict[str, Any] | None = None) -> SliceResult:
+        """One slice of the claimed program. `outcomes`: results of calls the worker performed in
+        process (key -> outcome message), delivered here and recorded in this slice's commit."""
         row = self.store.get_program(claim.program_id)
         if row.status in FINISHED:
             return SliceResult(row.id, row.status, None)
         try:
             machine, base = self.load(row)
-            return _Slice(self, row, claim, machine, base).run()
+            return _Slice(self, row, claim, machine, base, outcomes or {}).run()
         except (CheckFailed, ReplayDiverged, SnapshotError) as e:
             # permanent: retrying cannot help, so the program fails loudly (its log is kept)
             return self._fail_row(row, claim, f"{type(e).__name__}: {e}")
@@ -267,8 +269,10 @@ class Runtime:
 class _Slice:
     """One slice of one program (a helper object so the steps can share state)."""
 
-    def __init__(self, rt: Runtime, row: ProgramRow, claim: Claim, machine: Machine, base: int) -> None:
+    def __init__(self, rt: Runtime, row: ProgramRow, claim: Claim, machine: Machine, base: int,
+                 outcomes: dict[str, Any]) -> None:
         self.rt = rt
+        self.outcomes = outcomes
         self.row = row
         self.claim = claim
         self.machine = machine
@@ -341,6 +345,13 @@ class _Slice:
             if req_id not in m.pending:
                 continue
             kind = w["kind"]
+            if w.get("call") in self.outcomes:  # performed in this process: no trip through the inbox
+                message = self.outcomes.pop(w["call"])
+                self.commit.done_calls.append((w["call"], message))
+                del self.waits[req_id]
+                delivered = True
+                self.call_outcome(req_id, w, message)
+                continue
             if kind in _CHANNEL_WAITS:
                 msg = next((x for x in self.inbox if x.channel == w["channel"]), None)
                 if msg is not None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowmetal.runtime.driver import Runtime, SliceResult
+from flowmetal.runtime.inline import Functions, InlineCalls
 from flowmetal.store.base import (
     FINISHED,
     Claim,
@@ -50,7 +51,7 @@ class WorkerStats:
 class Worker:
     def __init__(self, runtime: Runtime, *, concurrency: int = 16, lease: float = DEFAULT_LEASE,
                  only: str | None = None, on_slice: Callable[[SliceResult], None] | None = None,
-                 notify: bool = True) -> None:
+                 notify: bool = True, functions: Functions | None = None) -> None:
         self.rt = runtime
         self.store = runtime.store
         self.concurrency = max(1, concurrency)
@@ -66,6 +67,10 @@ class Worker:
         self.stats = WorkerStats()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
+        # functions this process serves run right here, one commit per call (see runtime/inline.py)
+        self.inline = (InlineCalls(self.store, functions, self.id, lease, concurrency=self.concurrency,
+                                   wake=lambda: self.notifier.interrupt())
+                       if functions is not None else None)
         self._backoff = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
@@ -105,11 +110,16 @@ class Worker:
                     return
                 now = self.rt.clock()
                 timeout = FALLBACK_POLL if nxt is None else min(FALLBACK_POLL, max(0.0, nxt - now))
+                if self.inline is not None and self.inline.busy():
+                    timeout = min(timeout, self.inline.hold / 4)  # to let go of programs whose calls run long
                 if until is not None and until():
                     return
                 self.notifier.wait(timeout)
         finally:
             self.stop_requested.set()
+            if self.inline is not None:
+                with contextlib.suppress(Exception):
+                    self.inline.close(self.rt.clock())
             self.notifier.close()
 
     def _wait_for_store(self, error: StoreUnavailable) -> None:
@@ -123,17 +133,26 @@ class Worker:
         while not self.stop_requested.wait(self.lease / 3):
             with self._held_lock:
                 held = list(self._held)
+            calls = []
+            if self.inline is not None:
+                held += self.inline.held()
+                calls = self.inline.running_calls()
+            now = self.rt.clock()  # the clock claims use
             if held:
                 with contextlib.suppress(Exception):
-                    self.store.renew(self.id, held, self.lease, self.rt.clock())  # the clock claims use
+                    self.store.renew(self.id, held, self.lease, now)
+            for call in calls:
+                with contextlib.suppress(Exception):
+                    self.store.heartbeat_call(call.key, self.id, call.attempt, self.lease, now)
 
     # -- one round ------------------------------------------------------------------
     def step(self) -> bool:
         """Claim what is runnable, run a slice of each, commit them together. True if any ran."""
+        continued = self._continue_inline() if self.inline is not None else False
         claims = self.store.claim(self.id, self.pid, self.host, self.lease, self.rt.clock(), self.concurrency,
                                   self.only)
         if not claims:
-            return False
+            return continued
         with self._held_lock:
             self._held.update(c.program_id for c in claims)
         results: list[tuple[Claim, SliceResult]] = []
@@ -158,8 +177,39 @@ class Worker:
                 self._held.difference_update(c.program_id for c in claims)
         return bool(results)
 
-    def _commit(self, results: list[tuple[Claim, SliceResult]]) -> None:
+    def _continue_inline(self) -> bool:
+        """Continue the programs whose in-process calls have finished, with their outcomes."""
+        assert self.inline is not None
+        now = self.rt.clock()
+        self.inline.expire_holds(now)
+        ready = self.inline.completed(now)
+        if not ready:
+            return False
+        results: list[tuple[Claim, SliceResult]] = []
+        leftovers: dict[str, dict[str, Any]] = {}
+        for claim, outcomes in ready:
+            try:
+                results.append((claim, self.rt.run_slice(claim, outcomes)))
+            except StoreUnavailable:
+                raise
+            except Exception:
+                report = traceback.format_exc()
+                self.stats.errors.append(report)
+                sys.stderr.write(f"flowmetal worker: slice of {claim.program_id} failed:\n{report}")
+                self.store.release(self.id, claim.program_id, claim.fence)
+            leftovers[claim.program_id] = outcomes  # what the slice did not consume
+        lost = self._commit(results)
+        for claim, r in results:
+            self.inline.after_slice(claim, r.commit, claim.program_id not in lost,
+                                    leftovers.get(claim.program_id, {}), now)
+        return True
+
+    def _commit(self, results: list[tuple[Claim, SliceResult]]) -> set[str]:
+        """Commit the slices together; the ids of programs whose commit was refused."""
         commits = [r.commit for _, r in results if r.commit is not None]
+        if self.inline is not None:
+            for c in commits:
+                self.inline.adopt(c)
         now = self.rt.clock()
         lost: set[str] = set()
         if commits:
@@ -175,12 +225,16 @@ class Worker:
                 self.store.release(self.id, claim.program_id, claim.fence)
         if any(c.sends or c.starts or c.calls or c.status in FINISHED for c in commits):
             self.store.notify()  # other workers, connectors, and clients waiting for results
-        for _, r in results:
+        for claim, r in results:
             if r.program_id in lost:
+                self.store.release(self.id, claim.program_id, claim.fence)  # a no-op if it is no longer ours
                 continue
             self.rt.remember(r)
+            if self.inline is not None and r.commit is not None:
+                self.inline.launch(claim, r.commit, now)
             if self.on_slice is not None:
                 self.on_slice(r)
+        return lost
 
     def _commit_one_by_one(self, commits: list[Commit], now: float) -> set[str]:
         lost = set()

@@ -148,6 +148,8 @@ class NewCall:
     retry: dict[str, Any]  # a normalized retry policy (see flowmetal.store.retry)
     attempt_timeout: float | None = None  # bounds each attempt
     deadline: float | None = None  # no attempt starts after this (the program stopped waiting)
+    owner: str | None = None  # set: inserted already claimed (attempt 1) by this worker, which runs it in process
+    lease: float = 0.0  # with owner: the attempt's lease
 
 
 @dataclass
@@ -273,6 +275,10 @@ class Commit:
     calls: list[NewCall] = field(default_factory=list)  # effects for connectors, visible once committed
     cancel_calls: list[str] = field(default_factory=list)  # keys of calls the program stopped waiting for
     callbacks: list[tuple[str, str]] = field(default_factory=list)  # (token, channel) now accepting one delivery
+    # outcomes of calls this commit's worker performed in process, recorded here instead of through
+    # the inbox: (key, outcome message); each call must still be claimed by `call_owner` (else Conflict)
+    done_calls: list[tuple[str, Any]] = field(default_factory=list)
+    call_owner: str | None = None
 
 
 def dumps(value: Any) -> str:

@@ -37,6 +37,7 @@ from flowmetal.store.base import (
     InboxMessage,
     LeaseLost,
     Listener,
+    NewCall,
     NewProgram,
     ProgramDump,
     ProgramExists,
@@ -469,10 +470,16 @@ class SQLiteStore(Store):
         for call in c.calls:
             db.execute(
                 "INSERT INTO calls (key, program_id, channel, kind, name, payload, policy, attempt_timeout, deadline,"
-                " status, attempt, next_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0,"
-                " ?, ?, ?)",
+                " status, attempt, next_at, lease_owner, lease_expires, attempt_deadline, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (call.key, call.program_id, call.channel, call.kind, call.name, dumps(call.payload),
-                 dumps(call.retry), call.attempt_timeout, call.deadline, now, now, now))
+                 dumps(call.retry), call.attempt_timeout, call.deadline, *_first_attempt(call, now), now, now))
+        for key, message in c.done_calls:
+            cur = db.execute("UPDATE calls SET status = 'done', outcome = ?, lease_owner = NULL, lease_expires = NULL,"
+                             " updated_at = ? WHERE key = ? AND status = 'claimed' AND lease_owner = ?",
+                             (dumps(message), now, key, c.call_owner))
+            if cur.rowcount != 1:
+                raise Conflict(f"call {key!r} is no longer claimed by {c.call_owner}")
         if c.cancel_calls:
             db.executemany("UPDATE calls SET status = 'cancelled', lease_owner = NULL, updated_at = ?"
                            " WHERE key = ? AND status IN ('pending', 'claimed')",
@@ -721,6 +728,15 @@ class SQLiteStore(Store):
             db.execute("UPDATE callbacks SET status = 'delivered', delivered_at = ? WHERE token = ?", (now, token))
             self._enqueue(db, r["program_id"], r["channel"], request, now)
             return "accepted"
+
+
+def _first_attempt(call: NewCall, now: float) -> tuple[Any, ...]:
+    """(status, attempt, next_at, lease_owner, lease_expires, attempt_deadline) of a new call:
+    pending, or already claimed by the worker that performs it in process."""
+    if call.owner is None:
+        return ("pending", 0, now, None, None, None)
+    attempt_deadline = now + call.attempt_timeout if call.attempt_timeout is not None else None
+    return ("claimed", 1, now, call.owner, _lease_end(now, call.lease, attempt_deadline), attempt_deadline)
 
 
 def _lease_end(now: float, lease: float, attempt_deadline: float | None) -> float:
