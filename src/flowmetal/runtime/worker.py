@@ -223,7 +223,9 @@ class Worker:
             self.stats.slices += 1
             if r.commit is None:
                 self.store.release(self.id, claim.program_id, claim.fence)
-        if any(c.sends or c.starts or c.calls or c.status in FINISHED for c in commits):
+        # (calls this worker performs itself need no connector woken)
+        if any(c.sends or c.starts or c.status in FINISHED or any(n.owner is None for n in c.calls)
+               for c in commits):
             self.store.notify()  # other workers, connectors, and clients waiting for results
         for claim, r in results:
             if r.program_id in lost:

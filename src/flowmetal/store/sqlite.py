@@ -381,19 +381,23 @@ class SQLiteStore(Store):
     def claim(self, worker: str, pid: int, host: str, lease: float, now: float, limit: int,
               only: str | None = None) -> list[Claim]:
         self._clear_dead_leases(host, now)
+        query = (
+            "SELECT id, fence FROM programs WHERE status IN ('running', 'waiting')"
+            " AND (runnable = 1 OR (wake_at IS NOT NULL AND wake_at <= ?)"
+            "      OR lease_owner IS NOT NULL)"  # an expired lease: its slice never committed
+            " AND (lease_owner IS NULL OR lease_expires < ?)"
+        )
+        params: list[Any] = [now, now]
+        if only is not None:  # a program and the children it started (not LIKE: ids may hold _ or %)
+            query += " AND (id = ? OR substr(id, 1, ?) = ?)"
+            params.extend([only, len(only) + 1, only + "."])
+        query += " ORDER BY updated_at LIMIT ?"
+        params.append(limit)
+        # look before taking the write lock: most claims of a busy store find nothing new, and
+        # a read does not queue behind (or hold up) other processes' commits
+        if not self.db.execute(query, params).fetchone():
+            return []
         with self._write(durable=False) as db:
-            query = (
-                "SELECT id, fence FROM programs WHERE status IN ('running', 'waiting')"
-                " AND (runnable = 1 OR (wake_at IS NOT NULL AND wake_at <= ?)"
-                "      OR lease_owner IS NOT NULL)"  # an expired lease: its slice never committed
-                " AND (lease_owner IS NULL OR lease_expires < ?)"
-            )
-            params: list[Any] = [now, now]
-            if only is not None:  # a program and the children it started (not LIKE: ids may hold _ or %)
-                query += " AND (id = ? OR substr(id, 1, ?) = ?)"
-                params.extend([only, len(only) + 1, only + "."])
-            query += " ORDER BY updated_at LIMIT ?"
-            params.append(limit)
             rows = db.execute(query, params).fetchall()
             claims = []
             for r in rows:
@@ -603,17 +607,23 @@ class SQLiteStore(Store):
     # -- connectors: calls ------------------------------------------------------------------
     def claim_calls(self, worker: str, kind: str, names: list[str] | None, lease: float, now: float,
                     limit: int) -> list[CallClaim]:
+        if names is not None and not names:
+            return []
+        query = "SELECT * FROM calls WHERE kind = ? AND status = 'pending' AND next_at <= ?"
+        params: list[Any] = [kind, now]
+        if names is not None:
+            query += f" AND name IN ({', '.join('?' * len(names))})"
+            params.extend(names)
+        query += " ORDER BY next_at, key LIMIT ?"
+        params.append(limit)
+        # look before taking the write lock (see `claim`)
+        expired = self.db.execute("SELECT 1 FROM calls WHERE kind = ? AND status = 'claimed' AND lease_expires < ?"
+                                  " LIMIT 1", (kind, now)).fetchone()
+        dead = self._calls_of_dead_local_workers(self.db, kind, now)
+        if not expired and not dead and not self.db.execute(query, params).fetchone():
+            return []
         with self._write(durable=False) as db:
-            self._expire_attempts(db, kind, now)
-            query = "SELECT * FROM calls WHERE kind = ? AND status = 'pending' AND next_at <= ?"
-            params: list[Any] = [kind, now]
-            if names is not None:
-                if not names:
-                    return []
-                query += f" AND name IN ({', '.join('?' * len(names))})"
-                params.extend(names)
-            query += " ORDER BY next_at, key LIMIT ?"
-            params.append(limit)
+            self._expire_attempts(db, kind, now, dead)
             claims = []
             for r in db.execute(query, params).fetchall():
                 attempt = r["attempt"] + 1
@@ -626,11 +636,16 @@ class SQLiteStore(Store):
                                         attempt, attempt_deadline))
             return claims
 
-    def _expire_attempts(self, db: sqlite3.Connection, kind: str, now: float) -> None:
+    def _expire_attempts(self, db: sqlite3.Connection, kind: str, now: float, dead: list[sqlite3.Row]) -> None:
         """Attempts whose holder went quiet (lease) or overran (timeout) count as failed."""
         rows = db.execute("SELECT * FROM calls WHERE kind = ? AND status = 'claimed' AND lease_expires < ?",
                           (kind, now)).fetchall()
-        rows += self._calls_of_dead_local_workers(db, kind, now)
+        seen = {r["key"] for r in rows}
+        for r in dead:  # read before the lock: settle only those still held by the dead process
+            fresh = db.execute("SELECT * FROM calls WHERE key = ? AND status = 'claimed' AND lease_owner = ?"
+                               " AND attempt = ?", (r["key"], r["lease_owner"], r["attempt"])).fetchone()
+            if fresh is not None and fresh["key"] not in seen:
+                rows.append(fresh)
         for r in rows:
             timed_out = r["attempt_deadline"] is not None and r["attempt_deadline"] <= now
             error = {"type": "TimeoutError" if timed_out else "LeaseExpired",

@@ -55,18 +55,37 @@ class SocketListener(Listener):
                 self.path.unlink()
 
 
+_listing: dict[str, tuple[int, list[str]]] = {}  # directory -> (mtime_ns, socket paths)
+
+
+def _sockets(directory: str) -> list[str]:
+    """The listeners' sockets; re-listed only when the directory changed (a busy worker
+    notifies after every commit)."""
+    try:
+        mtime = os.stat(directory).st_mtime_ns
+    except FileNotFoundError:
+        return []
+    cached = _listing.get(directory)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    with os.scandir(directory) as it:
+        paths = [e.path for e in it if e.name.endswith(".sock")]
+    _listing[directory] = (mtime, paths)
+    return paths
+
+
 def notify_all(directory: str) -> None:
     """One byte to every listener of the store (each wakes and looks for work)."""
-    wake_dir = Path(directory)
-    if not wake_dir.exists():
+    paths = _sockets(directory)
+    if not paths:
         return
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as out:
         out.setblocking(False)
-        for entry in wake_dir.glob("*.sock"):
+        for path in paths:
             try:
-                out.sendto(b"!", str(entry))
+                out.sendto(b"!", path)
             except (ConnectionRefusedError, FileNotFoundError):
                 with contextlib.suppress(OSError):
-                    entry.unlink()  # its process is gone
+                    os.unlink(path)  # its process is gone
             except OSError:
                 pass  # its queue is full: it is awake anyway
