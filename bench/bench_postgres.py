@@ -96,6 +96,7 @@ class Bench:
         self.schema = f"fm_bench_{uuid.uuid4().hex[:10]}"
         self.url = with_schema(base_url, self.schema)
         self.admin = psycopg.connect(base_url, autocommit=True)
+        self.admin.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema)))
         self.rows: list[Row] = []
         self._n = 0
 
@@ -162,12 +163,11 @@ class Bench:
                 p.wait()
 
     def scalar(self, query: str, *params: Any) -> Any:
-        self.admin.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         row = self.admin.execute(query, params).fetchone()  # type: ignore[arg-type]
         return row[0] if row else None
 
     def wait_until(self, cond: Callable[[], bool], timeout: float, what: str,
-                   procs: list[subprocess.Popen[bytes]]) -> None:
+                   procs: list[subprocess.Popen[bytes]], pause: float = 0.002) -> None:
         end = time.monotonic() + timeout
         while not cond():
             if time.monotonic() > end:
@@ -176,7 +176,7 @@ class Bench:
                 if p.poll() is not None:
                     err = p.stderr.read().decode() if p.stderr else ""
                     raise SystemExit(f"a worker exited ({p.returncode}): {err}")
-            time.sleep(0.002)
+            time.sleep(pause)
 
     def wait_listening(self, procs: list[subprocess.Popen[bytes]]) -> None:
         """Until every worker process holds its LISTEN connection (it is then in its loop)."""
@@ -203,9 +203,11 @@ class Bench:
                 " AND lease_owner IS NULL", prefix + "%") == programs, 60, "programs to wait", procs)
             t0 = time.time()
             self.release(prefix, t0)
+            # (polled slowly: the end time is the last commit's own timestamp, and a busy poll
+            # would take CPU from the workers)
             self.wait_until(lambda: self.scalar(
                 "SELECT count(*) FROM programs WHERE id LIKE %s AND status = 'completed'", prefix + "%") == programs,
-                300, "programs to complete", procs)
+                300, "programs to complete", procs, pause=0.05)
             t_end = self.scalar("SELECT max(updated_at) FROM programs WHERE id LIKE %s", prefix + "%")
         finally:
             self.stop(procs)
@@ -221,7 +223,6 @@ class Bench:
     def release(self, prefix: str, now: float) -> None:
         """Send every waiting program of the round its message in ONE transaction (the same rows
         `store.send` writes), then wake the workers: all start at the same instant."""
-        self.admin.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         with self.admin.transaction():
             self.admin.execute("INSERT INTO inbox (program_id, channel, message, sent_at)"
                                " SELECT id, 'inbox', '1', %s FROM programs WHERE id LIKE %s ORDER BY id",

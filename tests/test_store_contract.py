@@ -537,6 +537,54 @@ def test_calls_are_cancelled_when_the_program_stops_waiting_or_finishes(any_stor
     assert any_store.claim_calls("c1", "function", None, 10.0, 9.0, 10) == []
 
 
+def test_calls_performed_in_process_are_claimed_at_commit_and_recorded_by_a_later_one(any_store: Store) -> None:
+    """A worker that serves the function itself inserts the call claimed (attempt 1), keeps the
+    program's lease, and records the outcome in its next commit instead of through the inbox."""
+    owner = f"inline:{HOST}:{ME}:abc"
+    any_store.create_program(new(), 1.0)
+    c = claim_one(any_store)
+    call = NewCall("p1:2", "p1", "call:2", "function", "f", {"n": 1}, normalize(None), None, None,
+                   owner=owner, lease=5.0)
+    any_store.commit([Commit("p1", c.fence, 1, events=[("effect_requested", {"request": 1})], calls=[call],
+                             keep_lease=True, call_owner=owner)], 2.0)
+    row = any_store.get_call("p1:2")
+    assert (row.status, row.attempt) == ("claimed", 1)
+    assert any_store.claim_calls("c1", "function", None, 5.0, 3.0, 10) == []  # not for connectors
+    assert any_store.heartbeat_call("p1:2", owner, 1, 5.0, 3.0) is True
+    done = {"ok": True, "result": 3, "attempts": 1}
+    before = snapshot(any_store, ["p1"])
+    with pytest.raises(Conflict):  # not claimed by this owner
+        any_store.commit([Commit("p1", c.fence, 2, events=[("effect_completed", {"request": 1})],
+                                 done_calls=[("p1:2", done)], call_owner="someone-else")], 4.0)
+    assert snapshot(any_store, ["p1"]) == before
+    any_store.commit([Commit("p1", c.fence, 2, events=[("effect_completed", {"request": 1, "result": 3})],
+                             done_calls=[("p1:2", done)], call_owner=owner)], 4.0)
+    row = any_store.get_call("p1:2")
+    assert (row.status, row.outcome) == ("done", done)
+    assert any_store.inbox("p1") == []
+    assert any_store.finish_call("p1:2", owner, 1, CallOutcome(ok=True, result=0), 5.0) == "stale"
+
+
+def test_calls_of_a_dead_local_connector_are_retried_without_waiting_out_the_lease(any_store: Store) -> None:
+    (key,) = start_calls(any_store, ("function", "f"), policy={"attempts": 3, "initial": 1.0})
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead = f"functions:{HOST}:{proc.pid}:abc"
+    (first,) = any_store.claim_calls(dead, "function", None, 1000.0, 10.0, 10)
+    assert any_store.claim_calls("c2", "function", None, 30.0, 11.0, 10) == []  # its attempt fails now...
+    row = any_store.get_call(key)
+    assert (row.status, row.next_at, row.last_error["type"]) == ("pending", 12.0, "LeaseExpired")
+    (second,) = any_store.claim_calls("c2", "function", None, 30.0, 12.0, 10)  # ...and is retried
+    assert second.attempt == first.attempt + 1
+    # a live holder on this machine (this process) keeps its attempt
+    assert any_store.finish_call(key, "c2", second.attempt, CallOutcome(ok=False, error={"type": "E"}), 13.0) \
+        == "retrying"
+    live = f"functions:{HOST}:{ME}:abc"
+    assert len(any_store.claim_calls(live, "function", None, 1000.0, 15.0, 10)) == 1  # 2 s after failure 2
+    assert any_store.claim_calls("c2", "function", None, 30.0, 20.0, 10) == []
+    assert any_store.get_call(key).status == "claimed"
+
+
 # -- connectors: callbacks ----------------------------------------------------------------------
 
 def test_callbacks_accept_one_delivery(any_store: Store) -> None:

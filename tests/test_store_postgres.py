@@ -197,6 +197,16 @@ def test_racing_group_commits_that_send_to_each_other_do_not_deadlock(store: Pos
         assert [e.seq for e in store.events(pid)] == list(range(1, store.get_program(pid).last_seq + 1))
 
 
+def test_a_leased_programs_timer_is_due_for_others_when_its_lease_lapses(store: PostgresStore) -> None:
+    store.create_program(new("p1"), 1.0)
+    (c,) = store.claim("w1", ME, HOST, 10.0, 100.0, 10)
+    store.commit([Commit("p1", c.fence, 1, events=[("output", {"text": "x"})], wake_at=105.0)], 101.0)
+    assert store.next_wake() == 105.0
+    store.claim("w1", ME, HOST, 10.0, 106.0, 10)  # w1 runs it again (lease until 116)
+    # its old timer is past, but only w1 can act on it: others may sleep until the lease lapses
+    assert store.next_wake() == 116.0
+
+
 # -- lost connections and outages -----------------------------------------------------------------------
 
 def kill_backends(url: str) -> int:

@@ -93,10 +93,22 @@ def _run_embedded(rt: Any, program_id: str, until_waiting: bool = False, service
     """Run a program (and children it starts) in this process until it ends, streaming output."""
     from flowmetal.runtime.worker import Worker
 
+    # output is read back from the log, so lines printed by slices another process ran on
+    # the same store (a `serve` or `worker` sharing it) are shown too, each once, in order
+    shown = rt.store.get_program(program_id).last_seq if until_waiting else 0
+
+    def stream(upto: int | None = None) -> None:
+        nonlocal shown
+        if upto is not None and upto <= shown:
+            return
+        for event in rt.store.events(program_id, after=shown):
+            if event.type == "output":
+                _emit(event.data["text"])
+            shown = event.seq
+
     def on_slice(r: Any) -> None:
         if r.program_id == program_id:
-            for text in r.output:
-                _emit(text)
+            stream()
 
     worker = Worker(rt, concurrency=16, only=program_id, on_slice=on_slice,
                     functions=services.functions if services is not None else None)
@@ -104,6 +116,7 @@ def _run_embedded(rt: Any, program_id: str, until_waiting: bool = False, service
 
     def done() -> bool:
         row = rt.store.get_program(program_id)
+        stream(row.last_seq)
         if row.status in FINISHED:
             return True
         # with until_waiting: stop once it waits for something only the outside can bring
@@ -111,6 +124,7 @@ def _run_embedded(rt: Any, program_id: str, until_waiting: bool = False, service
                 and not (services is not None and services.serves_any(rt.store.list_calls(program_id))))
 
     worker.run(until=done)
+    stream()
     return rt.store.get_program(program_id)
 
 

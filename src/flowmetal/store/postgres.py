@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from flowmetal.store.base import (
     EVENT_VERSION,
@@ -71,7 +71,13 @@ from flowmetal.store.base import (
     dumps,
 )
 from flowmetal.store.retry import next_delay
-from flowmetal.store.sqlite import CALL_COLUMNS, CALLBACK_COLUMNS, _pid_alive
+from flowmetal.store.sqlite import (
+    CALL_COLUMNS,
+    CALLBACK_COLUMNS,
+    _first_attempt,
+    _pid_alive,
+    local_owner_alive,
+)
 
 SCHEMA_VERSION = 2
 
@@ -318,9 +324,17 @@ def _check_connection(conn: Conn) -> None:
     round trip. A healthy one costs one select() instead of a round trip per operation."""
     if conn.closed or conn.broken:
         raise psycopg.OperationalError("the connection is closed")
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
+    if _readable([conn.fileno()], 0):
         ConnectionPool.check_connection(conn)
+
+
+def _readable(fds: list[int], timeout: float) -> set[int]:
+    """Which of `fds` have something to read, waiting up to `timeout` s (poll: unlike select,
+    fine with descriptor numbers above 1023)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+    return {fd for fd, _ in poller.poll(max(0.0, timeout) * 1000)}
 
 
 def _lost(e: psycopg.Error) -> bool:
@@ -381,7 +395,7 @@ class PgListener(Listener):
             self._heard = False
             return True
         fd, wake = self._conn.fileno(), self._wake_r.fileno()
-        ready, _, _ = select.select([fd, wake], [], [], timeout)
+        ready = _readable([fd, wake], timeout)
         woken = False
         if wake in ready:
             self._drain_interrupts()
@@ -413,8 +427,7 @@ class PgListener(Listener):
             self._conn = None
 
     def _sleep(self, timeout: float) -> None:
-        ready, _, _ = select.select([self._wake_r], [], [], timeout)
-        if ready:
+        if _readable([self._wake_r.fileno()], timeout):
             self._drain_interrupts()
 
     def _drain_interrupts(self) -> None:
@@ -479,6 +492,8 @@ class PostgresStore(Store):
             try:
                 with self.pool.connection() as conn:
                     return fn(conn)
+            except PoolClosed:
+                raise StoreError(f"the store {self.settings.display} was closed") from None
             except PoolTimeout as e:
                 raise self._unavailable(e) from None
             except psycopg.Error as e:
@@ -507,13 +522,15 @@ class PostgresStore(Store):
                         result = fn(conn)
                         body_done = True
                     return result
+            except PoolClosed:
+                raise StoreError(f"the store {self.settings.display} was closed") from None
             except PoolTimeout as e:
                 raise self._unavailable(e) from None
             except psycopg.errors.TransactionRollback as e:
                 # a deadlock victim or serialization failure: rolled back, so run it again
                 if attempt == _WRITE_ATTEMPTS - 1:
                     raise self._failed(e) from None
-            except psycopg.IntegrityError:
+            except psycopg.errors.UniqueViolation:
                 raise  # the caller knows what a duplicate key means for it
             except psycopg.Error as e:
                 if not _lost(e):
@@ -771,6 +788,7 @@ class PostgresStore(Store):
                 self._create(conn, new, now)
         self._send_all(conn, [s for c in batch for s in c.sends], now)
         self._insert_calls(conn, batch, now)
+        self._record_done_calls(conn, batch, now)
         cancel = [k for c in batch for k in c.cancel_calls]
         if cancel:
             conn.execute("UPDATE calls SET status = 'cancelled', lease_owner = NULL, updated_at = %s"
@@ -812,15 +830,32 @@ class PostgresStore(Store):
                      (sorted({s[0] for s in sends}),))
 
     def _insert_calls(self, conn: Conn, batch: list[Commit], now: float) -> None:
+        # pending, or already claimed by the worker that performs it in process (NewCall.owner)
         rows = [(call.key, call.program_id, call.channel, call.kind, call.name, dumps(call.payload),
-                 dumps(call.retry), call.attempt_timeout, call.deadline, now, now, now)
+                 dumps(call.retry), call.attempt_timeout, call.deadline, *_first_attempt(call, now), now, now)
                 for c in batch for call in c.calls]
         if rows:
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO calls (key, program_id, channel, kind, name, payload, policy, attempt_timeout,"
-                    " deadline, status, attempt, next_at, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s,"
-                    " %s, %s, %s, 'pending', 0, %s, %s, %s)", rows)
+                    " deadline, status, attempt, next_at, lease_owner, lease_expires, attempt_deadline, created_at,"
+                    " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+
+    def _record_done_calls(self, conn: Conn, batch: list[Commit], now: float) -> None:
+        """Outcomes of calls the committing worker performed in process: each call must still be
+        claimed by that worker (else its attempt was given up meanwhile: Conflict)."""
+        done = [(key, dumps(message), c.call_owner) for c in batch for key, message in c.done_calls]
+        if not done:
+            return
+        rows = conn.execute(
+            "UPDATE calls AS c SET status = 'done', outcome = d.outcome, lease_owner = NULL, lease_expires = NULL,"
+            " updated_at = %s FROM unnest(%b::text[], %b::text[], %b::text[]) AS d(key, outcome, owner)"
+            " WHERE c.key = d.key AND c.status = 'claimed' AND c.lease_owner = d.owner RETURNING c.key",
+            (now, [d[0] for d in done], [d[1] for d in done], [d[2] for d in done])).fetchall()
+        recorded = {r[0] for r in rows}
+        for key, _, owner in done:
+            if key not in recorded:
+                raise Conflict(f"call {key!r} is no longer claimed by {owner}")
 
     def _update_programs(self, conn: Conn, batch: list[Commit], now: float) -> None:
         conn.execute(
@@ -852,8 +887,12 @@ class PostgresStore(Store):
                      (program_ids,))
 
     def next_wake(self) -> float | None:
+        # A leased program's timer is its holder's to handle: for everyone else it is due when
+        # the lease lapses. (Its past-due wake_at would make idle workers poll in a busy loop
+        # while other workers run it.)
         r = self._read(lambda conn: conn.execute(
-            f"SELECT MIN(wake_at) FROM programs WHERE status IN {_LIVE_STATUSES} AND wake_at IS NOT NULL").fetchone())
+            "SELECT MIN(CASE WHEN lease_owner IS NULL THEN wake_at ELSE GREATEST(wake_at, lease_expires) END)"
+            f" FROM programs WHERE status IN {_LIVE_STATUSES} AND wake_at IS NOT NULL").fetchone())
         return r[0] if r else None
 
     # -- moving programs ------------------------------------------------------------------------
@@ -976,22 +1015,31 @@ class PostgresStore(Store):
         return [CallClaim(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
 
     def _expire_attempts(self, kind: str, now: float) -> None:
-        """Attempts whose holder went quiet (lease) or overran (timeout) count as failed."""
-        expired = self._read(lambda conn: conn.execute(
-            "SELECT program_id FROM calls WHERE kind = %s AND status = 'claimed' AND lease_expires < %s",
-            (kind, now)).fetchall())
-        if not expired:
+        """Attempts whose holder went quiet (lease) or overran (timeout) count as failed; so do
+        attempts held by a process of this machine that is gone, without waiting out the lease."""
+        check_dead = self._dead_call_check_due(kind, now)
+        held = self._read(lambda conn: conn.execute(
+            "SELECT key, program_id, lease_owner, attempt, lease_expires FROM calls WHERE kind = %s"
+            " AND status = 'claimed'" + ("" if check_dead else " AND lease_expires < %s"),
+            (kind,) if check_dead else (kind, now)).fetchall())
+        expired = {r[0] for r in held if r[4] is not None and r[4] < now}
+        dead = {(r[0], r[2], r[3]) for r in held
+                if r[4] is not None and r[4] >= now and not local_owner_alive(r[2])}
+        if not expired and not dead:
             return
 
         def run(conn: Conn) -> None:
             # programs first (sorted), then their calls: the order a commit locks them in
-            owners = sorted({r[0] for r in expired})
+            owners = sorted({r[1] for r in held if r[0] in expired or (r[0], r[2], r[3]) in dead})
             statuses = self._lock_programs(conn, owners)
             rows = conn.cursor(row_factory=dict_row).execute(
-                "SELECT * FROM calls WHERE kind = %s AND status = 'claimed' AND lease_expires < %s"
-                " AND program_id = ANY(%s) ORDER BY key FOR UPDATE SKIP LOCKED",
-                (kind, now, owners)).fetchall()
+                "SELECT * FROM calls WHERE key = ANY(%s) AND status = 'claimed' ORDER BY key FOR UPDATE SKIP LOCKED",
+                (sorted(expired | {d[0] for d in dead}),)).fetchall()
             for r in rows:
+                # (as read under the lock: still expired, or still held by the same dead process)
+                if not ((r["lease_expires"] is not None and r["lease_expires"] < now)
+                        or (r["key"], r["lease_owner"], r["attempt"]) in dead):
+                    continue
                 timed_out = r["attempt_deadline"] is not None and r["attempt_deadline"] <= now
                 error = {"type": "TimeoutError" if timed_out else "LeaseExpired",
                          "message": (f"attempt {r['attempt']} timed out after {r['attempt_timeout']} s" if timed_out
@@ -1000,6 +1048,14 @@ class PostgresStore(Store):
                 self._settle(conn, r, CallOutcome(ok=False, error=error, retryable=True), now,
                              statuses.get(r["program_id"]))
         self._write(run)
+
+    def _dead_call_check_due(self, kind: str, now: float) -> bool:
+        """Whether to look for calls held by dead local processes (at most every 0.2 s per kind)."""
+        checks: dict[str, float] = self._local.__dict__.setdefault("dead_call_check", {})
+        if 0 <= now - checks.get(kind, 0.0) < 0.2:
+            return False
+        checks[kind] = now
+        return True
 
     def _lock_programs(self, conn: Conn, program_ids: list[str]) -> dict[str, str]:
         rows = conn.execute("SELECT id, status FROM programs WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
