@@ -107,17 +107,22 @@ class Server:
                                         "body": body.decode()})
                 route = self.path.split("?")[0]
                 queue = server.script.get(route)
+                if route == "/hang":  # a server that never answers in time
+                    time.sleep(2.0)
                 if queue:
                     status, headers, payload = queue.pop(0) if len(queue) > 1 else queue[0]
                 else:
                     status, headers, payload = 200, {"content-type": "application/json"}, json.dumps(
                         {"path": self.path, "method": self.command, "body": body.decode()}).encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 
@@ -350,6 +355,21 @@ def test_http_connection_errors_and_oversized_responses(env: Env, server: Server
     assert big[0] is None and "ResponseTooLarge" in big[1] and "limit of 1000 bytes" in big[1]
     assert bad.startswith("http.request(): unknown method 'BREW'")
     assert len([r for r in server.requests if r["path"] == "/big"]) == 1  # too large is not retried
+
+
+def test_http_timeouts_against_a_hanging_server_are_retried_then_fail(env: Env, server: Server) -> None:
+    env.serve()
+    row = env.run('from flowmetal import http, HttpError\n'
+                  'def main(base):\n'
+                  '    try:\n'
+                  '        http.get(base + "/hang", timeout=0.3, retry={"attempts": 2, "initial": 0.05})\n'
+                  '    except HttpError as e:\n'
+                  '        return [e.status, str(e)]\n', {"base": server.url})
+    assert row.status == "completed", row.error
+    status, message = row.result
+    assert status is None and "failed after 2 attempt(s): TimeoutError" in message
+    hung = [r for r in server.requests if r["path"] == "/hang"]
+    assert len(hung) == 2 and len({r["headers"]["idempotency-key"] for r in hung}) == 1
 
 
 # -- callbacks --------------------------------------------------------------------------------
