@@ -304,7 +304,7 @@ def test_load_fmx_rejects_malformed_documents(tmp_path: Path, how: str, expected
     url = f"sqlite:///{tmp_path / 'a.db'}"
     with _opened(url) as s:
         pid = Runtime(s).start(str(FLOWS / "move_wait.flow"), program_id="m")
-        Worker(Runtime(s), only=pid, notify=False).step()
+        Worker(Runtime(s, checkpoint_every=1), only=pid, notify=False).step()  # so it has a checkpoint
         doc = json.loads(dump_fmx(s.export_program(pid), detached=True, origin=url))
     bad = _corrupt(doc, how)
     if how == "source":  # the document is well-formed; `import` checks the source against its hash

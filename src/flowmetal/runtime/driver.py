@@ -53,6 +53,9 @@ Clock = Callable[[], float]
 # waits answered by an inbox message on the wait's channel
 _CHANNEL_WAITS = ("receive", "child_result", "call", "http", "callback_wait")
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8400"
+# A checkpoint at least every this many events: resuming on another worker replays at most
+# this many (bounded, whatever the history's length), and most slices write no snapshot.
+CHECKPOINT_EVERY = 16
 
 
 def revive(kind: str, raw: Any) -> Any:
@@ -75,8 +78,13 @@ class SliceResult:
     machine: Machine | None = None  # the machine after the slice, reusable once the commit lands
 
 
+_JSON_SCALARS = (str, int, float, bool)
+
+
 def to_json(value: Any) -> Any:
     """A JSON form of a program value for the event log (exact when possible)."""
+    if value is None or type(value) in _JSON_SCALARS:
+        return value
     try:
         json.dumps(value, allow_nan=True)
         return value
@@ -103,7 +111,7 @@ class Runtime:
     """Runs programs of one store. `clock` is injectable so tests can skip days."""
 
     def __init__(self, store: Store, *, clock: Clock = time.time, limits: Limits | None = None,
-                 checkpoint_every: int = 1, rng: host_random.Random | None = None,
+                 checkpoint_every: int = CHECKPOINT_EVERY, rng: host_random.Random | None = None,
                  reuse_machines: bool = False, public_url: str | None = None) -> None:
         self.store = store
         # callback URLs are built from it; recorded in the program's history when issued
@@ -231,6 +239,14 @@ class Runtime:
                 break
             if not progressed and i < len(queue) and queue[i].type != "output":
                 raise ReplayDiverged(f"{program_id}: replay stalled at event {queue[i].seq}")
+        if events and events[-1].type in ("task_spawned", "task_finished") and queue and \
+                queue[-1].type not in ("completed", "failed", "cancelled"):
+            # the slice ran on after its last answer and only tasks moved: run that part again, or
+            # the next slice would see those tasks move (and record it) a second time
+            machine.run()
+            text = machine.take_output()
+            if text:
+                raise ReplayDiverged(f"{program_id}: replay printed {text[:60]!r} after the last event")
 
     @staticmethod
     def _replay_cancel(program_id: str, machine: Machine, queue: list[Event], i: int) -> int:

@@ -28,6 +28,9 @@ class SocketListener(Listener):
         sock.bind(str(self.path))
         sock.setblocking(False)
         self.sock: socket.socket | None = sock
+        self._address = str(self.path)
+        self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # kept: interrupts can be frequent
+        self._sender.setblocking(False)
 
     def wait(self, timeout: float) -> bool:
         if self.sock is None:
@@ -43,11 +46,11 @@ class SocketListener(Listener):
 
     def interrupt(self) -> None:
         # never block: a full queue means a wake-up is already pending
-        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as out:
-            out.setblocking(False)
-            out.sendto(b"!", str(self.path))
+        with contextlib.suppress(OSError):
+            self._sender.sendto(b"!", self._address)
 
     def close(self) -> None:
+        self._sender.close()
         if self.sock is not None:
             self.sock.close()
             self.sock = None
