@@ -201,6 +201,7 @@ class Bench:
             self.wait_until(lambda: self.scalar(
                 "SELECT count(*) FROM programs WHERE id LIKE %s AND status = 'waiting' AND NOT runnable = 1"
                 " AND lease_owner IS NULL", prefix + "%") == programs, 60, "programs to wait", procs)
+            cpu0 = _cpu_seconds(procs)
             t0 = time.time()
             self.release(prefix, t0)
             # (polled slowly: the end time is the last commit's own timestamp, and a busy poll
@@ -209,6 +210,7 @@ class Bench:
                 "SELECT count(*) FROM programs WHERE id LIKE %s AND status = 'completed'", prefix + "%") == programs,
                 300, "programs to complete", procs, pause=0.05)
             t_end = self.scalar("SELECT max(updated_at) FROM programs WHERE id LIKE %s", prefix + "%")
+            cpu = _cpu_seconds(procs) - cpu0
         finally:
             self.stop(procs)
         bad = [pid for pid in ids if store.get_program(pid).result != steps]
@@ -218,7 +220,8 @@ class Bench:
                              prefix + "%")
         store.close()
         elapsed = t_end - t0
-        return {"steps_s": programs * steps / elapsed, "elapsed": elapsed, "timer_events": slices}
+        return {"steps_s": programs * steps / elapsed, "elapsed": elapsed, "timer_events": slices,
+                "cpu_ms_per_step": cpu * 1000 / (programs * steps)}
 
     def release(self, prefix: str, now: float) -> None:
         """Send every waiting program of the round its message in ONE transaction (the same rows
@@ -289,6 +292,8 @@ class Bench:
                 f"{s1['steps_s']:,.0f}"),
             Row(f"Flowmetal steps/s, 4 worker processes ({programs} programs x {steps} steps)",
                 f"{s4['steps_s']:,.0f}"),
+            Row("  worker CPU per step, ms, 1 / 4 workers (all of the worker processes' CPU time)",
+                f"{s1['cpu_ms_per_step']:.2f} / {s4['cpu_ms_per_step']:.2f}"),
             Row("  ratio 1 worker steps/s : 1-connection raw commits/s", f"{s1['steps_s'] / raw1:.2f}"),
             Row("  ratio 4 workers steps/s : 8-connection raw commits/s (mean of both samples)",
                 f"{ratio:.2f}", f">= {RATIO_TARGET}", ratio >= RATIO_TARGET),
@@ -297,6 +302,19 @@ class Bench:
             Row("  p95 ms", f"{_pct(lat, 95):.2f}"),
             Row("  median ms of the send + notify calls themselves", f"{statistics.median(send_ms):.2f}"),
         ]
+
+
+def _cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+    """User + system CPU time the processes used so far (Linux /proc; NaN elsewhere)."""
+    total = 0.0
+    for p in procs:
+        try:
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
 
 
 def _pct(xs: list[float], p: float) -> float:

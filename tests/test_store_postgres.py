@@ -197,14 +197,34 @@ def test_racing_group_commits_that_send_to_each_other_do_not_deadlock(store: Pos
         assert [e.seq for e in store.events(pid)] == list(range(1, store.get_program(pid).last_seq + 1))
 
 
-def test_a_leased_programs_timer_is_due_for_others_when_its_lease_lapses(store: PostgresStore) -> None:
+def test_a_timer_of_a_program_another_process_holds_is_due_when_its_lease_lapses(store: PostgresStore) -> None:
     store.create_program(new("p1"), 1.0)
     (c,) = store.claim("w1", ME, HOST, 10.0, 100.0, 10)
     store.commit([Commit("p1", c.fence, 1, events=[("output", {"text": "x"})], wake_at=105.0)], 101.0)
     assert store.next_wake() == 105.0
-    store.claim("w1", ME, HOST, 10.0, 106.0, 10)  # w1 runs it again (lease until 116)
-    # its old timer is past, but only w1 can act on it: others may sleep until the lease lapses
-    assert store.next_wake() == 116.0
+    (c,) = store.claim("w1", ME, HOST, 10.0, 106.0, 10)  # this process holds it (lease until 116)
+    assert store.next_wake() == 105.0  # its timers are this process's to handle
+    store.release("w1", "p1", c.fence)
+    store.claim("far", 999_999_999, "elsewhere", 10.0, 107.0, 10)  # another process holds it
+    # its timer is past, but only that process can act on it: this one may sleep until the lease lapses
+    assert store.next_wake() == 117.0
+
+
+def test_claim_prefers_programs_this_process_ran_last_within_a_bound(store: PostgresStore) -> None:
+    """Its machine is likely still in this worker's memory; but a program waits at most half a
+    second longer for being another worker's."""
+    for pid in ("mine", "theirs", "old"):
+        store.create_program(new(pid), 1.0)
+    claims = {c.program_id: c for c in store.claim("w-other", 999_999_999, "elsewhere", 10.0, 5.0, 10)}
+    store.commit([Commit("theirs", claims["theirs"].fence, 1, runnable=True)], 10.0)
+    store.commit([Commit("old", claims["old"].fence, 1, runnable=True)], 9.0)
+    store.release("w-other", "mine", claims["mine"].fence)
+    store.make_runnable("mine", 10.0)
+    (mine,) = store.claim("w1", ME, HOST, 10.0, 20.0, 1, "mine")
+    store.commit([Commit("mine", mine.fence, 1, runnable=True)], 10.3)  # after "theirs", by this process
+    # "mine" (10.3, counted as 9.8) comes before "theirs" (10.0), but not before "old" (9.0)
+    assert {c.program_id for c in store.claim("w1", ME, HOST, 10.0, 20.0, 2)} == {"old", "mine"}
+    assert [c.program_id for c in store.claim("w1", ME, HOST, 10.0, 20.0, 2)] == ["theirs"]
 
 
 # -- lost connections and outages -----------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """The shared event store: PostgreSQL (psycopg 3 and a psycopg_pool connection pool).
 
-The semantics are the SQLite store's, statement for statement; what differs is
-how concurrency is made safe without one global write lock:
+The semantics are the SQLite store's (tests/test_store_contract.py runs against
+both); what differs is how concurrency is made safe without one global write
+lock, and two scheduling details that matter once several worker processes
+share the store: which due programs a claim prefers, and `next_wake` ignoring
+the timers of programs another worker holds until its lease lapses.
 
 * A worker's commit locks the rows of every program it touches
   (`SELECT ... FOR UPDATE`, in id order so two group commits cannot deadlock)
@@ -14,6 +17,11 @@ how concurrency is made safe without one global write lock:
   commits with `synchronous_commit = off`, like SQLite's `durable=False`.
 * Wake-ups are `NOTIFY flowmetal_<schema>`, heard by listeners holding a
   dedicated `LISTEN` connection.
+* Round trips are what operations cost, so a claim also returns the claimed
+  programs' rows and inboxes, which the slices about to run read (see
+  `_prefetched`), a commit writes each table once for the whole group
+  (`unnest` of arrays), and a claim prefers the programs this process ran
+  last, whose machines are still in its memory (see `_AFFINITY`).
 
 URL: `postgresql://user:password@host:port/db?schema=NAME&migrate=false&pool_size=10&pool_timeout=15`.
 `schema` (default: the one in `options=-csearch_path=...`, else `public`) holds the
@@ -190,6 +198,12 @@ _CALL_JSON = ("payload", "policy", "outcome", "last_error")
 _LIVE_STATUSES = "('running', 'waiting')"
 _DONE_STATUSES = "('completed', 'failed', 'cancelled')"  # _enqueue's test, as in the SQLite store
 
+# Oldest first, but a program this process ran last (lease_pid/lease_host outlive the lease) counts
+# as this much older: its machine is probably still in this worker's memory, while another worker
+# would have to restore it from the checkpoint. (Bounded: nobody's program waits longer than this
+# for being someone else's.)
+_AFFINITY = 0.5  # seconds
+_HOST = socket.gethostname()  # what workers of this process record as lease_host
 _PREFETCH_TTL = 1.0  # seconds a claim's prefetched rows serve reads (a round lasts milliseconds)
 
 Conn = psycopg.Connection[Any]
@@ -681,12 +695,13 @@ class PostgresStore(Store):
         if only is not None:  # a program and the children it started (not LIKE: ids may hold _ or %)
             where += " AND (id = %s OR left(id, %s) = %s)"
             params.extend([only, len(only) + 1, only + "."])
-        params.append(limit)
+        params.extend([pid, host, limit])
         returning = ", ".join(f"p.{c.strip()}" for c in _PROGRAM_COLUMNS.split(","))
         query = (
             "WITH claimed AS (UPDATE programs AS p SET lease_owner = %s, lease_pid = %s, lease_host = %s,"
             " lease_expires = %s, fence = p.fence + 1, runnable = 0"
-            f" FROM (SELECT id FROM programs WHERE {where} ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED) AS c,"
+            f" FROM (SELECT id FROM programs WHERE {where} ORDER BY updated_at - CASE WHEN lease_pid = %s"
+            f" AND lease_host = %s THEN {_AFFINITY} ELSE 0 END LIMIT %s FOR UPDATE SKIP LOCKED) AS c,"
             f" {_RELAXED} WHERE p.id = c.id RETURNING {returning})"
             # each claimed program's inbox, for the slice about to run (see _prefetched)
             " SELECT claimed.*, (SELECT json_agg(json_build_array(i.id, i.channel, i.message) ORDER BY i.id)"
@@ -887,12 +902,14 @@ class PostgresStore(Store):
                      (program_ids,))
 
     def next_wake(self) -> float | None:
-        # A leased program's timer is its holder's to handle: for everyone else it is due when
-        # the lease lapses. (Its past-due wake_at would make idle workers poll in a busy loop
-        # while other workers run it.)
+        # A program leased by another process is that process's to run: for this one its timer
+        # is due when the lease lapses. (Its past-due wake_at would make idle workers poll in a
+        # busy loop while another worker runs it.)
         r = self._read(lambda conn: conn.execute(
-            "SELECT MIN(CASE WHEN lease_owner IS NULL THEN wake_at ELSE GREATEST(wake_at, lease_expires) END)"
-            f" FROM programs WHERE status IN {_LIVE_STATUSES} AND wake_at IS NOT NULL").fetchone())
+            "SELECT MIN(CASE WHEN lease_owner IS NULL OR (lease_pid = %s AND lease_host = %s) THEN wake_at"
+            " ELSE GREATEST(wake_at, lease_expires) END)"
+            f" FROM programs WHERE status IN {_LIVE_STATUSES} AND wake_at IS NOT NULL",
+            (os.getpid(), _HOST)).fetchone())
         return r[0] if r else None
 
     # -- moving programs ------------------------------------------------------------------------
