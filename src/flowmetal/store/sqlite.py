@@ -508,8 +508,10 @@ class SQLiteStore(Store):
                        (c.program_id,))
 
     def next_wake(self) -> float | None:
-        r = self.db.execute("SELECT MIN(wake_at) FROM programs WHERE status IN ('running', 'waiting')"
-                            " AND wake_at IS NOT NULL").fetchone()
+        # a timer of a program another worker holds is that worker's to fire: wake (at the
+        # latest) when its lease would lapse, instead of spinning until it commits
+        r = self.db.execute("SELECT MIN(CASE WHEN lease_owner IS NULL THEN wake_at ELSE MAX(wake_at, lease_expires) END)"
+                            " FROM programs WHERE status IN ('running', 'waiting') AND wake_at IS NOT NULL").fetchone()
         return r[0] if r else None
 
 
