@@ -7,6 +7,7 @@ limit); 2 the program is invalid or the command was used wrongly.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="flowmetal")
 def main() -> None:
     """Flowmetal: durable, evented, asynchronous programs in a deterministic Python subset."""
+    # the connection pool logs every reconnection attempt; the store reports an outage itself
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
 
 
 @main.command()

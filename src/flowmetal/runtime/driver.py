@@ -136,7 +136,7 @@ class Runtime:
                 source = Path(path).read_text(encoding="utf-8")
             except OSError as e:
                 raise FlowmetalError(f"{path}: {e.strerror or e}") from None
-        program = compile_program(source, path)  # raises CheckFailed
+        program = compile_cached(source, path)  # raises CheckFailed
         self._programs[program.source_hash] = program
         pid = program_id or uuid.uuid4().hex[:12]
         self.store.create_program(

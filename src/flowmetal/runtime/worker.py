@@ -58,7 +58,8 @@ class Worker:
         self.lease = lease
         self.only = only
         self.on_slice = on_slice
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # LABEL:HOST:PID:NONCE, like connectors: calls it holds are retried at once if this process dies
+        self.id = f"worker:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.stop_requested = threading.Event()
