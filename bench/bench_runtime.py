@@ -62,7 +62,6 @@ from pathlib import Path
 from typing import Any
 
 from flowmetal.runtime.driver import Runtime
-from flowmetal.runtime.notify import Notifier, notify_dir_for
 from flowmetal.runtime.worker import Worker
 from flowmetal.store import open_store
 
@@ -351,7 +350,7 @@ class Bench:
 
     def wait_listening(self, url: str, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> float:
         """Seconds until the worker process has bound its notifier socket (it is then in its loop)."""
-        wake = Path(notify_dir_for(url) or "")
+        wake = Path(url[len("sqlite:///"):].partition("?")[0] + ".wake")  # the SQLite store's wake-up sockets
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < timeout:
             if wake.is_dir() and any(wake.glob(f"{proc.pid}-*.sock")):
@@ -378,7 +377,6 @@ class Bench:
         store = open_store(url)
         rt = Runtime(store)
         pid = rt.start("wake.flow", {"n": sends}, program_id="w", source=WAKE)
-        notifier = Notifier(notify_dir_for(url))
         probe = RawProbe(self.fresh_db("raw-interleaved")[0])
         proc = self.worker_process(url)
         try:
@@ -391,7 +389,7 @@ class Bench:
                 time.sleep(0.005)  # let the worker go idle on its notifier
                 t0 = time.time()
                 store.send(pid, "inbox", i, t0)
-                notifier.notify()
+                store.notify()
                 t1 = time.time()
                 before.append(t0)
                 after.append(t1)
