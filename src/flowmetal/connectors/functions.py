@@ -16,7 +16,6 @@ the attempt, which is retried per the call's policy unless it is a
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import inspect
 import json
@@ -166,11 +165,14 @@ class FunctionWorker:
 
 def _invoke(fn: Callable[..., Any], ctx: CallContext, args: list[Any], kwargs: dict[str, Any]) -> Any:
     if inspect.iscoroutinefunction(fn):
+        import asyncio  # only for async functions: it is slow to import
         return asyncio.run(_bounded(fn(ctx, *args, **kwargs), ctx.deadline))
     return fn(ctx, *args, **kwargs)
 
 
 async def _bounded(coro: Any, deadline: float | None) -> Any:
+    import asyncio
+
     if deadline is None:
         return await coro
     import time
@@ -179,6 +181,6 @@ async def _bounded(coro: Any, deadline: float | None) -> Any:
 
 
 def _error(e: BaseException) -> dict[str, str]:
-    if isinstance(e, TimeoutError | asyncio.TimeoutError) and not str(e):
+    if isinstance(e, TimeoutError) and not str(e):  # (asyncio's TimeoutError is this one since 3.11)
         return {"type": "TimeoutError", "message": "the attempt timed out"}
     return {"type": type(e).__name__, "message": str(e)}

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 from flowmetal.connectors.loop import CallLoop
 from flowmetal.store.base import CallClaim, CallOutcome, Store
@@ -25,11 +26,14 @@ class HttpConnector:
                  lease: float = 30.0) -> None:
         self.store = store
         self.max_bytes = max_bytes
-        self.client = httpx.Client(follow_redirects=True)
+        self.client: httpx.Client | None = None  # made in run(): importing httpx costs a worker's start-up
         self.loop = CallLoop(store, "http", None, self.perform, concurrency=concurrency, lease=lease,
                              label="http")
 
     def run(self) -> None:
+        import httpx
+
+        self.client = httpx.Client(follow_redirects=True)
         try:
             self.loop.run()
         finally:
@@ -39,6 +43,9 @@ class HttpConnector:
         self.loop.stop()
 
     def perform(self, claim: CallClaim) -> CallOutcome:
+        import httpx
+
+        assert self.client is not None
         p: dict[str, Any] = claim.payload
         headers = dict(p.get("headers") or {})
         headers.setdefault("Idempotency-Key", claim.key)
