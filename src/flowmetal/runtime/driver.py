@@ -53,9 +53,10 @@ Clock = Callable[[], float]
 # waits answered by an inbox message on the wait's channel
 _CHANNEL_WAITS = ("receive", "child_result", "call", "http", "callback_wait")
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8400"
-# A checkpoint at least every this many events: resuming on another worker replays at most
-# this many (bounded, whatever the history's length), and most slices write no snapshot.
-CHECKPOINT_EVERY = 16
+# A slice whose program this process continues at once (it waits only on functions the worker
+# performs itself) may skip its snapshot, but not past a multiple of this many events: if the
+# worker dies, resuming elsewhere replays at most that many events.
+DEFERRED_CHECKPOINT_SPAN = 16
 
 
 def revive(kind: str, raw: Any) -> Any:
@@ -111,7 +112,7 @@ class Runtime:
     """Runs programs of one store. `clock` is injectable so tests can skip days."""
 
     def __init__(self, store: Store, *, clock: Clock = time.time, limits: Limits | None = None,
-                 checkpoint_every: int = CHECKPOINT_EVERY, rng: host_random.Random | None = None,
+                 checkpoint_every: int = 1, rng: host_random.Random | None = None,
                  reuse_machines: bool = False, public_url: str | None = None) -> None:
         self.store = store
         # callback URLs are built from it; recorded in the program's history when issued
@@ -126,6 +127,8 @@ class Runtime:
         # checkpoint read and restore (the store's seq check catches any stale one)
         self._machines: OrderedDict[str, tuple[int, Machine]] = OrderedDict()
         self.machine_cache_size = 256 if reuse_machines else 0
+        # functions the worker running this runtime performs in process (see runtime/inline.py)
+        self.local_functions: frozenset[str] = frozenset()
 
     # -- starting -------------------------------------------------------------------
     def start(self, path: str, args: dict[str, Any] | None = None, program_id: str | None = None,
@@ -512,7 +515,8 @@ class _Slice:
         attempt_timeout = _seconds(timeout, "call(): timeout")
         self.commit.calls.append(NewCall(key, self.row.id, f"__call__:{key}", "function", name, payload,
                                          normalize_retry(retry), attempt_timeout, req.deadline))
-        return self.wait_channel(req, "call", f"__call__:{key}", None, call=key, what=f"call({name!r})")
+        return self.wait_channel(req, "call", f"__call__:{key}", None, call=key, what=f"call({name!r})",
+                                 name=name)
 
     def start_http(self, req: EffectRequest, key: str, method: Any = None, url: Any = None, *,
                    headers: Any = None, json: Any = None, data: Any = None, params: Any = None,
@@ -591,10 +595,20 @@ class _Slice:
             self.known_tasks[t.id] = t.status
 
     def checkpoint(self) -> bytes | None:
-        n = self.commit.base_seq + len(self.commit.events)
-        if self.rt.checkpoint_every == 1 or n // self.rt.checkpoint_every != self.commit.base_seq // self.rt.checkpoint_every:
+        n, base = self.commit.base_seq + len(self.commit.events), self.commit.base_seq
+        every = self.rt.checkpoint_every
+        if every == 1 and self.continues_here():
+            every = DEFERRED_CHECKPOINT_SPAN
+        if every == 1 or n // every != base // every:
             return self.machine.snapshot()
         return None
+
+    def continues_here(self) -> bool:
+        """Whether this process will run the program's next slice at once, from the machine in
+        its memory: it waits only on calls of functions the worker performs itself."""
+        local = self.rt.local_functions
+        return bool(local) and bool(self.waits) and all(
+            w["kind"] == "call" and w.get("name") in local for w in self.waits.values())
 
     def finish_waiting(self) -> SliceResult:
         c = self.commit

@@ -72,6 +72,8 @@ class Worker:
         self.inline = (InlineCalls(self.store, functions, self.id, lease, concurrency=self.concurrency,
                                    wake=lambda: self.notifier.interrupt())
                        if functions is not None else None)
+        if functions is not None:
+            runtime.local_functions = frozenset(functions.functions)
         self._backoff = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
