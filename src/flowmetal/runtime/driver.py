@@ -53,10 +53,12 @@ Clock = Callable[[], float]
 # waits answered by an inbox message on the wait's channel
 _CHANNEL_WAITS = ("receive", "child_result", "call", "http", "callback_wait")
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8400"
-# A slice whose program this process continues at once (it waits only on functions the worker
-# performs itself) may skip its snapshot, but not past a multiple of this many events: if the
-# worker dies, resuming elsewhere replays at most that many events.
+# A slice whose program will most likely go on in this process within moments, from the machine
+# in its memory (it waits only on functions the worker performs itself, or on timers due within
+# SHORT_WAIT seconds), may skip its snapshot — the costliest part of a small slice — but not
+# past a multiple of this many events: resuming elsewhere replays at most that many events.
 DEFERRED_CHECKPOINT_SPAN = 16
+SHORT_WAIT = 1.0
 
 
 def revive(kind: str, raw: Any) -> Any:
@@ -604,11 +606,13 @@ class _Slice:
         return None
 
     def continues_here(self) -> bool:
-        """Whether this process will run the program's next slice at once, from the machine in
-        its memory: it waits only on calls of functions the worker performs itself."""
-        local = self.rt.local_functions
-        return bool(local) and bool(self.waits) and all(
-            w["kind"] == "call" and w.get("name") in local for w in self.waits.values())
+        """Whether this process will most likely run the program's next slice within moments."""
+        if not self.waits or not self.rt.machine_cache_size:
+            return False
+        local, soon = self.rt.local_functions, self.now + SHORT_WAIT
+        return all((w["kind"] == "call" and w.get("name") in local)
+                   or (w["kind"] in ("sleep", "timer") and w.get("due") is not None and w["due"] <= soon)
+                   for w in self.waits.values())
 
     def finish_waiting(self) -> SliceResult:
         c = self.commit
