@@ -29,7 +29,8 @@ from flowmetal.store.base import FINISHED, ProgramRow, Store
 class Env:
     """A store, a runtime with a worker, the HTTP connector and a function worker, on threads."""
 
-    def __init__(self, tmp_path: Path, **runtime_kw: Any) -> None:
+    def __init__(self, tmp_path: Path, inline: bool = False, **runtime_kw: Any) -> None:
+        self.inline = inline  # the worker performs the functions itself (runtime/inline.py)
         self.dir = tmp_path
         self.store: Store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
         self.rt = Runtime(self.store, **runtime_kw)
@@ -38,7 +39,7 @@ class Env:
 
     def serve(self, http: bool = True, functions: bool = True, worker: bool = True) -> None:
         if worker:
-            w = Worker(self.rt, lease=5.0)
+            w = Worker(self.rt, lease=5.0, functions=self.functions if self.inline else None)
             self._thread(w, w.run)
         if http:
             h = HttpConnector(self.store, max_bytes=1000)
@@ -80,9 +81,11 @@ class Env:
         return "".join(d["text"] for d in self.events(pid, "output"))
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path)
+@pytest.fixture(params=["connector", "inline"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
+    """Every test runs twice: functions served by a separate FunctionWorker loop (through the
+    store), and performed by the worker itself at one commit per call (with the loop as backup)."""
+    e = Env(tmp_path, inline=request.param == "inline")
     yield e
     e.stop()
 
@@ -473,3 +476,34 @@ def test_bad_functions_files_are_clear_errors_and_store_nothing(tmp_path: Path) 
         assert r.returncode == 2, r
         assert message in r.stderr and "Traceback" not in r.stderr
     assert _cli(tmp_path, "list").stdout == ""
+
+
+def test_a_long_in_process_call_does_not_hold_up_the_rest_of_its_program(tmp_path: Path) -> None:
+    env = Env(tmp_path, inline=True)
+    try:
+        @env.functions.function("slow")
+        def slow(ctx: Any) -> str:
+            time.sleep(3.0)
+            return "done"
+
+        env.serve()
+        path = tmp_path / "long.flow"
+        path.write_text('from flowmetal import call, receive, spawn, wait\n'
+                        'def main():\n'
+                        '    t = spawn(call, "slow")\n'
+                        '    got = receive()\n'
+                        '    return [got, wait(t)[0]]\n')
+        pid = env.rt.start(str(path))
+        env.store.notify()
+        time.sleep(0.5)
+        env.store.send(pid, "inbox", "hello", time.time())
+        env.store.notify()
+        row = env.wait(pid)
+        assert row.status == "completed", row.error
+        assert row.result == ["hello", "done"]
+        kinds = [e.type for e in env.store.events(pid)]
+        # the worker let go of the program while the call ran, so the message got in first
+        assert kinds.index("message_received") < kinds.index("effect_completed")
+        assert [c.status for c in env.store.list_calls(pid)] == ["done"]
+    finally:
+        env.stop()
