@@ -28,7 +28,10 @@ id=saga-$$
 echo "== starting examples/order_saga.flow as $id over the HTTP API"
 curl -fs -X POST "$api/programs" -H 'content-type: application/json' \
   -d "{\"path\": \"examples/order_saga.flow\", \"id\": \"$id\", \"args\": {\"orders\": 4}}" >/dev/null
-sleep 1.2
+# let it get going (orders charged, parcels being packed), then pull the plug
+for _ in $(seq 100); do
+  $fm history "$id" 2>/dev/null | grep -q "packed" && break; sleep 0.1
+done
 kill -9 "$node"; wait "$node" 2>/dev/null || true
 echo "== node killed with SIGKILL mid-run; the program is $($fm status "$id" | head -n 1) in the store"
 echo "== its output so far:"; $fm history "$id" --json | .venv/bin/python -c '

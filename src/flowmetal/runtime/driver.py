@@ -53,6 +53,8 @@ Clock = Callable[[], float]
 # waits answered by an inbox message on the wait's channel
 _CHANNEL_WAITS = ("receive", "child_result", "call", "http", "callback_wait")
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8400"
+# what running the machine records (everything else in a log is a request or an answer)
+_RUN_PRODUCTS = ("output", "task_spawned", "task_finished")
 # A slice whose program will most likely go on in this process within moments, from the machine
 # in its memory (it waits only on functions the worker performs itself, or on timers due within
 # SHORT_WAIT seconds), may skip its snapshot — the costliest part of a small slice — but not
@@ -192,20 +194,28 @@ class Runtime:
         return machine, seq
 
     def _replay(self, program_id: str, machine: Machine, events: list[Event]) -> None:
-        queue = [e for e in events if e.type not in ("task_spawned", "task_finished")]
+        """Re-run the machine through recorded events exactly as the slices ran it: each run's
+        products (output, task moves, new requests) are checked against the record, and the
+        answers recorded between two runs (a slice answers every due wait before it runs the
+        machine again) are all delivered before the next run — one by one, tasks could be
+        scheduled in another order than they were."""
+        queue = events
         i = 0
         if queue and queue[0].type == "cancel_requested":  # cancelled at the start of a slice
             i = self._replay_cancel(program_id, machine, queue, 0)
         while i < len(queue):
             outcome = machine.run()
             text = machine.take_output()
-            while text and i < len(queue) and queue[i].type == "output":
-                expected = queue[i].data["text"]
-                if not text.startswith(expected):
-                    raise ReplayDiverged(f"{program_id}: event {queue[i].seq}: replay printed {text[:60]!r}, "
-                                         f"the record says {expected[:60]!r}")
-                text = text[len(expected):]
+            while i < len(queue) and queue[i].type in _RUN_PRODUCTS:
+                if queue[i].type == "output":
+                    expected = queue[i].data["text"]
+                    if not text.startswith(expected):
+                        raise ReplayDiverged(f"{program_id}: event {queue[i].seq}: replay printed {text[:60]!r}, "
+                                             f"the record says {expected[:60]!r}")
+                    text = text[len(expected):]
                 i += 1
+            if text:
+                raise ReplayDiverged(f"{program_id}: replay printed {text[:60]!r}, which the record does not have")
             if isinstance(outcome, Completed | Failed):
                 if i < len(queue) and queue[i].type not in ("completed", "failed", "cancelled"):
                     raise ReplayDiverged(f"{program_id}: replay ended at event {queue[i].seq} ({queue[i].type})")
@@ -218,16 +228,18 @@ class Runtime:
                 req_id = int(ev.data.get("request") or 0)
                 if ev.type == "effect_requested":
                     req = pending.get(req_id)
-                    if req is None or req.name != ev.data["kind"] or to_json(list(req.args)) != ev.data["args"]:
-                        got = f"{req.name}{to_json(list(req.args))}" if req else "nothing"
+                    if req is None:
+                        break  # asked by the next run
+                    if req.name != ev.data["kind"] or to_json(list(req.args)) != ev.data["args"]:
                         raise ReplayDiverged(f"{program_id}: event {ev.seq}: the record says "
-                                             f"{ev.data['kind']}{ev.data['args']}, replay asked for {got}")
+                                             f"{ev.data['kind']}{ev.data['args']}, replay asked for "
+                                             f"{req.name}{to_json(list(req.args))}")
                     i += 1
                     continue
                 if ev.type == "cancel_requested":
                     i = self._replay_cancel(program_id, machine, queue, i)
                     progressed = True
-                    break
+                    continue
                 if ev.type == "effect_completed":
                     kind = pending[req_id].name if req_id in pending else ""
                     machine.resolve(req_id, revive(kind, ev.data.get("result")))
@@ -235,23 +247,14 @@ class Runtime:
                     machine.resolve(req_id, ev.data.get("message"))
                 elif ev.type == "effect_failed":
                     machine.reject(req_id, _rebuild_error(ev.data["error"]))
-                elif ev.type == "output":
-                    break
+                elif ev.type in _RUN_PRODUCTS or ev.type in ("completed", "failed", "cancelled"):
+                    break  # what the next run made
                 else:
                     raise ReplayDiverged(f"{program_id}: unexpected event {ev.seq} ({ev.type}) during replay")
                 i += 1
                 progressed = True
-                break
-            if not progressed and i < len(queue) and queue[i].type != "output":
-                raise ReplayDiverged(f"{program_id}: replay stalled at event {queue[i].seq}")
-        if events and events[-1].type in ("task_spawned", "task_finished") and queue and \
-                queue[-1].type not in ("completed", "failed", "cancelled"):
-            # the slice ran on after its last answer and only tasks moved: run that part again, or
-            # the next slice would see those tasks move (and record it) a second time
-            machine.run()
-            text = machine.take_output()
-            if text:
-                raise ReplayDiverged(f"{program_id}: replay printed {text[:60]!r} after the last event")
+            if not progressed and i < len(queue) and queue[i].type not in _RUN_PRODUCTS:
+                raise ReplayDiverged(f"{program_id}: replay stalled at event {queue[i].seq} ({queue[i].type})")
 
     @staticmethod
     def _replay_cancel(program_id: str, machine: Machine, queue: list[Event], i: int) -> int:
