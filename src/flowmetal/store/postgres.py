@@ -78,7 +78,7 @@ from flowmetal.store.base import (
     UnknownProgram,
     dumps,
 )
-from flowmetal.store.retry import next_delay
+from flowmetal.store.retry import settle
 from flowmetal.store.sqlite import (
     CALL_COLUMNS,
     CALLBACK_COLUMNS,
@@ -1104,25 +1104,16 @@ class PostgresStore(Store):
     def _settle(self, conn: Conn, r: dict[str, Any], outcome: CallOutcome, now: float,
                 program_status: str | None) -> str:
         """Apply one attempt's outcome: deliver it, or schedule the next attempt."""
-        policy = json.loads(r["policy"])
-        message: dict[str, Any]
-        if outcome.ok:
-            message = {"ok": True, "result": outcome.result, "attempts": r["attempt"]}
-        else:
-            error = dict(outcome.error or {"type": "Error", "message": "failed"})
-            delay = next_delay(policy, r["attempt"], error.get("type"), outcome.retryable, outcome.retry_after)
-            if delay is not None and (r["deadline"] is None or now + delay < r["deadline"]):
-                conn.execute("UPDATE calls SET status = 'pending', next_at = %s, lease_owner = NULL,"
-                             " lease_expires = NULL, last_error = %s, updated_at = %s WHERE key = %s",
-                             (now + delay, dumps(error), now, r["key"]))
-                return "retrying"
-            if outcome.has_final_result:
-                message = {"ok": True, "result": outcome.final_result, "attempts": r["attempt"]}
-            else:
-                message = {"ok": False, "error": error, "attempts": r["attempt"]}
+        done = settle(json.loads(r["policy"]), r["attempt"], outcome, r["deadline"], now)
+        if done.message is None:
+            conn.execute("UPDATE calls SET status = 'pending', next_at = %s, lease_owner = NULL,"
+                         " lease_expires = NULL, last_error = %s, updated_at = %s WHERE key = %s",
+                         (done.retry_at, dumps(done.last_error), now, r["key"]))
+            return "retrying"
+        message = done.message
         conn.execute("UPDATE calls SET status = 'done', lease_owner = NULL, lease_expires = NULL, outcome = %s,"
                      " last_error = %s, updated_at = %s WHERE key = %s",
-                     (dumps(message), dumps(message.get("error")) if not message["ok"] else r["last_error"], now,
+                     (dumps(message), dumps(done.last_error) if done.last_error else r["last_error"], now,
                       r["key"]))
         if program_status is not None and program_status not in FINISHED:
             self._enqueue(conn, r["program_id"], r["channel"], message, now)

@@ -12,7 +12,10 @@ than a `Retry-After` the other side asked for.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from flowmetal.store.base import CallOutcome
 
 DEFAULT_POLICY: dict[str, Any] = {
     "attempts": 5, "initial": 1.0, "backoff": 2.0, "max_delay": 60.0, "non_retryable": [],
@@ -60,3 +63,25 @@ def next_delay(policy: dict[str, Any], attempt: int, error_type: str | None, ret
     if retry_after is not None:
         delay = max(delay, float(retry_after))
     return delay
+
+
+@dataclass
+class Settlement:
+    """What one attempt's outcome does to its call (the same rule in every backend)."""
+
+    retry_at: float | None  # set: another attempt is scheduled then
+    last_error: dict[str, Any] | None  # the attempt's error, if it failed
+    message: dict[str, Any] | None  # set: the call is done; this goes to the program
+
+
+def settle(policy: dict[str, Any], attempt: int, outcome: CallOutcome, deadline: float | None,
+           now: float) -> Settlement:
+    if outcome.ok:
+        return Settlement(None, None, {"ok": True, "result": outcome.result, "attempts": attempt})
+    error = dict(outcome.error or {"type": "Error", "message": "failed"})
+    delay = next_delay(policy, attempt, error.get("type"), outcome.retryable, outcome.retry_after)
+    if delay is not None and (deadline is None or now + delay < deadline):
+        return Settlement(now + delay, error, None)
+    if outcome.has_final_result:  # e.g. an HTTP 5xx response once the retries ran out
+        return Settlement(None, error, {"ok": True, "result": outcome.final_result, "attempts": attempt})
+    return Settlement(None, error, {"ok": False, "error": error, "attempts": attempt})

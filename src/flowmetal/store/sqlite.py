@@ -49,7 +49,7 @@ from flowmetal.store.base import (
     UnknownProgram,
     dumps,
 )
-from flowmetal.store.retry import next_delay
+from flowmetal.store.retry import settle
 from flowmetal.store.wake import SocketListener, notify_all
 
 SCHEMA_VERSION = 2
@@ -687,25 +687,16 @@ class SQLiteStore(Store):
 
     def _settle(self, db: sqlite3.Connection, r: sqlite3.Row, outcome: CallOutcome, now: float) -> str:
         """Apply one attempt's outcome: deliver it, or schedule the next attempt."""
-        policy = json.loads(r["policy"])
-        message: dict[str, Any] | None = None
-        if outcome.ok:
-            message = {"ok": True, "result": outcome.result, "attempts": r["attempt"]}
-        else:
-            error = dict(outcome.error or {"type": "Error", "message": "failed"})
-            delay = next_delay(policy, r["attempt"], error.get("type"), outcome.retryable, outcome.retry_after)
-            if delay is not None and (r["deadline"] is None or now + delay < r["deadline"]):
-                db.execute("UPDATE calls SET status = 'pending', next_at = ?, lease_owner = NULL,"
-                           " lease_expires = NULL, last_error = ?, updated_at = ? WHERE key = ?",
-                           (now + delay, dumps(error), now, r["key"]))
-                return "retrying"
-            if outcome.has_final_result:
-                message = {"ok": True, "result": outcome.final_result, "attempts": r["attempt"]}
-            else:
-                message = {"ok": False, "error": error, "attempts": r["attempt"]}
+        done = settle(json.loads(r["policy"]), r["attempt"], outcome, r["deadline"], now)
+        if done.message is None:
+            db.execute("UPDATE calls SET status = 'pending', next_at = ?, lease_owner = NULL,"
+                       " lease_expires = NULL, last_error = ?, updated_at = ? WHERE key = ?",
+                       (done.retry_at, dumps(done.last_error), now, r["key"]))
+            return "retrying"
+        message = done.message
         db.execute("UPDATE calls SET status = 'done', lease_owner = NULL, lease_expires = NULL, outcome = ?,"
                    " last_error = ?, updated_at = ? WHERE key = ?",
-                   (dumps(message), dumps(message.get("error")) if not message["ok"] else r["last_error"], now,
+                   (dumps(message), dumps(done.last_error) if done.last_error else r["last_error"], now,
                     r["key"]))
         live = db.execute("SELECT status FROM programs WHERE id = ?", (r["program_id"],)).fetchone()
         if live is not None and live["status"] not in FINISHED:
