@@ -88,8 +88,10 @@ class Services:
         self.rt = Runtime(store, reuse_machines=True)
         self.functions = FunctionWorker(store, concurrency=8)
         self.functions.function("echo")(lambda ctx, x: x)
-        self.worker = Worker(self.rt, concurrency=64, functions=self.functions if functions else None)
         self.http = HttpConnector(store, concurrency=8) if http else None
+        # as `flowmetal worker/serve` do: the worker performs its programs' calls and requests itself
+        self.worker = Worker(self.rt, concurrency=64, functions=self.functions if functions else None,
+                             http=self.http)
         self.serve_functions = functions
         self.threads = [threading.Thread(target=self.worker.run, daemon=True)]
         if self.http is not None:

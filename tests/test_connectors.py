@@ -38,11 +38,12 @@ class Env:
         self.threads: list[tuple[Any, threading.Thread]] = []
 
     def serve(self, http: bool = True, functions: bool = True, worker: bool = True) -> None:
+        h = HttpConnector(self.store, max_bytes=1000) if http else None
         if worker:
-            w = Worker(self.rt, lease=5.0, functions=self.functions if self.inline else None)
+            w = Worker(self.rt, lease=5.0, functions=self.functions if self.inline else None,
+                       http=h if self.inline else None)
             self._thread(w, w.run)
-        if http:
-            h = HttpConnector(self.store, max_bytes=1000)
+        if h is not None:
             self._thread(h, h.run)
         if functions and self.functions.functions:
             self.functions.start()
@@ -83,8 +84,8 @@ class Env:
 
 @pytest.fixture(params=["connector", "inline"])
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
-    """Every test runs twice: functions served by a separate FunctionWorker loop (through the
-    store), and performed by the worker itself at one commit per call (with the loop as backup)."""
+    """Every test runs twice: functions and HTTP requests performed by connector loops (through
+    the store), and by the worker itself at one commit per call (with the loops as backup)."""
     e = Env(tmp_path, inline=request.param == "inline")
     yield e
     e.stop()

@@ -114,7 +114,8 @@ def _run_embedded(rt: Any, program_id: str, until_waiting: bool = False, service
             stream()
 
     worker = Worker(rt, concurrency=16, only=program_id, on_slice=on_slice,
-                    functions=services.functions if services is not None else None)
+                    functions=services.functions if services is not None else None,
+                    http=services.http if services is not None else None)
     worker.install_signal_handlers()
 
     def done() -> bool:
@@ -391,7 +392,7 @@ def worker(store_url: str | None, concurrency: int, functions_file: str | None, 
 
     rt = _runtime(store_url, public_url)
     services = _services(rt, functions_file, no_http)
-    w = Worker(rt, concurrency=concurrency, functions=services.functions)
+    w = Worker(rt, concurrency=concurrency, functions=services.functions, http=services.http)
     w.install_signal_handlers()
     services.start()
     try:

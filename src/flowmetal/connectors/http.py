@@ -9,6 +9,7 @@ request carries `Idempotency-Key: PROGRAM:SEQ`, the same on every attempt.
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -26,18 +27,30 @@ class HttpConnector:
                  lease: float = 30.0) -> None:
         self.store = store
         self.max_bytes = max_bytes
-        self.client: httpx.Client | None = None  # made in run(): importing httpx costs a worker's start-up
+        self.client: httpx.Client | None = None  # made when first needed: importing httpx costs start-up time
+        self._client_lock = threading.Lock()
         self.loop = CallLoop(store, "http", None, self.perform, concurrency=concurrency, lease=lease,
                              label="http")
 
-    def run(self) -> None:
-        import httpx
+    def _client(self) -> httpx.Client:
+        with self._client_lock:
+            if self.client is None:
+                import httpx
 
-        self.client = httpx.Client(follow_redirects=True)
+                self.client = httpx.Client(follow_redirects=True)
+            return self.client
+
+    def run(self) -> None:
+        """Perform requests others (and retries) leave in the store; the worker performs its own
+        programs' requests itself (runtime/inline.py) with `perform`."""
+        self._client()
         try:
             self.loop.run()
         finally:
-            self.client.close()
+            with self._client_lock:
+                if self.client is not None:
+                    self.client.close()
+                    self.client = None
 
     def stop(self) -> None:
         self.loop.stop()
@@ -45,7 +58,7 @@ class HttpConnector:
     def perform(self, claim: CallClaim) -> CallOutcome:
         import httpx
 
-        assert self.client is not None
+        client = self._client()
         p: dict[str, Any] = claim.payload
         headers = dict(p.get("headers") or {})
         headers.setdefault("Idempotency-Key", claim.key)
@@ -59,7 +72,7 @@ class HttpConnector:
         elif p.get("data") is not None:
             kwargs["content"] = str(p["data"]).encode("latin-1")
         try:
-            with self.client.stream(p["method"], p["url"], **kwargs) as response:
+            with client.stream(p["method"], p["url"], **kwargs) as response:
                 body = self._read(response)
         except _TooLarge as e:
             return CallOutcome(ok=False, retryable=False, error={"type": "ResponseTooLarge", "message": str(e)})

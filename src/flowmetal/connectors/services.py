@@ -24,9 +24,10 @@ class Services:
             self.functions.add(load_functions_file(functions_file))
         # the interpreter performs calls to these functions itself (one commit per call); the
         # function worker serves the rest (retries, calls requested by other processes)
-        self.worker = worker if worker is not None else (
-            Worker(runtime, concurrency=concurrency, functions=self.functions) if interpreter else None)
         self.http = HttpConnector(runtime.store) if http else None
+        self.worker = worker if worker is not None else (
+            Worker(runtime, concurrency=concurrency, functions=self.functions, http=self.http)
+            if interpreter else None)
         self._threads: list[threading.Thread] = []
 
     def serves_any(self, calls: list[CallRow]) -> bool:

@@ -133,6 +133,7 @@ class Runtime:
         self.machine_cache_size = 256 if reuse_machines else 0
         # functions the worker running this runtime performs in process (see runtime/inline.py)
         self.local_functions: frozenset[str] = frozenset()
+        self.local_http = False  # and HTTP requests
 
     # -- starting -------------------------------------------------------------------
     def start(self, path: str, args: dict[str, Any] | None = None, program_id: str | None = None,
@@ -613,7 +614,7 @@ class _Slice:
         if not self.waits or not self.rt.machine_cache_size:
             return False
         local, soon = self.rt.local_functions, self.now + SHORT_WAIT
-        return all((w["kind"] == "call" and w.get("name") in local)
+        return all((w["kind"] == "call" and w.get("name") in local) or (w["kind"] == "http" and self.rt.local_http)
                    or (w["kind"] in ("sleep", "timer") and w.get("due") is not None and w["due"] <= soon)
                    for w in self.waits.values())
 

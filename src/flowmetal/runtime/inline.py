@@ -1,4 +1,5 @@
-"""Foreign functions performed inside the worker's own process, at one commit per call.
+"""Foreign functions and HTTP requests performed inside the worker's own process, at one
+commit per call.
 
 The general path for a call costs three commits (the request; the connector's
 outcome; the program's next slice) and two wake-ups. When the worker itself
@@ -28,10 +29,12 @@ from typing import Protocol
 from flowmetal.store.base import CallClaim, CallOutcome, Claim, Commit, Store
 
 
-class Functions(Protocol):
-    functions: dict[str, Callable[..., object]]
-
+class Performer(Protocol):
     def perform(self, claim: CallClaim) -> CallOutcome: ...
+
+
+class Functions(Performer, Protocol):
+    functions: dict[str, Callable[..., object]]
 
 
 @dataclass
@@ -43,10 +46,12 @@ class _Program:
 
 
 class InlineCalls:
-    def __init__(self, store: Store, functions: Functions, owner: str, lease: float, *,
-                 concurrency: int = 16, hold: float = 2.0, wake: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, store: Store, functions: Functions | None, http: Performer | None, owner: str,
+                 lease: float, *, concurrency: int = 16, hold: float = 2.0,
+                 wake: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.functions = functions
+        self.http = http
         self.owner = owner
         self.lease = lease
         self.hold = hold
@@ -60,7 +65,7 @@ class InlineCalls:
     # -- before a commit: which new calls this worker takes ---------------------------------
     def adopt(self, commit: Commit) -> None:
         """Mark the commit's calls of functions served here as claimed by this worker."""
-        mine = [c for c in commit.calls if c.kind == "function" and c.name in self.functions.functions]
+        mine = [c for c in commit.calls if self.serves(c.kind, c.name)]
         for call in mine:
             call.owner, call.lease = self.owner, self.lease
         entry = self.programs.get(commit.program_id)
@@ -68,6 +73,11 @@ class InlineCalls:
         if mine or still_running:
             commit.keep_lease = commit.status not in ("completed", "failed", "cancelled")
         commit.call_owner = self.owner
+
+    def serves(self, kind: str, name: str) -> bool:
+        if kind == "http":
+            return self.http is not None
+        return kind == "function" and self.functions is not None and name in self.functions.functions
 
     # -- after the commit landed --------------------------------------------------------
     def launch(self, claim: Claim, commit: Commit, now: float) -> None:
@@ -86,7 +96,9 @@ class InlineCalls:
 
     def _perform(self, program_id: str, claim: CallClaim) -> None:
         try:
-            outcome = self.functions.perform(claim)
+            performer = self.http if claim.kind == "http" else self.functions
+            assert performer is not None  # adopt() took only calls this process serves
+            outcome = performer.perform(claim)
         except Exception as e:  # a bug in the connector must not lose the call
             outcome = CallOutcome(ok=False, error={"type": type(e).__name__, "message": str(e)})
         self.done.put((program_id, claim.key, outcome))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowmetal.runtime.driver import Runtime, SliceResult
-from flowmetal.runtime.inline import Functions, InlineCalls
+from flowmetal.runtime.inline import Functions, InlineCalls, Performer
 from flowmetal.store.base import (
     FINISHED,
     Claim,
@@ -51,7 +51,7 @@ class WorkerStats:
 class Worker:
     def __init__(self, runtime: Runtime, *, concurrency: int = 16, lease: float = DEFAULT_LEASE,
                  only: str | None = None, on_slice: Callable[[SliceResult], None] | None = None,
-                 notify: bool = True, functions: Functions | None = None) -> None:
+                 notify: bool = True, functions: Functions | None = None, http: Performer | None = None) -> None:
         self.rt = runtime
         self.store = runtime.store
         self.concurrency = max(1, concurrency)
@@ -69,11 +69,12 @@ class Worker:
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
         # functions this process serves run right here, one commit per call (see runtime/inline.py)
-        self.inline = (InlineCalls(self.store, functions, self.id, lease, concurrency=self.concurrency,
+        self.inline = (InlineCalls(self.store, functions, http, self.id, lease, concurrency=self.concurrency,
                                    wake=lambda: self.notifier.interrupt())
-                       if functions is not None else None)
+                       if functions is not None or http is not None else None)
         if functions is not None:
             runtime.local_functions = frozenset(functions.functions)
+        runtime.local_http = http is not None
         self._backoff = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
