@@ -34,7 +34,7 @@ from flowmetal.store.base import (
     StoreError,
 )
 from flowmetal.store.fmx import _CALL_FIELDS, _CALLBACK_FIELDS, FmxError, dump_fmx, load_fmx
-from flowmetal.store.sqlite import CALL_COLUMNS, CALLBACK_COLUMNS
+from flowmetal.store.shared import CALL_COLUMNS, CALLBACK_COLUMNS
 
 FLOWS = Path(__file__).parent / "flows"
 FLOWMETAL = [sys.executable, "-m", "flowmetal"]

@@ -79,12 +79,14 @@ from flowmetal.store.base import (
     dumps,
 )
 from flowmetal.store.retry import settle
-from flowmetal.store.sqlite import (
+from flowmetal.store.shared import (
     CALL_COLUMNS,
     CALLBACK_COLUMNS,
-    _first_attempt,
-    _pid_alive,
+    HOST,
+    call_row,
+    first_attempt,
     local_owner_alive,
+    pid_alive,
 )
 
 SCHEMA_VERSION = 2
@@ -203,7 +205,6 @@ _DONE_STATUSES = "('completed', 'failed', 'cancelled')"  # _enqueue's test, as i
 # would have to restore it from the checkpoint. (Bounded: nobody's program waits longer than this
 # for being someone else's.)
 _AFFINITY = 0.5  # seconds
-_HOST = socket.gethostname()  # what workers of this process record as lease_host
 _PREFETCH_TTL = 1.0  # seconds a claim's prefetched rows serve reads (a round lasts milliseconds)
 
 Conn = psycopg.Connection[Any]
@@ -737,7 +738,7 @@ class PostgresStore(Store):
             "SELECT id, lease_pid, fence FROM programs WHERE lease_owner IS NOT NULL AND lease_host = %s"
             " AND lease_expires >= %s", (host, now)).fetchall())
         for program_id, lease_pid, fence in rows:
-            if lease_pid and not _pid_alive(lease_pid):
+            if lease_pid and not pid_alive(lease_pid):
                 # one row per statement: never holds one program's lock while waiting for another's
                 self._clear_lease(program_id, fence)
 
@@ -847,7 +848,7 @@ class PostgresStore(Store):
     def _insert_calls(self, conn: Conn, batch: list[Commit], now: float) -> None:
         # pending, or already claimed by the worker that performs it in process (NewCall.owner)
         rows = [(call.key, call.program_id, call.channel, call.kind, call.name, dumps(call.payload),
-                 dumps(call.retry), call.attempt_timeout, call.deadline, *_first_attempt(call, now), now, now)
+                 dumps(call.retry), call.attempt_timeout, call.deadline, *first_attempt(call, now), now, now)
                 for c in batch for call in c.calls]
         if rows:
             with conn.cursor() as cur:
@@ -909,7 +910,7 @@ class PostgresStore(Store):
             "SELECT MIN(CASE WHEN lease_owner IS NULL OR (lease_pid = %s AND lease_host = %s) THEN wake_at"
             " ELSE GREATEST(wake_at, lease_expires) END)"
             f" FROM programs WHERE status IN {_LIVE_STATUSES} AND wake_at IS NOT NULL",
-            (os.getpid(), _HOST)).fetchone())
+            (os.getpid(), HOST)).fetchone())
         return r[0] if r else None
 
     # -- moving programs ------------------------------------------------------------------------
@@ -1124,7 +1125,7 @@ class PostgresStore(Store):
             "SELECT * FROM calls WHERE key = %s", (key,)).fetchone())
         if r is None:
             raise UnknownCall(f"no call with key {key!r} in {self.settings.display}")
-        return _call_row(r)
+        return call_row(r)
 
     def list_calls(self, program_id: str | None = None, status: str | None = None) -> list[CallRow]:
         query, params = "SELECT * FROM calls WHERE TRUE", []
@@ -1136,7 +1137,7 @@ class PostgresStore(Store):
             params.append(status)
         rows = self._read(lambda conn: conn.cursor(row_factory=dict_row).execute(
             query + " ORDER BY created_at, key", params).fetchall())
-        return [_call_row(r) for r in rows]
+        return [call_row(r) for r in rows]
 
     def next_call_due(self, kind: str) -> float | None:
         r = self._read(lambda conn: conn.execute(
@@ -1195,16 +1196,6 @@ def _program_row(r: Any) -> ProgramRow:
         created_at=r[6], updated_at=r[7], result=json.loads(r[8]) if r[8] is not None else None, error=r[9],
         waiting_on=json.loads(r[10]) if r[10] else None, wake_at=r[11], runnable=bool(r[12]),
         cancel_requested=bool(r[13]), parent_id=r[14], lease_owner=r[15], fence=r[16],
-    )
-
-
-def _call_row(r: dict[str, Any]) -> CallRow:
-    return CallRow(
-        key=r["key"], program_id=r["program_id"], kind=r["kind"], name=r["name"], payload=json.loads(r["payload"]),
-        status=r["status"], attempt=r["attempt"], next_at=r["next_at"],
-        outcome=json.loads(r["outcome"]) if r["outcome"] else None,
-        last_error=json.loads(r["last_error"]) if r["last_error"] else None,
-        created_at=r["created_at"], updated_at=r["updated_at"],
     )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -37,7 +36,6 @@ from flowmetal.store.base import (
     InboxMessage,
     LeaseLost,
     Listener,
-    NewCall,
     NewProgram,
     ProgramDump,
     ProgramExists,
@@ -50,6 +48,15 @@ from flowmetal.store.base import (
     dumps,
 )
 from flowmetal.store.retry import settle
+from flowmetal.store.shared import (
+    CALL_COLUMNS,
+    CALLBACK_COLUMNS,
+    call_row,
+    first_attempt,
+    lease_end,
+    local_owner_alive,
+    pid_alive,
+)
 from flowmetal.store.wake import SocketListener, notify_all
 
 SCHEMA_VERSION = 2
@@ -145,10 +152,6 @@ _MIGRATIONS: dict[int, list[str]] = {
     ],
 }
 
-CALL_COLUMNS = ("key", "program_id", "channel", "kind", "name", "payload", "policy", "attempt_timeout",
-                "deadline", "status", "attempt", "next_at", "lease_owner", "lease_expires",
-                "attempt_deadline", "outcome", "last_error", "created_at", "updated_at")
-CALLBACK_COLUMNS = ("token", "program_id", "channel", "status", "created_at", "delivered_at")
 
 
 def _row(r: sqlite3.Row) -> ProgramRow:
@@ -420,7 +423,7 @@ class SQLiteStore(Store):
         rows = self.db.execute(
             "SELECT id, lease_pid, fence FROM programs WHERE lease_owner IS NOT NULL AND lease_host = ?"
             " AND lease_expires >= ?", (host, now)).fetchall()
-        dead = [(r["id"], r["fence"]) for r in rows if r["lease_pid"] and not _pid_alive(r["lease_pid"])]
+        dead = [(r["id"], r["fence"]) for r in rows if r["lease_pid"] and not pid_alive(r["lease_pid"])]
         if not dead:
             return
         with self._write() as db:
@@ -477,7 +480,7 @@ class SQLiteStore(Store):
                 " status, attempt, next_at, lease_owner, lease_expires, attempt_deadline, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (call.key, call.program_id, call.channel, call.kind, call.name, dumps(call.payload),
-                 dumps(call.retry), call.attempt_timeout, call.deadline, *_first_attempt(call, now), now, now))
+                 dumps(call.retry), call.attempt_timeout, call.deadline, *first_attempt(call, now), now, now))
         for key, message in c.done_calls:
             cur = db.execute("UPDATE calls SET status = 'done', outcome = ?, lease_owner = NULL, lease_expires = NULL,"
                              " updated_at = ? WHERE key = ? AND status = 'claimed' AND lease_owner = ?",
@@ -632,7 +635,7 @@ class SQLiteStore(Store):
                 attempt_deadline = now + r["attempt_timeout"] if r["attempt_timeout"] is not None else None
                 db.execute("UPDATE calls SET status = 'claimed', attempt = ?, lease_owner = ?, lease_expires = ?,"
                            " attempt_deadline = ?, updated_at = ? WHERE key = ?",
-                           (attempt, worker, _lease_end(now, lease, attempt_deadline), attempt_deadline, now,
+                           (attempt, worker, lease_end(now, lease, attempt_deadline), attempt_deadline, now,
                             r["key"]))
                 claims.append(CallClaim(r["key"], r["program_id"], r["kind"], r["name"], json.loads(r["payload"]),
                                         attempt, attempt_deadline))
@@ -673,7 +676,7 @@ class SQLiteStore(Store):
             if r is None:
                 return False
             db.execute("UPDATE calls SET lease_expires = ? WHERE key = ?",
-                       (_lease_end(now, lease, r["attempt_deadline"]), key))
+                       (lease_end(now, lease, r["attempt_deadline"]), key))
             return True
 
     def finish_call(self, key: str, worker: str, attempt: int, outcome: CallOutcome, now: float) -> str:
@@ -707,7 +710,7 @@ class SQLiteStore(Store):
         r = self.db.execute("SELECT * FROM calls WHERE key = ?", (key,)).fetchone()
         if r is None:
             raise UnknownCall(f"no call with key {key!r} in {self.url}")
-        return _call_row(r)
+        return call_row(r)
 
     def list_calls(self, program_id: str | None = None, status: str | None = None) -> list[CallRow]:
         query, params = "SELECT * FROM calls WHERE 1 = 1", []
@@ -717,7 +720,7 @@ class SQLiteStore(Store):
         if status is not None:
             query += " AND status = ?"
             params.append(status)
-        return [_call_row(r) for r in self.db.execute(query + " ORDER BY created_at, key", params).fetchall()]
+        return [call_row(r) for r in self.db.execute(query + " ORDER BY created_at, key", params).fetchall()]
 
     def next_call_due(self, kind: str) -> float | None:
         r = self.db.execute(
@@ -736,49 +739,3 @@ class SQLiteStore(Store):
             db.execute("UPDATE callbacks SET status = 'delivered', delivered_at = ? WHERE token = ?", (now, token))
             self._enqueue(db, r["program_id"], r["channel"], request, now)
             return "accepted"
-
-
-def _first_attempt(call: NewCall, now: float) -> tuple[Any, ...]:
-    """(status, attempt, next_at, lease_owner, lease_expires, attempt_deadline) of a new call:
-    pending, or already claimed by the worker that performs it in process."""
-    if call.owner is None:
-        return ("pending", 0, now, None, None, None)
-    attempt_deadline = now + call.attempt_timeout if call.attempt_timeout is not None else None
-    return ("claimed", 1, now, call.owner, _lease_end(now, call.lease, attempt_deadline), attempt_deadline)
-
-
-def _lease_end(now: float, lease: float, attempt_deadline: float | None) -> float:
-    end = now + lease
-    return end if attempt_deadline is None else min(end, attempt_deadline)
-
-
-def _call_row(r: sqlite3.Row) -> CallRow:
-    return CallRow(
-        key=r["key"], program_id=r["program_id"], kind=r["kind"], name=r["name"], payload=json.loads(r["payload"]),
-        status=r["status"], attempt=r["attempt"], next_at=r["next_at"],
-        outcome=json.loads(r["outcome"]) if r["outcome"] else None,
-        last_error=json.loads(r["last_error"]) if r["last_error"] else None,
-        created_at=r["created_at"], updated_at=r["updated_at"],
-    )
-
-
-def local_owner_alive(owner: str | None) -> bool:
-    """False only when `owner` (a connector id `LABEL:HOST:PID:NONCE`) is a process of this
-    machine that no longer exists."""
-    parts = (owner or "").split(":")
-    if len(parts) < 4 or parts[-3] != _HOST or not parts[-2].isdigit():
-        return True
-    return _pid_alive(int(parts[-2]))
-
-
-_HOST = socket.gethostname()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
