@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from cli_checks import one_clear_line, wait_for
 from flowmetal.runtime.driver import Runtime
 from flowmetal.runtime.worker import Worker
 from flowmetal.store import open_store
@@ -121,23 +122,6 @@ def env(tmp_path: Path) -> Iterator[Env]:
         if p.poll() is None:
             p.kill()
         p.wait()
-
-
-def one_clear_line(r: subprocess.CompletedProcess[str]) -> str:
-    assert r.returncode != 0
-    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    return lines[0]
-
-
-def wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def stop(p: subprocess.Popen[str]) -> None:
