@@ -9,17 +9,15 @@ slow fallback poll comes round — never a busy loop.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from flowmetal.store.base import CallClaim, CallOutcome, Listener, NullListener, Store
+from flowmetal.store.shared import holder_id
 
 Perform = Callable[[CallClaim], CallOutcome]
 FALLBACK_POLL = 1.0
@@ -37,7 +35,7 @@ class CallLoop:
         self.lease = lease
         self.clock = clock
         self.label = label
-        self.id = f"{label}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.id = holder_id(label)
         self.stop_requested = threading.Event()
         self.listener: Listener = NullListener()
         self._inflight: dict[str, CallClaim] = {}

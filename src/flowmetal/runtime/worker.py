@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sys
 import threading
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +32,7 @@ from flowmetal.store.base import (
     StoreUnavailable,
     UnknownProgram,
 )
+from flowmetal.store.shared import HOST, holder_id
 
 DEFAULT_LEASE = 10.0
 FALLBACK_POLL = 1.0
@@ -58,9 +57,8 @@ class Worker:
         self.lease = lease
         self.only = only
         self.on_slice = on_slice
-        # LABEL:HOST:PID:NONCE, like connectors: calls it holds are retried at once if this process dies
-        self.id = f"worker:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.host = socket.gethostname()
+        self.id = holder_id("worker")  # calls it holds are retried at once if this process dies
+        self.host = HOST
         self.pid = os.getpid()
         self.stop_requested = threading.Event()
         self.notify = notify

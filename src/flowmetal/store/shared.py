@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +44,12 @@ def call_row(r: Mapping[str, Any]) -> CallRow:
         last_error=json.loads(r["last_error"]) if r["last_error"] else None,
         created_at=r["created_at"], updated_at=r["updated_at"],
     )
+
+
+def holder_id(label: str) -> str:
+    """The id a worker or connector of this process claims with: `LABEL:HOST:PID:NONCE`, so the
+    store can tell when its process is gone (`local_owner_alive`)."""
+    return f"{label}:{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def local_owner_alive(owner: str | None) -> bool:
