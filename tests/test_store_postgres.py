@@ -197,6 +197,47 @@ def test_racing_group_commits_that_send_to_each_other_do_not_deadlock(store: Pos
         assert [e.seq for e in store.events(pid)] == list(range(1, store.get_program(pid).last_seq + 1))
 
 
+def test_a_message_sent_while_a_claim_runs_is_never_stranded(store: PostgresStore, url: str) -> None:
+    """A message lands while a claim of its program runs: the claim either hands the slice the
+    message or leaves the program runnable, never neither (the program would then wait forever
+    for a message it has). The claim sorts 1,500 runnable programs before it locks the one it
+    takes, which widens the moment a racing send can commit in; 200 rounds hit it dozens of times."""
+    for i in range(1500):  # newer than every program raced for, so never claimed
+        store.create_program(new(f"f{i:04d}"), 1.0)
+    sender = open_store(url)
+    rng = random.Random(7)
+    stranded: list[str] = []
+    hits = 0
+
+    def send(pid: str, i: int, go: threading.Barrier) -> None:
+        go.wait()
+        time.sleep(rng.uniform(0, 0.004))
+        sender.send(pid, "inbox", i, 50.0)
+
+    try:
+        for i in range(200):
+            pid = f"p{i:03d}"
+            store.create_program(new(pid), 0.0)
+            go = threading.Barrier(2)
+            t = threading.Thread(target=send, args=(pid, i, go))
+            t.start()
+            go.wait()
+            claims = store.claim("w", ME, HOST, 600.0, 100.0, 1)
+            t.join()
+            if [c.program_id for c in claims] != [pid]:  # the send held its row: skipped, not raced
+                for c in claims:
+                    store.release("w", c.program_id, c.fence)
+                continue
+            if i not in [m.message for m in store.inbox(pid)]:  # what the slice would see
+                hits += 1
+                if not sender.get_program(pid).runnable:
+                    stranded.append(pid)
+    finally:
+        sender.close()
+    assert stranded == []
+    assert hits > 0  # the sends did race the claims
+
+
 def test_a_timer_of_a_program_another_process_holds_is_due_when_its_lease_lapses(store: PostgresStore) -> None:
     store.create_program(new("p1"), 1.0)
     (c,) = store.claim("w1", ME, HOST, 10.0, 100.0, 10)

@@ -699,21 +699,38 @@ class PostgresStore(Store):
         params.extend([pid, host, limit])
         returning = ", ".join(f"p.{c.strip()}" for c in _PROGRAM_COLUMNS.split(","))
         query = (
-            "WITH claimed AS (UPDATE programs AS p SET lease_owner = %s, lease_pid = %s, lease_host = %s,"
+            "UPDATE programs AS p SET lease_owner = %s, lease_pid = %s, lease_host = %s,"
             " lease_expires = %s, fence = p.fence + 1, runnable = 0"
             f" FROM (SELECT id FROM programs WHERE {where} ORDER BY updated_at - CASE WHEN lease_pid = %s"
             f" AND lease_host = %s THEN {_AFFINITY} ELSE 0 END LIMIT %s FOR UPDATE SKIP LOCKED) AS c,"
-            f" {_RELAXED} WHERE p.id = c.id RETURNING {returning})"
-            # each claimed program's inbox, for the slice about to run (see _prefetched)
-            " SELECT claimed.*, (SELECT json_agg(json_build_array(i.id, i.channel, i.message) ORDER BY i.id)"
-            " FROM inbox AS i WHERE i.program_id = claimed.id) FROM claimed")
+            f" {_RELAXED} WHERE p.id = c.id RETURNING {returning}")
         rows = self._write(lambda conn: conn.execute(query, params).fetchall(), tx=False)
         # (not retried on a lost connection: a claim that did commit would hold its programs until
         # the lease ran out; raising lets the worker back off and claim afresh)
         programs = sorted((_program_row(r) for r in rows), key=lambda row: (row.updated_at, row.id))
-        inboxes = {r[0]: [InboxMessage(m[0], m[1], json.loads(m[2])) for m in r[-1] or ()] for r in rows}
-        self._local.prefetch = _Prefetch(time.monotonic(), {row.id: row for row in programs}, inboxes)
+        self._local.prefetch = _Prefetch(time.monotonic(), {row.id: row for row in programs},
+                                         self._inboxes([row.id for row in programs]))
         return [Claim(row.id, row.fence) for row in programs]
+
+    def _inboxes(self, program_ids: list[str]) -> dict[str, list[InboxMessage]]:
+        """The inboxes of programs just claimed, for the slices about to run (see _prefetched).
+        Read by a statement of its own, after the claim: a statement reads the snapshot taken when
+        it began, but locks the newest version of a row, so a message sent in between would be
+        missing from an inbox read by the claim statement itself while its `runnable = 1` was
+        overwritten by the claim — and the program would wait for a message it already has.
+        Only a hint: if it cannot be read now, the worker reads each inbox itself."""
+        if not program_ids:
+            return {}
+        try:
+            rows = self._read(lambda conn: conn.execute(
+                "SELECT program_id, id, channel, message FROM inbox WHERE program_id = ANY(%s)"
+                " ORDER BY id", (program_ids,)).fetchall())
+        except StoreError:
+            return {}
+        inboxes: dict[str, list[InboxMessage]] = {pid: [] for pid in program_ids}
+        for program_id, message_id, channel, message in rows:
+            inboxes[program_id].append(InboxMessage(message_id, channel, json.loads(message)))
+        return inboxes
 
     def _prefetched(self, kind: str, program_id: str) -> Any:
         """What `claim` read about a program it just leased to this thread, once. The worker reads
