@@ -42,8 +42,8 @@ class HttpConnector:
 
     def run(self) -> None:
         """Perform requests others (and retries) leave in the store; the worker performs its own
-        programs' requests itself (runtime/inline.py) with `perform`."""
-        self._client()
+        programs' requests itself (runtime/inline.py) with `perform`. The client (and httpx) is
+        made by the first request, not here: a restarted worker's first moments go to its programs."""
         try:
             self.loop.run()
         finally:
