@@ -643,7 +643,8 @@ class _Slice:
             c.status, c.result = "completed", value
             self.event("completed", result=value)
         self.notify_parent()
-        c.checkpoint = self.machine.snapshot()
+        # no snapshot of the final state: nothing resumes a finished program, and inspecting its
+        # end replays the slice from the last checkpoint (about a millisecond saved per program)
         return SliceResult(self.row.id, c.status, c, self.output)
 
     def finish_failed(self, outcome: Failed) -> SliceResult:
@@ -655,7 +656,6 @@ class _Slice:
             c.status, c.error = "failed", outcome.error_line
             self.event("failed", error=outcome.error_line, traceback=outcome.traceback)
         self.notify_parent()
-        c.checkpoint = self.machine.snapshot()
         return SliceResult(self.row.id, c.status, c, self.output)
 
     def notify_parent(self) -> None:
