@@ -37,9 +37,18 @@ _OVERRIDDEN = {
 
 @cache
 def program() -> Program:
-    source = resources.files("flowmetal.lang").joinpath("prelude.flow").read_text(encoding="utf-8")
-    return compile_program(source, PRELUDE_FILENAME, checked=False, effect_modules=frozenset(),
-                           all_resumable=True)
+    from flowmetal.lang import program_cache
+
+    file = resources.files("flowmetal.lang").joinpath("prelude.flow")
+    source = file.read_text(encoding="utf-8")
+    key = program_cache.cache_key(source)
+    path = program_cache.cache_path(str(file), key)
+    compiled = program_cache.load(path, key)
+    if compiled is None:
+        compiled = compile_program(source, PRELUDE_FILENAME, checked=False, effect_modules=frozenset(),
+                                   all_resumable=True)
+        program_cache.save(path, key, compiled)
+    return compiled
 
 
 def _sort_by_keys(items: list[Any], keys: list[Any], reverse: bool) -> list[Any]:
