@@ -30,7 +30,8 @@ def compiled_prelude() -> tuple[str, Program]:
                                    all_resumable=True)
 
 
-def test_a_saved_program_loads_as_the_same_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def saved_and_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Program, Program]:
+    """The prelude compiled, and the same saved and loaded again."""
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
     source, original = compiled_prelude()
     key = program_cache.cache_key(source)
@@ -38,6 +39,11 @@ def test_a_saved_program_loads_as_the_same_program(tmp_path: Path, monkeypatch: 
     program_cache.save(path, key, original)
     loaded = program_cache.load(path, key)
     assert loaded is not None
+    return original, loaded
+
+
+def test_a_saved_program_loads_as_the_same_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original, loaded = saved_and_loaded(tmp_path, monkeypatch)
     assert loaded.source_hash == original.source_hash
     assert sorted(loaded.codes) == sorted(original.codes)
     for uid, unit in original.units.items():
@@ -117,13 +123,7 @@ def test_processes_that_load_the_saved_prelude_compute_the_same(tmp_path: Path) 
 
 def test_a_snapshot_taken_with_the_compiled_prelude_restores_with_the_loaded_one(tmp_path: Path,
                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "dont_write_bytecode", False)
-    source, original = compiled_prelude()
-    key = program_cache.cache_key(source)
-    path = tmp_path / f"prelude.{key}.fmc"
-    program_cache.save(path, key, original)
-    loaded = program_cache.load(path, key)
-    assert loaded is not None
+    original, loaded = saved_and_loaded(tmp_path, monkeypatch)
     host = {"probe": EffectFunction("probe")}
     program = compile_program("from flowmetal import probe\n"
                               "def main():\n"
