@@ -232,6 +232,11 @@ def test_call_error_after_the_retries_run_out(env: Env) -> None:
         ["KeyError", "'no such customer'", 1, "KeyError: 'no such customer'"],
     ]
     assert count == {"boom": 3, "fatal": 1, "listed": 1}
+    # failed for good: the calls table says so (with the error the program got)
+    calls = env.store.list_calls(row.id)
+    assert [(c.name, c.status, c.outcome["ok"], c.outcome["error"]["type"]) for c in calls] == [
+        ("boom", "failed", False, "ValueError"), ("fatal", "failed", False, "NonRetryable"),
+        ("listed", "failed", False, "KeyError")]
 
 
 def test_an_attempt_that_overruns_its_timeout_is_retried_and_its_late_result_ignored(env: Env) -> None:

@@ -451,7 +451,7 @@ def test_retryable_errors_back_off_then_fail_for_good(any_store: Store) -> None:
     assert any_store.finish_call(key, "c1", 3, CallOutcome(ok=False, error=boom), now) == "done"
     (msg,) = any_store.inbox("p1")
     assert msg.message == {"ok": False, "error": boom, "attempts": 3}
-    assert any_store.get_call(key).status == "done"
+    assert any_store.get_call(key).status == "failed"  # settled: delivered to the program as a failure
 
 
 def test_non_retryable_errors_fail_at_once(any_store: Store) -> None:

@@ -150,7 +150,7 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "properties": {"key": {"type": "string"}, "program": {"type": "string"}, "kind": {"type": "string"},
                        "name": {"type": "string"}, "payload": ANY,
-                       "status": {"enum": ["pending", "claimed", "done", "cancelled"]},
+                       "status": {"enum": ["pending", "claimed", "done", "failed", "cancelled"]},
                        "attempts": {"type": "integer"}, "next_at": {"type": ["number", "null"]},
                        "outcome": ANY, "last_error": ANY, "created_at": {"type": "number"},
                        "updated_at": {"type": "number"}},

@@ -176,7 +176,7 @@ class CallRow:
     kind: str
     name: str
     payload: Any
-    status: str  # pending | claimed | done | cancelled
+    status: str  # pending | claimed | done (succeeded) | failed (for good) | cancelled
     attempt: int
     next_at: float | None
     outcome: Any

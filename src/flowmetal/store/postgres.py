@@ -84,6 +84,7 @@ from flowmetal.store.shared import (
     CALLBACK_COLUMNS,
     HOST,
     call_row,
+    ended_status,
     first_attempt,
     local_owner_alive,
     pid_alive,
@@ -877,16 +878,17 @@ class PostgresStore(Store):
     def _record_done_calls(self, conn: Conn, batch: list[Commit], now: float) -> None:
         """Outcomes of calls the committing worker performed in process: each call must still be
         claimed by that worker (else its attempt was given up meanwhile: Conflict)."""
-        done = [(key, dumps(message), c.call_owner) for c in batch for key, message in c.done_calls]
+        done = [(key, dumps(message), c.call_owner, ended_status(message))
+                for c in batch for key, message in c.done_calls]
         if not done:
             return
         rows = conn.execute(
-            "UPDATE calls AS c SET status = 'done', outcome = d.outcome, lease_owner = NULL, lease_expires = NULL,"
-            " updated_at = %s FROM unnest(%b::text[], %b::text[], %b::text[]) AS d(key, outcome, owner)"
-            " WHERE c.key = d.key AND c.status = 'claimed' AND c.lease_owner = d.owner RETURNING c.key",
-            (now, [d[0] for d in done], [d[1] for d in done], [d[2] for d in done])).fetchall()
+            "UPDATE calls AS c SET status = d.status, outcome = d.outcome, lease_owner = NULL, lease_expires = NULL,"
+            " updated_at = %s FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS d(key, outcome, owner,"
+            " status) WHERE c.key = d.key AND c.status = 'claimed' AND c.lease_owner = d.owner RETURNING c.key",
+            (now, [d[0] for d in done], [d[1] for d in done], [d[2] for d in done], [d[3] for d in done])).fetchall()
         recorded = {r[0] for r in rows}
-        for key, _, owner in done:
+        for key, _, owner, _ in done:
             if key not in recorded:
                 raise Conflict(f"call {key!r} is no longer claimed by {owner}")
 
@@ -1129,9 +1131,9 @@ class PostgresStore(Store):
                          (done.retry_at, dumps(done.last_error), now, r["key"]))
             return "retrying"
         message = done.message
-        conn.execute("UPDATE calls SET status = 'done', lease_owner = NULL, lease_expires = NULL, outcome = %s,"
+        conn.execute("UPDATE calls SET status = %s, lease_owner = NULL, lease_expires = NULL, outcome = %s,"
                      " last_error = %s, updated_at = %s WHERE key = %s",
-                     (dumps(message), dumps(done.last_error) if done.last_error else r["last_error"], now,
+                     (ended_status(message), dumps(message), dumps(done.last_error) if done.last_error else r["last_error"], now,
                       r["key"]))
         if program_status is not None and program_status not in FINISHED:
             self._enqueue(conn, r["program_id"], r["channel"], message, now)

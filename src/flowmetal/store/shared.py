@@ -21,6 +21,11 @@ CALLBACK_COLUMNS = ("token", "program_id", "channel", "status", "created_at", "d
 HOST = socket.gethostname()  # what workers of this process record as their lease's host
 
 
+def ended_status(message: dict[str, Any]) -> str:
+    """A settled call's status, from the outcome message the program gets."""
+    return "done" if message.get("ok") else "failed"
+
+
 def first_attempt(call: NewCall, now: float) -> tuple[Any, ...]:
     """(status, attempt, next_at, lease_owner, lease_expires, attempt_deadline) of a new call:
     pending, or already claimed by the worker that performs it in process."""

@@ -52,6 +52,7 @@ from flowmetal.store.shared import (
     CALL_COLUMNS,
     CALLBACK_COLUMNS,
     call_row,
+    ended_status,
     first_attempt,
     lease_end,
     local_owner_alive,
@@ -482,9 +483,9 @@ class SQLiteStore(Store):
                 (call.key, call.program_id, call.channel, call.kind, call.name, dumps(call.payload),
                  dumps(call.retry), call.attempt_timeout, call.deadline, *first_attempt(call, now), now, now))
         for key, message in c.done_calls:
-            cur = db.execute("UPDATE calls SET status = 'done', outcome = ?, lease_owner = NULL, lease_expires = NULL,"
+            cur = db.execute("UPDATE calls SET status = ?, outcome = ?, lease_owner = NULL, lease_expires = NULL,"
                              " updated_at = ? WHERE key = ? AND status = 'claimed' AND lease_owner = ?",
-                             (dumps(message), now, key, c.call_owner))
+                             (ended_status(message), dumps(message), now, key, c.call_owner))
             if cur.rowcount != 1:
                 raise Conflict(f"call {key!r} is no longer claimed by {c.call_owner}")
         if c.cancel_calls:
@@ -697,9 +698,9 @@ class SQLiteStore(Store):
                        (done.retry_at, dumps(done.last_error), now, r["key"]))
             return "retrying"
         message = done.message
-        db.execute("UPDATE calls SET status = 'done', lease_owner = NULL, lease_expires = NULL, outcome = ?,"
+        db.execute("UPDATE calls SET status = ?, lease_owner = NULL, lease_expires = NULL, outcome = ?,"
                    " last_error = ?, updated_at = ? WHERE key = ?",
-                   (dumps(message), dumps(done.last_error) if done.last_error else r["last_error"], now,
+                   (ended_status(message), dumps(message), dumps(done.last_error) if done.last_error else r["last_error"], now,
                     r["key"]))
         live = db.execute("SELECT status FROM programs WHERE id = ?", (r["program_id"],)).fetchone()
         if live is not None and live["status"] not in FINISHED:
