@@ -418,6 +418,21 @@ def test_fork_at_an_earlier_event_takes_another_path(env: Env) -> None:
     assert sorted(env.programs(env.a)) == sorted([pid, fork_id, "mine"])
 
 
+def test_fork_of_a_program_with_children_says_they_are_not_copied(env: Env) -> None:
+    pid = env.create("parent", "par", env.a, {"x": 4})
+    assert env.settle(pid, env.a) == "waiting"  # on its child's result
+    at = len(env.events(pid, env.a))
+    r = env("fork", pid, "--at", str(at), "--id", "par-fork", store=env.a)
+    assert r.returncode == 0 and r.stdout.strip() == "par-fork"
+    assert r.stderr.splitlines() == [
+        f"flowmetal: warning: par started 1 child program(s) before event {at} (par.1); "
+        "the fork does not copy them, so it never hears from them"]
+    assert sorted(env.programs(env.a)) == ["par", "par-fork", "par.1"]  # no child of the fork
+    # before the child was started, there is nothing to warn about
+    quiet = env("fork", pid, "--at", "1", "--id", "early", store=env.a)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
 def test_fork_of_a_waiting_program_in_another_state(env: Env) -> None:
     pid = env.create("move_wait", "w", env.a)
     env.send(pid, "one", env.a)

@@ -19,7 +19,7 @@ its first slice each pending request is recorded again as a new
 twice in the fork's log, once before the fork point and once after it) and its
 wait restarts then: a `sleep()` sleeps its full time again, a `receive()`
 timeout counts from the fork. Children the original started are not forked: a
-fork waiting on one of them never hears from it.
+fork waiting on one of them never hears from it (`fork` warns about them).
 """
 
 from __future__ import annotations
@@ -258,6 +258,12 @@ def fork(program_id: str, at_seq: int, messages: tuple[str, ...], channel: str, 
                          "fork at an earlier event")
     machine, _ = Runtime(store).load(row, upto=at_seq)
     state = machine.snapshot()
+    children = [f"{program_id}.{e.data['request']}" for e in events
+                if e.type == "effect_requested" and e.data.get("kind") == "start"]
+    if children:  # (see the module docstring) said up front, not discovered as a wait that never ends
+        shown = ", ".join(children[:5]) + (", ..." if len(children) > 5 else "")
+        click.echo(f"flowmetal: warning: {program_id} started {len(children)} child program(s) before event "
+                   f"{at_seq} ({shown}); the fork does not copy them, so it never hears from them", err=True)
     _, source = store.source(row.source_hash)
 
     fork_id = new_id or f"{program_id}-fork-{uuid.uuid4().hex[:6]}"
