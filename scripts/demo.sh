@@ -34,11 +34,16 @@ for _ in $(seq 100); do
 done
 kill -9 "$node"; wait "$node" 2>/dev/null || true
 echo "== node killed with SIGKILL mid-run; the program is $($fm status "$id" | head -n 1) in the store"
-echo "== its output so far:"; $fm history "$id" --json | .venv/bin/python -c '
+# a program's output after event $2 (its printed lines are events too)
+output_after() {
+  $fm history "$1" --json | .venv/bin/python -c '
 import json, sys
 for line in sys.stdin:
     e = json.loads(line)
-    if e["type"] == "output": print(e["text"], end="")'
+    if e["type"] == "output" and e["seq"] > int(sys.argv[1]): print(e["text"], end="")' "$2"
+}
+at_kill=$($fm history "$id" | wc -l)
+echo "== its output so far (events 1-$at_kill):"; output_after "$id" 0
 echo "== starting a new node: it carries on where the old one was"
 start_node
 link=""
@@ -50,11 +55,7 @@ echo "== the program waits for approval at $link"
 echo "== approving: POST -> HTTP $(curl -s -o /dev/null -w '%{http_code}' -X POST "$link" -H 'content-type: application/json' -d '{"approved_by": "Ana"}')"
 echo "== approving again: POST -> HTTP $(curl -s -o /dev/null -w '%{http_code}' -X POST "$link" -d '{}') (single-use)"
 echo "== result: $($fm result "$id" --wait --timeout 60)"
-echo "== output after the restart:"; $fm history "$id" --json | .venv/bin/python -c '
-import json, sys
-for line in sys.stdin:
-    e = json.loads(line)
-    if e["type"] == "output": print(e["text"], end="")' | tail -n 6
+echo "== output after the restart (from event $((at_kill + 1))):"; output_after "$id" "$at_kill"
 echo "== charges made (examples/shop_functions.py keeps a ledger): $(wc -l < demo-ledger.txt) for 4 orders, each once:"
 cut -c1-100 demo-ledger.txt
 echo "== history: $($fm history "$id" | wc -l) events, each step exactly once; e.g. \`$fm inspect $id --at 20\`"
