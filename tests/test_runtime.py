@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import socket
 import sqlite3
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,36 @@ def test_ping_pong_between_programs(env: Env) -> None:
         assert_sound_history(env.store, pid)
     sends = [e for e in env.events(ping) if e.type == "effect_requested" and e.data["kind"] == "send"]
     assert len(sends) == 5
+
+
+def test_a_worker_that_keeps_machines_checkpoints_every_16_events_and_others_replay_the_rest(
+        tmp_path: Path) -> None:
+    """A worker keeping machines in memory snapshots only when a slice crosses a multiple of 16
+    events; a new process resumes from that checkpoint by replaying the few events after it,
+    and every event's state can still be inspected."""
+    env = Env(tmp_path, reuse_machines=True)
+    pong = env.start("pong")
+    ping = env.start("ping", {"peer": "pong", "rounds": 30})
+    while env.row(ping).last_seq < 40:  # well into the exchange, then "crash": drop this runtime
+        assert env.worker.step()
+    row = env.row(ping)
+    seqs = [seq for (seq,) in sqlite3.connect(env.db).execute(
+        "SELECT seq FROM checkpoints WHERE program_id = ? ORDER BY seq", (ping,))]
+    assert seqs and len(seqs) <= row.last_seq // 16 + 1  # not one per slice (a slice is 3-4 events)
+    assert all(b // 16 > a // 16 for a, b in pairwise(seqs))
+    assert row.last_seq - seqs[-1] < 16 + 4  # at most a span (+ the slice that crossed it) to replay
+    fresh = env.new_worker(env.restarted())  # nothing in memory: checkpoint + replay
+    for _ in range(400):
+        if env.row(ping).status in FINISHED and env.row(pong).status in FINISHED:
+            break
+        assert fresh.step()
+    assert env.row(ping).result == list(range(1, 60, 2))
+    assert env.row(pong).result == 30
+    for pid in (ping, pong):
+        assert_sound_history(env.store, pid)
+    for seq in range(1, env.row(ping).last_seq + 1):  # the state at every event, from any checkpoint
+        machine, at = env.restarted().load(env.row(ping), upto=seq)
+        assert at == seq and machine is not None
 
 
 def test_send_to_unknown_program_is_an_error_in_the_program(env: Env, tmp_path: Path) -> None:

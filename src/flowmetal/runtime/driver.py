@@ -55,12 +55,12 @@ _CHANNEL_WAITS = ("receive", "child_result", "call", "http", "callback_wait")
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8400"
 # what running the machine records (everything else in a log is a request or an answer)
 _RUN_PRODUCTS = ("output", "task_spawned", "task_finished")
-# A slice whose program will most likely go on in this process within moments, from the machine
-# in its memory (it waits only on functions the worker performs itself, or on timers due within
-# SHORT_WAIT seconds), may skip its snapshot — the costliest part of a small slice — but not
-# past a multiple of this many events: resuming elsewhere replays at most that many events.
+# A runtime that keeps each program's machine in memory between slices (a worker) snapshots a
+# program only when a slice crosses a multiple of this many events: the snapshot is the
+# costliest part of a small slice, the next slice here starts from the machine in memory, and
+# a resume anywhere else (another worker, after a crash, `inspect`) replays at most this many
+# recorded events from the last checkpoint — a bounded cost, whatever the history's length.
 DEFERRED_CHECKPOINT_SPAN = 16
-SHORT_WAIT = 1.0
 
 
 def revive(kind: str, raw: Any) -> Any:
@@ -603,20 +603,11 @@ class _Slice:
     def checkpoint(self) -> bytes | None:
         n, base = self.commit.base_seq + len(self.commit.events), self.commit.base_seq
         every = self.rt.checkpoint_every
-        if every == 1 and self.continues_here():
+        if every == 1 and self.rt.machine_cache_size:
             every = DEFERRED_CHECKPOINT_SPAN
         if every == 1 or n // every != base // every:
             return self.machine.snapshot()
         return None
-
-    def continues_here(self) -> bool:
-        """Whether this process will most likely run the program's next slice within moments."""
-        if not self.waits or not self.rt.machine_cache_size:
-            return False
-        local, soon = self.rt.local_functions, self.now + SHORT_WAIT
-        return all((w["kind"] == "call" and w.get("name") in local) or (w["kind"] == "http" and self.rt.local_http)
-                   or (w["kind"] in ("sleep", "timer") and w.get("due") is not None and w["due"] <= soon)
-                   for w in self.waits.values())
 
     def finish_waiting(self) -> SliceResult:
         c = self.commit
