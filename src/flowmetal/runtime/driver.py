@@ -131,9 +131,6 @@ class Runtime:
         # checkpoint read and restore (the store's seq check catches any stale one)
         self._machines: OrderedDict[str, tuple[int, Machine]] = OrderedDict()
         self.machine_cache_size = 256 if reuse_machines else 0
-        # functions the worker running this runtime performs in process (see runtime/inline.py)
-        self.local_functions: frozenset[str] = frozenset()
-        self.local_http = False  # and HTTP requests
 
     # -- starting -------------------------------------------------------------------
     def start(self, path: str, args: dict[str, Any] | None = None, program_id: str | None = None,

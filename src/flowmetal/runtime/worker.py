@@ -70,9 +70,6 @@ class Worker:
         self.inline = (InlineCalls(self.store, functions, http, self.id, lease, concurrency=self.concurrency,
                                    wake=lambda: self.notifier.interrupt())
                        if functions is not None or http is not None else None)
-        if functions is not None:
-            runtime.local_functions = frozenset(functions.functions)
-        runtime.local_http = http is not None
         self._backoff = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
