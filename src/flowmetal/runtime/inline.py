@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -115,11 +115,7 @@ class InlineCalls:
         """Programs to continue now with the successful outcomes of their calls (program lease
         still held); everything else is settled through the store here."""
         ready: dict[str, dict[str, object]] = {}
-        while True:
-            try:
-                program_id, key, outcome = self.done.get_nowait()
-            except queue.Empty:
-                break
+        for program_id, key, outcome in self._finished():
             orphan = self.orphans.pop(key, None)
             if orphan is not None:
                 self.settle(orphan, outcome, now)
@@ -139,12 +135,25 @@ class InlineCalls:
             entry = self.programs[program_id]
             if entry.released:  # a failure among its calls let go of the program meanwhile
                 for key, message in outcomes.items():
-                    self.settle(CallClaim(key, program_id, "function", "", None, 1, None),
-                                CallOutcome(ok=True, result=message["result"]), now)  # type: ignore[index]
+                    self._settle_success(program_id, key, message, now)
                 continue
             out.append((entry.claim, outcomes))
         self._forget_idle()
         return out
+
+    def _finished(self) -> Iterator[tuple[str, str, CallOutcome]]:
+        """(program id, call key, outcome) of the calls finished since the last look."""
+        while True:
+            try:
+                yield self.done.get_nowait()
+            except queue.Empty:
+                return
+
+    def _settle_success(self, program_id: str, key: str, message: object, now: float) -> None:
+        """Record through the store a successful outcome (message) no slice will record."""
+        result = message.get("result") if isinstance(message, dict) else None
+        self.settle(CallClaim(key, program_id, "function", "", None, 1, None), CallOutcome(ok=True, result=result),
+                    now)
 
     def settle(self, call: CallClaim, outcome: CallOutcome, now: float) -> None:
         """The general path: the store records the attempt (and delivers or schedules a retry)."""
@@ -158,9 +167,7 @@ class InlineCalls:
         entry = self.programs.get(program_id)
         if entry is None or entry.released:
             return
-        entry.released = True
-        self.orphans.update(entry.calls)
-        entry.calls.clear()
+        self._orphan(entry)
         with contextlib.suppress(Exception):
             self.store.release(self.owner, program_id, entry.claim.fence)
 
@@ -171,19 +178,21 @@ class InlineCalls:
         if entry is None:
             return
         if commit is None or not landed or not commit.keep_lease:
-            entry.released = True  # the commit (or its absence) gave the lease back
-            self.orphans.update(entry.calls)
-            entry.calls.clear()
+            self._orphan(entry)  # the commit (or its absence) gave the lease back
         if entry.calls:
             entry.since = now
         unrecorded = dict(leftovers)  # outcomes the program no longer waits for
         if commit is not None and not landed:
             unrecorded.update(commit.done_calls)
         for key, message in unrecorded.items():
-            result = message.get("result") if isinstance(message, dict) else None
-            self.settle(CallClaim(key, claim.program_id, "function", "", None, 1, None),
-                        CallOutcome(ok=True, result=result), now)
+            self._settle_success(claim.program_id, key, message, now)
         self._forget_idle()
+
+    def _orphan(self, entry: _Program) -> None:
+        """The program's lease is no longer held: its running calls settle through the store."""
+        entry.released = True
+        self.orphans.update(entry.calls)
+        entry.calls.clear()
 
     def expire_holds(self, now: float) -> None:
         for program_id, entry in list(self.programs.items()):
@@ -202,11 +211,7 @@ class InlineCalls:
         self.pool.shutdown(wait=True)
         for program_id in list(self.programs):
             self.release(program_id)
-        while True:
-            try:
-                program_id, key, outcome = self.done.get_nowait()
-            except queue.Empty:
-                break
+        for _, key, outcome in self._finished():
             call = self.orphans.pop(key, None)
             if call is not None:
                 self.settle(call, outcome, now)
