@@ -23,3 +23,11 @@ def wait_for(predicate: Any, timeout: float = 20.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("timed out waiting")
+
+
+def kill_all(procs: list[subprocess.Popen[str]]) -> None:
+    """Kill (and reap) the processes a test started that are still running."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()

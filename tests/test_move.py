@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from cli_checks import one_clear_line, wait_for
+from cli_checks import kill_all, one_clear_line, wait_for
 from flowmetal.runtime.driver import Runtime
 from flowmetal.runtime.worker import Worker
 from flowmetal.store import open_store
@@ -118,10 +118,7 @@ class _opened:
 def env(tmp_path: Path) -> Iterator[Env]:
     e = Env(tmp_path)
     yield e
-    for p in e.procs:  # only the processes this test started
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+    kill_all(e.procs)  # only the processes this test started
 
 
 def stop(p: subprocess.Popen[str]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cli_checks import one_clear_line, wait_for
+from cli_checks import kill_all, one_clear_line, wait_for
 from flowmetal.runtime.driver import Runtime
 from flowmetal.runtime.worker import Worker
 from flowmetal.store import open_store
@@ -121,10 +121,7 @@ class CLI:
 def cli(tmp_path: Path) -> Iterator[CLI]:
     c = CLI(tmp_path)
     yield c
-    for p in c.procs:  # only the processes this test started
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+    kill_all(c.procs)  # only the processes this test started
 
 
 # -- start, status, list --------------------------------------------------------------------
