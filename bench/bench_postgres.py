@@ -37,13 +37,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
+from common import WAKE, Row, markdown, pct
 from flowmetal.runtime.driver import Runtime
 from flowmetal.store import open_store
 from flowmetal.store.postgres import PostgresStore
@@ -59,28 +59,8 @@ def main(steps=20):
     return steps
 """
 
-WAKE = """\
-from flowmetal import now, receive
-
-
-def main(n=50):
-    times = []
-    for i in range(n):
-        receive()
-        times.append(now())
-    return times
-"""
-
 RATIO_TARGET = 1.5
 WAKE_MEDIAN_MS = 10.0
-
-
-@dataclass
-class Row:
-    figure: str
-    value: str
-    target: str = ""
-    met: bool | None = None
 
 
 def with_schema(url: str, schema: str) -> str:
@@ -279,7 +259,7 @@ class Bench:
         raw8_after = self.raw(8, seconds)
         print(f"raw commits/s, 8 connections (again, after): {raw8_after:,.0f}", flush=True)
         lat, send_ms = self.wake_latency(sends)
-        print(f"wake-up: median {statistics.median(lat):.2f} ms, p95 {_pct(lat, 95):.2f} ms; "
+        print(f"wake-up: median {statistics.median(lat):.2f} ms, p95 {pct(lat, 95):.2f} ms; "
               f"send+notify {statistics.median(send_ms):.2f} ms", flush=True)
         baseline = (raw8 + raw8_after) / 2  # the disk and CPU drift: the mean of the two samples
         ratio = s4["steps_s"] / baseline
@@ -299,7 +279,7 @@ class Bench:
                 f"{ratio:.2f}", f">= {RATIO_TARGET}", ratio >= RATIO_TARGET),
             Row(f"wake-up latency send -> program resumed, 1 worker process, {sends} sends: median ms",
                 f"{med:.2f}", f"<= {WAKE_MEDIAN_MS:g}", med <= WAKE_MEDIAN_MS),
-            Row("  p95 ms", f"{_pct(lat, 95):.2f}"),
+            Row("  p95 ms", f"{pct(lat, 95):.2f}"),
             Row("  median ms of the send + notify calls themselves", f"{statistics.median(send_ms):.2f}"),
         ]
 
@@ -315,21 +295,6 @@ def _cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
             return float("nan")
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
     return total
-
-
-def _pct(xs: list[float], p: float) -> float:
-    s = sorted(xs)
-    return s[max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))]
-
-
-def _mark(met: bool | None) -> str:
-    return "" if met is None else ("yes" if met else "NO")
-
-
-def markdown(rows: list[Row]) -> str:
-    out = ["| figure | value | target | met? |", "|---|---:|---|---|"]
-    out += [f"| {r.figure.strip()} | {r.value} | {r.target} | {_mark(r.met)} |" for r in rows]
-    return "\n".join(out)
 
 
 def main() -> None:

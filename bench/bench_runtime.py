@@ -57,10 +57,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common import WAKE, Row, markdown, pct, print_table
 from flowmetal.runtime.driver import Runtime
 from flowmetal.runtime.worker import Worker
 from flowmetal.store import open_store
@@ -94,18 +94,6 @@ def main(n=50):
             return n
 """
 
-WAKE = """\
-from flowmetal import now, receive
-
-
-def main(n=200):
-    times = []
-    for i in range(n):
-        receive()
-        times.append(now())
-    return times
-"""
-
 NAP = """\
 from flowmetal import sleep
 
@@ -121,14 +109,6 @@ PAIRS_RATIO = 1.5
 RESUME_SPREAD = 0.20
 WAKE_MEDIAN_MS = 5.0
 RECOVERY_S = 0.5
-
-
-@dataclass
-class Row:
-    figure: str
-    value: str
-    target: str = ""
-    met: bool | None = None
 
 
 class RawProbe:
@@ -492,7 +472,7 @@ class Bench:
                   f"{m['warm']:.2f} ms, round {m['round']:.2f} ms, checkpoint {m['checkpoint']} B", flush=True)
 
         lat, lat_after, send_ms, raw_ms = self.wake_latency(sends)
-        print(f"wake-up: median {statistics.median(lat):.2f} ms, p95 {_pct(lat, 95):.2f} ms "
+        print(f"wake-up: median {statistics.median(lat):.2f} ms, p95 {pct(lat, 95):.2f} ms "
               f"(after send returned: median {statistics.median(lat_after):.2f} ms; "
               f"send+notify {statistics.median(send_ms):.2f} ms; raw commit {statistics.median(raw_ms):.2f} ms)",
               flush=True)
@@ -539,7 +519,7 @@ class Bench:
             Row(f"wake-up latency, worker in another process, {sends} sends: median ms",
                 f"{statistics.median(lat):.2f}", f"<= {WAKE_MEDIAN_MS:g}",
                 statistics.median(lat) <= WAKE_MEDIAN_MS),
-            Row("  p95 ms", f"{_pct(lat, 95):.2f}"),
+            Row("  p95 ms", f"{pct(lat, 95):.2f}"),
             Row("  median ms from after send+notify returned", f"{statistics.median(lat_after):.2f}"),
             Row("  median ms of the send + notify call itself", f"{statistics.median(send_ms):.2f}"),
             Row("  median ms of a raw commit, measured between the sends", f"{statistics.median(raw_ms):.2f}"),
@@ -551,34 +531,6 @@ class Bench:
                 f"{start_pyc:.3f} / {start_nopyc:.3f}"),
             Row("  histories exactly-once", "yes" if not rec["bad"] else f"NO: {rec['bad'][:5]}", "all", not rec["bad"]),
         ]
-
-
-def _pct(xs: list[float], p: float) -> float:
-    s = sorted(xs)
-    k = max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))
-    return s[k]
-
-
-def _mark(met: bool | None) -> str:
-    return "" if met is None else ("yes" if met else "NO")
-
-
-def print_table(rows: list[Row]) -> None:
-    w0 = max(len(r.figure) for r in rows)
-    w1 = max(len(r.value) for r in rows)
-    w2 = max(len(r.target) for r in rows)
-    print()
-    print(f"{'figure':<{w0}}  {'value':>{w1}}  {'target':<{w2}}  met?")
-    print("-" * (w0 + w1 + w2 + 10))
-    for r in rows:
-        print(f"{r.figure:<{w0}}  {r.value:>{w1}}  {r.target:<{w2}}  {_mark(r.met)}")
-
-
-def markdown(rows: list[Row]) -> str:
-    out = ["| figure | value | target | met? |", "|---|---:|---|---|"]
-    for r in rows:
-        out.append(f"| {r.figure.strip()} | {r.value} | {r.target} | {_mark(r.met)} |")
-    return "\n".join(out)
 
 
 def main() -> None:

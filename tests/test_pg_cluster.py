@@ -128,6 +128,14 @@ def check_program(store: Store, pid: str, n: int, posts: list[int]) -> list[str]
     return problems
 
 
+def assert_clean_end(problems: list[str], codes: dict[int, int | None], cluster: Cluster) -> None:
+    """No program went wrong, every process stopped cleanly on SIGTERM, none logged a traceback."""
+    assert not problems, summarize(problems)
+    bad_exits = {pid: code for pid, code in codes.items() if code != 0}
+    assert not bad_exits, f"processes did not stop cleanly on SIGTERM: {bad_exits}\n{cluster.logs()}"
+    assert not cluster.tracebacks(), "\n".join(cluster.tracebacks())
+
+
 def summarize(problems: list[str], show: int = 40) -> str:
     """How many programs/calls failed each check, then the first problems in full."""
     checks = Counter(p.split(": ")[1] for p in problems)
@@ -501,7 +509,4 @@ def test_cluster_survives_kill_minus_9_of_two_workers(setup: tuple[str, Store, i
           f"finished, calls in flight at each kill {[len(k['in_flight']) for k in killer.kills]}; "
           f"{sum(attempts.values())} call attempts for {len(attempts)} calls ({retried} retried); "
           f"callback POSTs retried after 5xx: {driver.retried_posts}")
-    assert not problems, summarize(problems)
-    bad_exits = {pid: code for pid, code in codes.items() if code != 0}
-    assert not bad_exits, f"processes did not stop cleanly on SIGTERM: {bad_exits}\n{cluster.logs()}"
-    assert not cluster.tracebacks(), "\n".join(cluster.tracebacks())
+    assert_clean_end(problems, codes, cluster)

@@ -32,7 +32,7 @@ import pytest
 from conftest import drop_schema, pg_base_url, pg_url, schema_of
 from flowmetal.store import open_store
 from flowmetal.store.base import Store
-from test_pg_cluster import PG_PARAMS, Cluster, Driver, run_until_done, summarize
+from test_pg_cluster import PG_PARAMS, Cluster, Driver, assert_clean_end, run_until_done
 
 PROGRAMS = 30
 SPREAD = 6.0  # seconds over which the outside answers the programs
@@ -195,8 +195,5 @@ def test_workers_survive_a_postgresql_restart(server: tuple[str, Store, str, str
     print(f"\n{PROGRAMS} programs; the server went down at {restarted_at} finished, for {outage:.1f} s; "
           f"done at {time.monotonic() - began:.1f} s; what the processes logged: "
           f"{dict(noticed)} lines; callback POSTs retried: {driver.retried_posts}")
-    assert not problems, summarize(problems)
-    bad_exits = {pid: code for pid, code in codes.items() if code != 0}
-    assert not bad_exits, f"processes did not stop cleanly on SIGTERM: {bad_exits}\n{cluster.logs()}"
-    assert not cluster.tracebacks(), "\n".join(cluster.tracebacks())
+    assert_clean_end(problems, codes, cluster)
 
