@@ -529,7 +529,7 @@ def test_detach_does_not_let_go_when_the_file_is_not_fully_written(env: Env) -> 
 
 
 def test_the_origin_written_into_a_file_carries_no_password() -> None:
-    from flowmetal.cli_move import _public_url
+    from flowmetal.cli.move import _public_url
 
     assert _public_url("postgresql://fm:s3cret@db:5432/x?schema=a") == "postgresql://fm:***@db:5432/x?schema=a"
     assert _public_url("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"

@@ -1,0 +1,135 @@
+"""What the command groups share: reading program files and JSON arguments, the
+--store/--json/connector options, opening the store or a runtime, and running a
+program here until it ends."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flowmetal.errors import UsageError
+from flowmetal.store.base import FINISHED
+
+
+def read_source(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UsageError(f"{path}: {e.strerror}") from None
+
+
+def parse_args(raw: str | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--args: malformed JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if not isinstance(value, dict):
+        raise UsageError("--args: expected a JSON object of keyword arguments, e.g. '{\"n\": 3}'")
+    return value
+
+
+store_option = click.option("--store", "store_url", envvar="FLOWMETAL_STORE", default=None,
+                            help="Store URL (default: $FLOWMETAL_STORE or sqlite:///flowmetal.db).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def emit(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def run_embedded(rt: Any, program_id: str, until_waiting: bool = False, services: Any = None) -> Any:
+    """Run a program (and children it starts) in this process until it ends, streaming output."""
+    from flowmetal.runtime.worker import Worker
+
+    # output is read back from the log, so lines printed by slices another process ran on
+    # the same store (a `serve` or `worker` sharing it) are shown too, each once, in order
+    shown = rt.store.get_program(program_id).last_seq if until_waiting else 0
+
+    def stream(upto: int | None = None) -> None:
+        nonlocal shown
+        if upto is not None and upto <= shown:
+            return
+        for event in rt.store.events(program_id, after=shown):
+            if event.type == "output":
+                emit(event.data["text"])
+            shown = event.seq
+
+    def on_slice(r: Any) -> None:
+        if r.program_id == program_id:
+            stream()
+
+    worker = Worker(rt, concurrency=16, only=program_id, on_slice=on_slice,
+                    functions=services.functions if services is not None else None,
+                    http=services.http if services is not None else None)
+    worker.install_signal_handlers()
+
+    def done() -> bool:
+        row = rt.store.get_program(program_id)
+        stream(row.last_seq)
+        if row.status in FINISHED:
+            return True
+        # with until_waiting: stop once it waits for something only the outside can bring
+        return (until_waiting and row.status == "waiting" and not row.runnable and row.wake_at is None
+                and not (services is not None and services.serves_any(rt.store.list_calls(program_id))))
+
+    worker.run(until=done)
+    stream()
+    return rt.store.get_program(program_id)
+
+
+def finish(row: Any) -> None:
+    if row.status == "completed":
+        if row.result is not None:
+            click.echo(json.dumps(row.result))
+        sys.exit(0)
+    if row.status in ("running", "waiting"):  # interrupted (SIGINT/SIGTERM): nothing is lost
+        click.echo(f"flowmetal: interrupted; program {row.id} is {row.status} in the store: "
+                   f"`flowmetal resume {row.id}` or `flowmetal worker` continues it", err=True)
+        sys.exit(130)
+    click.echo(row.error or row.status, err=True)
+    sys.exit(1)
+
+
+def open_store_at(store_url: str | None) -> Any:
+    from flowmetal.store import open_store
+
+    return open_store(store_url)
+
+
+def make_runtime(store_url: str | None, public_url: str | None = None) -> Any:
+    from flowmetal.runtime.driver import Runtime
+
+    return Runtime(open_store_at(store_url), reuse_machines=True, public_url=public_url)
+
+
+def connector_options(fn: Any) -> Any:
+    """--functions, --public-url and --no-http: what a process serves besides the interpreter."""
+    fn = click.option("--no-http", is_flag=True, help="Do not run the HTTP request connector here.")(fn)
+    fn = click.option("--public-url", envvar="FLOWMETAL_PUBLIC_URL",
+                      help="Base URL of `flowmetal serve` as the outside sees it, for callback() URLs "
+                           "(env FLOWMETAL_PUBLIC_URL).")(fn)
+    fn = click.option("--functions", "functions_file", type=click.Path(dir_okay=False),
+                      help="A Python file whose @flowmetal.function(\"name\") functions this process serves.")(fn)
+    return fn
+
+
+def make_services(rt: Any, functions_file: str | None, no_http: bool, worker: Any = None) -> Any:
+    from flowmetal.connectors.services import Services
+
+    return Services(rt, functions_file=functions_file, http=not no_http, interpreter=worker is not None,
+                    worker=worker)
+
+
+def notify_store(store: Any) -> None:
+    store.notify()

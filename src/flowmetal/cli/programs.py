@@ -1,0 +1,244 @@
+"""Commands about programs: check, run, start, list, status, result, send, history,
+inspect, cancel and resume."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from flowmetal.cli.common import (
+    connector_options,
+    finish,
+    json_option,
+    make_runtime,
+    make_services,
+    notify_store,
+    open_store_at,
+    parse_args,
+    read_source,
+    run_embedded,
+    store_option,
+)
+from flowmetal.errors import FlowmetalError, UsageError
+from flowmetal.store.base import FINISHED
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def check(files: tuple[str, ...]) -> None:
+    """Validate programs; print every error and warning as FILE:LINE:COL."""
+    from flowmetal.lang.check import check_source, has_errors
+    from flowmetal.lang.program import default_modules
+
+    failed = False
+    for path in files:
+        source = read_source(path)
+        _, diags = check_source(source, path, modules=default_modules())
+        for d in diags:
+            click.echo(d.format(), err=True)
+        failed = failed or has_errors(diags)
+    sys.exit(2 if failed else 0)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--args", "raw_args", help="The program's arguments as a JSON object (passed to main()).")
+@click.option("--id", "program_id", help="Choose the program's id (default: a random one).")
+@store_option
+@connector_options
+def run(file: str, raw_args: str | None, program_id: str | None, store_url: str | None,
+        functions_file: str | None, public_url: str | None, no_http: bool) -> None:
+    """Start a durable program and run it to its end in this process, streaming its output.
+
+    If this process is killed, the program stays in the store: `flowmetal worker`
+    or `flowmetal resume ID` finishes it.
+    """
+    args = parse_args(raw_args)
+    rt = make_runtime(store_url, public_url)
+    services = make_services(rt, functions_file, no_http)  # checks --functions before anything is stored
+    pid = rt.start(file, args, program_id=program_id, source=read_source(file))
+    program = rt.program_for(rt.store.get_program(pid))
+    for d in program.diagnostics:
+        click.echo(d.format(), err=True)
+    services.start()
+    try:
+        row = run_embedded(rt, pid, services=services)
+    finally:
+        services.stop()
+    if row.status == "failed":
+        ev = rt.store.events(pid, row.last_seq - 1)
+        tb = ev[-1].data.get("traceback") if ev else None
+        click.echo(tb or row.error, err=True, nl=not (tb or "").endswith("\n"))
+        sys.exit(1)
+    finish(row)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--args", "raw_args", help="The program's arguments as a JSON object.")
+@click.option("--id", "program_id", help="Choose the program's id (starting twice with one id is idempotent).")
+@store_option
+def start(file: str, raw_args: str | None, program_id: str | None, store_url: str | None) -> None:
+    """Start a durable program (a worker runs it); prints its id."""
+    rt = make_runtime(store_url)
+    pid = rt.start(file, parse_args(raw_args), program_id=program_id, source=read_source(file))
+    notify_store(rt.store)
+    click.echo(pid)
+
+
+@click.command(name="list")
+@click.option("--status", type=click.Choice(["running", "waiting", "completed", "failed", "cancelled",
+                                             "moved"]))
+@store_option
+@json_option
+def list_(status: str | None, store_url: str | None, as_json: bool) -> None:
+    """List programs."""
+    rows = open_store_at(store_url).list_programs(status)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows]))
+        return
+    for r in rows:
+        click.echo(f"{r.id}  {r.status:<9}  {r.filename}  events={r.last_seq}")
+
+
+@click.command()
+@click.argument("program_id")
+@store_option
+@json_option
+def status(program_id: str, store_url: str | None, as_json: bool) -> None:
+    """A program's status: running, waiting, completed, failed or cancelled."""
+    row = open_store_at(store_url).get_program(program_id)
+    if as_json:
+        click.echo(json.dumps(row.to_json()))
+        return
+    click.echo(row.status)
+    if row.waiting_on and row.status == "waiting":
+        for w in row.waiting_on.get("waits") or []:
+            click.echo(f"  waiting for {w['kind']}" + (f" on {w['channel']}" if w.get("channel") else ""))
+
+
+@click.command()
+@click.argument("program_id")
+@click.option("--wait", is_flag=True, help="Wait for the program to finish.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@store_option
+@json_option
+def result(program_id: str, wait: bool, timeout: float | None, store_url: str | None, as_json: bool) -> None:
+    """A finished program's result (JSON); exit 1 if it failed."""
+    from flowmetal.client import Client, ProgramFailedError, ResultTimeout
+
+    client = Client(store_url)
+    row = client.store.get_program(program_id)
+    if wait and row.status not in FINISHED:
+        try:
+            client.result(program_id, timeout)
+        except (ProgramFailedError, ResultTimeout):
+            pass
+        row = client.store.get_program(program_id)
+    if row.status == "completed":
+        click.echo(json.dumps(row.result))
+        return
+    if row.status in ("failed", "cancelled"):
+        raise _ProgramEnded(f"program {program_id} {row.status}: {row.error}")
+    if row.status == "moved":  # its result will be in the store it was imported into
+        raise _ProgramEnded(f"program {program_id} no longer runs in this store: it was {row.error}")
+    raise _ProgramEnded(f"program {program_id} has not finished (it is {row.status})")
+
+
+class _ProgramEnded(FlowmetalError):
+    exit_code = 1
+
+
+@click.command()
+@click.argument("program_id")
+@click.argument("message")
+@click.option("--channel", default="inbox", show_default=True)
+@store_option
+def send(program_id: str, message: str, channel: str, store_url: str | None) -> None:
+    """Send a JSON message to a program."""
+    try:
+        value = json.loads(message)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"malformed JSON message: {e.msg} at line {e.lineno} column {e.colno}") from None
+    store = open_store_at(store_url)
+    import time
+
+    store.send(program_id, channel, value, time.time())
+    notify_store(store)
+
+
+@click.command()
+@click.argument("program_id")
+@store_option
+@json_option
+def history(program_id: str, store_url: str | None, as_json: bool) -> None:
+    """A program's events, one per line."""
+    import datetime
+
+    store = open_store_at(store_url)
+    store.get_program(program_id)
+    for e in store.events(program_id):
+        if as_json:
+            click.echo(json.dumps(e.to_json()))
+            continue
+        when = datetime.datetime.fromtimestamp(e.at, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        details = " ".join(f"{k}={json.dumps(v)}" for k, v in e.data.items() if k not in ("v", "traceback"))
+        click.echo(f"{e.seq:>5}  {when}  {e.type:<16} {details}")
+
+
+@click.command()
+@click.argument("program_id")
+@click.option("--at", "at_seq", type=int, help="The event number (default: the latest).")
+@store_option
+@json_option
+def inspect(program_id: str, at_seq: int | None, store_url: str | None, as_json: bool) -> None:
+    """A program's state at an event: stacks, variables, tasks, what it waits for."""
+    from flowmetal.runtime.inspect import describe, format_description
+
+    rt = make_runtime(store_url)
+    row = rt.store.get_program(program_id)
+    if at_seq is not None and not 1 <= at_seq <= row.last_seq:
+        raise UsageError(f"--at must be between 1 and {row.last_seq}")
+    machine, seq = rt.load(row, at_seq)
+    waits = (row.waiting_on or {}).get("waits") if at_seq is None else None
+    desc = describe(machine, waits)
+    if as_json:
+        click.echo(json.dumps({"id": program_id, "seq": seq, **desc}))
+    else:
+        click.echo(format_description(program_id, seq, desc))
+
+
+@click.command()
+@click.argument("program_id")
+@store_option
+def cancel(program_id: str, store_url: str | None) -> None:
+    """Cancel a program: `Cancelled` is raised at its current wait so `finally` blocks run."""
+    import time
+
+    store = open_store_at(store_url)
+    store.request_cancel(program_id, time.time())
+    notify_store(store)
+
+
+@click.command()
+@click.argument("program_id")
+@store_option
+@connector_options
+def resume(program_id: str, store_url: str | None, functions_file: str | None, public_url: str | None,
+           no_http: bool) -> None:
+    """Run a program in this process until it finishes or waits for something that has not happened."""
+    import time
+
+    rt = make_runtime(store_url, public_url)
+    row = rt.store.get_program(program_id)
+    if row.status not in FINISHED:
+        services = make_services(rt, functions_file, no_http)
+        rt.store.make_runnable(program_id, time.time())
+        services.start()
+        try:
+            row = run_embedded(rt, program_id, until_waiting=True, services=services)
+        finally:
+            services.stop()
+    click.echo(row.status)
