@@ -162,6 +162,37 @@ def test_start_from_source_list_status_and_result_long_poll(srv: Server) -> None
     assert_error(srv.http.get("/programs", params={"status": "sleepy"}), 422, "ValidationError")
 
 
+def test_list_pages_and_filters(srv: Server) -> None:
+    ids = [srv.start(SLEEPY, {"n": i}, filename=f"paged-{i % 2}.flow")["id"] for i in range(5)]
+    for pid in ids:
+        assert srv.result(pid).json()["status"] == "completed"
+
+    def walk(**params: Any) -> list[list[str]]:
+        pages, cursor = [], None
+        while True:
+            r = srv.http.get("/programs", params={**params, **({"cursor": cursor} if cursor else {})})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            pages.append([p["id"] for p in body["programs"]])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                return pages
+
+    assert walk(file="paged-", limit=2) == [ids[:2], ids[2:4], ids[4:]]
+    assert walk(file="paged-1", order="desc") == [[ids[3], ids[1]]]
+    assert walk(file="paged-", status="completed,failed", limit=10) == [ids]
+    assert walk(file="paged-", status=["waiting", "running"]) == [[]]
+    first = srv.http.get("/programs", params={"file": "paged-", "limit": 1}).json()["programs"][0]
+    assert first["created_at_iso"].endswith("Z") and first["updated_at_iso"] >= first["created_at_iso"]
+    since = first["created_at_iso"]
+    assert walk(file="paged-", created_since=since, limit=100)[0][0] == ids[0]
+    assert walk(file="paged-", created_before=since) == [[]]
+    assert walk(file="paged-", created_before=first["created_at"] + 0.0001)[0][:1] == [ids[0]]
+    for params in ({"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"cursor": "nope"}, {"order": "up"},
+                   {"created_since": "yesterday"}, {"status": "running,sleepy"}):
+        assert_error(srv.http.get("/programs", params=params), 422, "ValidationError")
+
+
 def test_start_from_path_idempotent_id_and_check_errors(srv: Server, tmp_path: Path) -> None:
     path = tmp_path / "doubler.flow"
     path.write_text(SLEEPY)

@@ -165,7 +165,7 @@ def test_detached_export_continues_in_another_store(env: Env, tmp_path: Path) ->
     assert "no longer runs" in line and "moved to export file" in line
     line = one_clear_line(env("result", pid, store=env.a))
     assert "moved to export file" in line
-    assert env.ok("list", "--status", "moved", store=env.a).split()[0] == pid
+    assert env.ok("list", "--status", "moved", store=env.a).splitlines()[1].split()[0] == pid
     source_worker = env.worker(env.a)
 
     assert env.ok("import", str(fmx), store=env.b).strip() == pid

@@ -152,21 +152,42 @@ def test_start_bad_args_and_bad_program(cli: CLI, tmp_path: Path) -> None:
     assert r.returncode == 2 and "bad.flow:1:" in r.stderr and "Traceback" not in r.stderr
     r = cli("start", str(tmp_path / "missing.flow"))
     assert r.returncode == 2 and "missing.flow" in one_clear_line(r)
-    assert cli.ok("list") == ""
+    assert cli.ok("list") == ""  # (and "no programs" on stderr)
 
 
 def test_list_and_status_filter(cli: CLI) -> None:
     a = cli.create("cli_wait", pid="a")
     b = cli.create("cli_steps", {"n": 1, "delay": 0}, pid="b")
     assert cli.settle(b) == "completed"
-    lines = cli.ok("list").splitlines()
+    header, *lines = cli.ok("list").splitlines()
+    assert header.split() == ["ID", "STATUS", "CREATED", "UPDATED", "EVENTS", "FILE"]
     assert [line.split()[0] for line in lines] == [a, b]
-    assert [line.split()[0] for line in cli.ok("list", "--status", "completed").splitlines()] == [b]
-    assert [line.split()[0] for line in cli.ok("list", "--status", "running").splitlines()] == [a]
-    assert cli.ok("list", "--status", "failed") == ""
+    created = " ".join(lines[0].split()[2:4])
+    assert time.strptime(created, "%Y-%m-%d %H:%M:%S")  # a readable UTC time
+    assert lines[1].split()[-1].endswith("cli_steps.flow")
+
+    def ids(*args: str) -> list[str]:
+        return [line.split()[0] for line in cli.ok("list", *args).splitlines()[1:]]
+
+    assert ids("--status", "completed") == [b]
+    assert ids("--status", "running") == [a]
+    assert ids("--status", "running", "--status", "completed") == [a, b]
+    assert ids("--newest-first") == [b, a]
+    assert ids("--file", "steps") == [b]
+    assert ids("--since", "2000-01-01") == [a, b] and ids("--before", "2000-01-01T00:00:00Z") == []
+    r = cli("list", "--status", "failed")
+    assert r.returncode == 0 and r.stdout == "" and "no programs" in r.stderr
+    r = cli("list", "--limit", "1")
+    assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == [a]
+    cursor = r.stderr.split("--cursor ")[1].split()[0]
+    assert ids("--limit", "1", "--cursor", cursor) == [b]
     rows = json.loads(cli.ok("list", "--json"))
     assert {r["id"]: r["status"] for r in rows} == {"a": "running", "b": "completed"}
+    assert rows[0]["created_at_iso"].endswith("Z")
     assert cli("list", "--status", "bogus").returncode == 2
+    for bad in (("--since", "yesterday"), ("--cursor", "nope"), ("--limit", "0")):
+        r = cli("list", *bad)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
 
 
 # -- messages ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import pytest
 
 from flowmetal.store import open_store
 from flowmetal.store.base import (
+    BadCursor,
     CallOutcome,
     Claim,
     Commit,
@@ -33,6 +34,7 @@ from flowmetal.store.base import (
     NewProgram,
     ProgramExists,
     ProgramFinished,
+    ProgramQuery,
     Store,
     UnknownCall,
     UnknownProgram,
@@ -111,6 +113,60 @@ def test_list_programs_by_status(any_store: Store) -> None:
     assert [r.id for r in any_store.list_programs("completed")] == ["b"]
     assert [r.id for r in any_store.list_programs("running")] == ["a"]
     assert any_store.get_program("b").result == 1
+
+
+def test_page_programs_pages_and_filters(any_store: Store) -> None:
+    # ten programs, two of them created at the same instant (the id breaks the tie)
+    for i in range(10):
+        src = SOURCE + f"# {i}\n"
+        filename = "jobs/export.flow" if i % 3 == 0 else "deploy.flow"
+        any_store.create_program(NewProgram(f"p{i}", filename, src, hashlib.sha256(src.encode()).hexdigest(),
+                                            {}), 100.0 + min(i, 8))
+    finish(any_store, "p4", 200.0)
+    everyone = [f"p{i}" for i in range(10)]
+
+    def walk(query: ProgramQuery, limit: int) -> list[list[str]]:
+        pages, cursor = [], None
+        while True:
+            page = any_store.page_programs(query, limit, cursor)
+            pages.append([r.id for r in page.programs])
+            if page.next_cursor is None:
+                return pages
+            cursor = page.next_cursor
+
+    assert walk(ProgramQuery(), 4) == [everyone[:4], everyone[4:8], everyone[8:]]
+    assert walk(ProgramQuery(), 5) == [everyone[:5], everyone[5:]]  # no empty last page
+    assert walk(ProgramQuery(newest_first=True), 3) == [
+        ["p9", "p8", "p7"], ["p6", "p5", "p4"], ["p3", "p2", "p1"], ["p0"]]
+    assert any_store.page_programs(limit=None).programs == any_store.list_programs()
+    assert [r.id for r in any_store.page_programs(ProgramQuery(status="completed")).programs] == ["p4"]
+    assert walk(ProgramQuery(status=("running", "completed")), 6) == [everyone[:6], everyone[6:]]
+    assert walk(ProgramQuery(file="export"), 2) == [["p0", "p3"], ["p6", "p9"]]
+    assert walk(ProgramQuery(file="EXPORT"), 2) == [[]]
+    assert walk(ProgramQuery(created_since=102.0, created_before=105.0), 10) == [["p2", "p3", "p4"]]
+    assert walk(ProgramQuery(file="deploy", created_since=107.0, status="running"), 1) == [["p7"], ["p8"]]
+
+    # a cursor resumes after its row even when programs are created meanwhile
+    first = any_store.page_programs(ProgramQuery(), 2)
+    any_store.create_program(new("a-late", source=SOURCE + "# late\n"), 50.0)  # sorts first, before the cursor
+    any_store.create_program(new("z-late", source=SOURCE + "# later\n"), 300.0)
+    rest = any_store.page_programs(ProgramQuery(), 100, first.next_cursor)
+    assert [r.id for r in rest.programs] == [*everyone[2:], "z-late"] and rest.next_cursor is None
+
+    for bad in ("nope", "", "W10", first.next_cursor + "x"):
+        with pytest.raises(BadCursor):
+            any_store.page_programs(ProgramQuery(), 2, bad)
+    with pytest.raises(BadCursor):  # a cursor of the other order
+        any_store.page_programs(ProgramQuery(newest_first=True), 2, first.next_cursor)
+
+
+def test_iso_times_beside_epoch_times(any_store: Store) -> None:
+    any_store.create_program(new(), 1767225600.25)  # 2026-01-01 00:00:00.250 UTC
+    row = any_store.get_program("p1").to_json()
+    assert row["created_at"] == 1767225600.25 and row["created_at_iso"] == "2026-01-01T00:00:00.250Z"
+    assert row["wake_at"] is None and row["wake_at_iso"] is None
+    [event] = [e.to_json() for e in any_store.events("p1")]
+    assert event["at_iso"] == "2026-01-01T00:00:00.250Z"
 
 
 # -- commits ------------------------------------------------------------------------------------

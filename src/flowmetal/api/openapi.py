@@ -79,7 +79,8 @@ SCHEMAS: dict[str, Schema] = {
             "warnings": {"type": "array", "items": {"type": "string"}},
         },
     },
-    "ProgramList": {"type": "object", "properties": {"programs": {"type": "array", "items": _ref("Program")}}},
+    "ProgramList": {"type": "object", "properties": {"programs": {"type": "array", "items": _ref("Program")},
+                                                     "next_cursor": {"type": ["string", "null"]}}},
     "Outcome": {
         "type": "object", "required": ["id", "status"],
         "properties": {"id": {"type": "string"}, "status": {"type": "string"}, "result": ANY,
@@ -180,8 +181,16 @@ PATHS: dict[str, dict[str, Schema]] = {
             "201": _json(_ref("Program"), "created"),
             "200": _json(_ref("Program"), "a program with this id, source and args already exists"),
         }, body=_body(_ref("StartProgram")), errors=(400, 409, 413, 422)),
-        "get": _op("List programs", {"200": _json(_ref("ProgramList"), "programs, oldest first")},
-                   parameters=[_query("status", {"type": "string"}, "only programs with this status")],
+        "get": _op("List programs, a page at a time", {"200": _json(_ref("ProgramList"), "a page of programs")},
+                   parameters=[
+                       _query("status", {"type": "string"}, "only programs with one of these statuses (comma-separated)"),
+                       _query("file", {"type": "string"}, "only programs whose file name contains this text"),
+                       _query("created_since", {"type": "string"}, "created at or after (ISO-8601 or epoch seconds)"),
+                       _query("created_before", {"type": "string"}, "created before (ISO-8601 or epoch seconds)"),
+                       _query("order", {"enum": ["asc", "desc"], "default": "asc"}, "by creation time"),
+                       _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                              "at most this many programs"),
+                       _query("cursor", {"type": "string"}, "`next_cursor` of the previous page")],
                    errors=(422,)),
     },
     "/programs/{id}": {

@@ -11,13 +11,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flowmetal.api.context import api
-from flowmetal.api.http import JSON, ApiError, endpoint, json_object, query
+from flowmetal.api.http import JSON, ApiError, Fields, endpoint, json_object, query
 from flowmetal.runtime.inspect import describe
-from flowmetal.store.base import FINISHED, STATUSES, ProgramRow, UnknownProgram
+from flowmetal.store.base import (
+    FINISHED,
+    STATUSES,
+    BadCursor,
+    ProgramQuery,
+    ProgramRow,
+    UnknownProgram,
+    parse_time,
+)
 
 # ids appear in URLs and call keys ("ID:SEQ"); children get "ID.N"
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 _HISTORY_PAGE = 1000
+_LIST_PAGE = 100  # programs per page of GET /programs unless `limit` says otherwise
+_LIST_MAX = 1000
 
 
 @endpoint
@@ -68,11 +78,34 @@ async def start_program(request: Request) -> Response:
 @endpoint
 async def list_programs(request: Request) -> Response:
     a = api(request)
-    status = query(request).string("status", None, max_len=32)
-    if status is not None and status not in STATUSES:
-        raise ApiError(422, "ValidationError", f"status: expected one of {', '.join(STATUSES)}")
-    rows = await a.run(a.store.list_programs, status)
-    return JSON({"programs": [r.to_json() for r in rows]})
+    q = query(request)
+    statuses = [part for value in request.query_params.getlist("status") for part in value.split(",") if part]
+    for status in statuses:
+        if status not in STATUSES:
+            raise ApiError(422, "ValidationError", f"status: expected one of {', '.join(STATUSES)}")
+    order = q.string("order", "asc", max_len=4)
+    if order not in ("asc", "desc"):
+        raise ApiError(422, "ValidationError", "order: expected asc or desc")
+    selection = ProgramQuery(status=tuple(statuses) or None, file=q.string("file", None, max_len=1024),
+                             created_since=_time(q, "created_since"), created_before=_time(q, "created_before"),
+                             newest_first=order == "desc")
+    limit = q.integer("limit", _LIST_PAGE, low=1, high=_LIST_MAX)
+    cursor = q.string("cursor", None, max_len=1024)
+    try:
+        page = await a.run(a.store.page_programs, selection, limit, cursor)
+    except BadCursor as e:
+        raise ApiError(422, "ValidationError", f"cursor: {e}") from None
+    return JSON({"programs": [r.to_json() for r in page.programs], "next_cursor": page.next_cursor})
+
+
+def _time(q: Fields, name: str) -> float | None:
+    raw = q.string(name, None, max_len=64)
+    if raw is None:
+        return None
+    try:
+        return parse_time(raw)
+    except ValueError as e:
+        raise ApiError(422, "ValidationError", f"{name}: {e}") from None
 
 
 @endpoint

@@ -22,7 +22,7 @@ from flowmetal.cli.common import (
     store_option,
 )
 from flowmetal.errors import FlowmetalError, UsageError
-from flowmetal.store.base import FINISHED
+from flowmetal.store.base import FINISHED, STATUSES
 
 
 @click.command()
@@ -89,18 +89,52 @@ def start(file: str, raw_args: str | None, program_id: str | None, store_url: st
 
 
 @click.command(name="list")
-@click.option("--status", type=click.Choice(["running", "waiting", "completed", "failed", "cancelled",
-                                             "moved"]))
+@click.option("--status", multiple=True, type=click.Choice(STATUSES),
+              help="Only programs with this status (repeat for several).")
+@click.option("--file", "file_part", help="Only programs whose file name contains this text.")
+@click.option("--since", help="Only programs created at or after this time (ISO-8601 or epoch seconds).")
+@click.option("--before", help="Only programs created before this time (ISO-8601 or epoch seconds).")
+@click.option("--newest-first", is_flag=True, help="Newest programs first (default: oldest first).")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True, help="At most this many programs.")
+@click.option("--cursor", help="Continue a listing where the previous page ended.")
 @store_option
 @json_option
-def list_(status: str | None, store_url: str | None, as_json: bool) -> None:
-    """List programs."""
-    rows = open_store_at(store_url).list_programs(status)
+def list_(status: tuple[str, ...], file_part: str | None, since: str | None, before: str | None,
+          newest_first: bool, limit: int, cursor: str | None, store_url: str | None, as_json: bool) -> None:
+    """List programs, oldest first, a page at a time (times are UTC)."""
+    from flowmetal.store.base import ProgramQuery, iso
+
+    query = ProgramQuery(status=status or None, file=file_part, created_since=_time_option("--since", since),
+                         created_before=_time_option("--before", before), newest_first=newest_first)
+    page = open_store_at(store_url).page_programs(query, limit, cursor)
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in rows]))
-        return
-    for r in rows:
-        click.echo(f"{r.id}  {r.status:<9}  {r.filename}  events={r.last_seq}")
+        click.echo(json.dumps([r.to_json() for r in page.programs]))
+    elif page.programs:
+        def when(at: float) -> str:
+            return (iso(at) or "")[:19].replace("T", " ")
+
+        rows = [(r.id, r.status, when(r.created_at), when(r.updated_at), str(r.last_seq), r.filename)
+                for r in page.programs]
+        header = ("ID", "STATUS", "CREATED", "UPDATED", "EVENTS", "FILE")
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+        for row in [header, *rows]:
+            cells = [cell.rjust(w) if i == 4 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+            click.echo("  ".join([*cells, row[-1]]))
+    else:
+        click.echo("no programs", err=True)
+    if page.next_cursor is not None:
+        click.echo(f"(more: add --cursor {page.next_cursor} for the next {limit})", err=True)
+
+
+def _time_option(name: str, value: str | None) -> float | None:
+    from flowmetal.store.base import parse_time
+
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as e:
+        raise UsageError(f"{name}: {e}") from None
 
 
 @click.command()

@@ -8,12 +8,16 @@ semantics; one contract test suite runs against all of them.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowmetal.errors import FlowmetalError
+from flowmetal.errors import FlowmetalError, UsageError
 
 EVENT_VERSION = 1
 
@@ -55,6 +59,39 @@ class StoreUnavailable(StoreError):
     Nothing is known to be lost: trying again later may succeed."""
 
 
+class BadCursor(UsageError):
+    """A listing cursor that this store did not hand out (or for another order)."""
+
+
+def iso(at: float | None) -> str | None:
+    """An epoch time as ISO-8601 in UTC with milliseconds (`2026-12-01T09:30:00.250Z`)."""
+    if at is None:
+        return None
+    stamp = datetime.datetime.fromtimestamp(at, tz=datetime.UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> float:
+    """An epoch time from epoch seconds (`1767225600.5`) or ISO-8601 (`2026-01-01`,
+    `2026-01-01T09:30:00Z`, `...+02:00`; no zone means UTC). ValueError if it is neither."""
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"not a time: {text!r}")
+        return value
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use ISO-8601 such as 2026-01-31T09:30:00Z, or epoch seconds)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
 @dataclass
 class Event:
     program_id: str
@@ -64,7 +101,8 @@ class Event:
     at: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"program": self.program_id, "seq": self.seq, "type": self.type, "at": self.at, **self.data}
+        return {"program": self.program_id, "seq": self.seq, "type": self.type, "at": self.at,
+                "at_iso": iso(self.at), **self.data}
 
 
 @dataclass
@@ -96,9 +134,12 @@ class ProgramRow:
             "args": self.args,
             "events": self.last_seq,
             "created_at": self.created_at,
+            "created_at_iso": iso(self.created_at),
             "updated_at": self.updated_at,
+            "updated_at_iso": iso(self.updated_at),
             "waiting_on": self.waiting_on,
             "wake_at": self.wake_at,
+            "wake_at_iso": iso(self.wake_at),
             "parent": self.parent_id,
         }
         if self.status == "completed":
@@ -106,6 +147,93 @@ class ProgramRow:
         if self.error is not None:
             out["error"] = self.error
         return out
+
+
+@dataclass(frozen=True)
+class ProgramQuery:
+    """Which programs `Store.page_programs` lists; every field given narrows the list.
+
+    status          any of these statuses (one string or several)
+    file            the program's file name contains this text (case-sensitive)
+    created_since   created at or after this epoch time
+    created_before  created before this epoch time
+    newest_first    order by creation time, newest first (default: oldest first)
+    """
+
+    status: str | Sequence[str] | None = None
+    file: str | None = None
+    created_since: float | None = None
+    created_before: float | None = None
+    newest_first: bool = False
+
+    @property
+    def statuses(self) -> tuple[str, ...]:
+        if self.status is None:
+            return ()
+        return (self.status,) if isinstance(self.status, str) else tuple(self.status)
+
+
+@dataclass
+class ProgramPage:
+    """One page of a listing: `next_cursor` fetches the next page (None: this is the last)."""
+
+    programs: list[ProgramRow]
+    next_cursor: str | None
+
+
+def page_clause(query: ProgramQuery, limit: int | None, cursor: str | None,
+                ph: str) -> tuple[str, list[Any]]:
+    """The WHERE/ORDER BY/LIMIT of a page of programs, with `ph` as the placeholder (both
+    backends list alike). The order is (created_at, id), a total order, so a cursor (the last
+    row's created_at and id) resumes exactly where the page ended, however many programs were
+    created meanwhile. One row more than `limit` is asked for, to know whether a page follows."""
+    where: list[str] = []
+    params: list[Any] = []
+    if query.statuses:
+        where.append(f"status IN ({', '.join([ph] * len(query.statuses))})")
+        params.extend(query.statuses)
+    if query.file:
+        where.append(f"{'instr(filename, ?)' if ph == '?' else 'strpos(filename, %s)'} > 0")
+        params.append(query.file)
+    if query.created_since is not None:
+        where.append(f"created_at >= {ph}")
+        params.append(float(query.created_since))
+    if query.created_before is not None:
+        where.append(f"created_at < {ph}")
+        params.append(float(query.created_before))
+    direction = "DESC" if query.newest_first else "ASC"
+    if cursor is not None:
+        after_at, after_id = decode_cursor(cursor, query.newest_first)
+        where.append(f"(created_at, id) {'<' if query.newest_first else '>'} ({ph}, {ph})")
+        params.extend([after_at, after_id])
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    clause += f" ORDER BY created_at {direction}, id {direction}"
+    if limit is not None:
+        clause += f" LIMIT {ph}"
+        params.append(limit + 1)
+    return clause, params
+
+
+def finish_page(rows: list[ProgramRow], limit: int | None, newest_first: bool) -> ProgramPage:
+    if limit is None or len(rows) <= limit:
+        return ProgramPage(rows, None)
+    rows = rows[:limit]
+    last = rows[-1]
+    raw = json.dumps(["d" if newest_first else "a", last.created_at, last.id], separators=(",", ":"))
+    return ProgramPage(rows, base64.urlsafe_b64encode(raw.encode()).decode().rstrip("="))
+
+
+def decode_cursor(cursor: str, newest_first: bool) -> tuple[float, str]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        order, at, pid = raw
+        if order not in ("a", "d") or not isinstance(at, int | float) or not isinstance(pid, str):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor(f"not a listing cursor: {cursor[:40]!r}") from None
+    if (order == "d") != newest_first:
+        raise BadCursor("this cursor belongs to a listing in the other order")
+    return float(at), pid
 
 
 @dataclass
@@ -187,8 +315,9 @@ class CallRow:
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "program": self.program_id, "kind": self.kind, "name": self.name,
                 "payload": self.payload, "status": self.status, "attempts": self.attempt,
-                "next_at": self.next_at, "outcome": self.outcome, "last_error": self.last_error,
-                "created_at": self.created_at, "updated_at": self.updated_at}
+                "next_at": self.next_at, "next_at_iso": iso(self.next_at), "outcome": self.outcome,
+                "last_error": self.last_error, "created_at": self.created_at, "created_at_iso": iso(self.created_at),
+                "updated_at": self.updated_at, "updated_at_iso": iso(self.updated_at)}
 
 
 @dataclass
@@ -297,8 +426,17 @@ class Store(ABC):
     @abstractmethod
     def get_program(self, program_id: str) -> ProgramRow: ...
 
+    def list_programs(self, status: str | None = None) -> list[ProgramRow]:
+        """Every program (with `status`), oldest first."""
+        return self.page_programs(ProgramQuery(status=status), limit=None).programs
+
     @abstractmethod
-    def list_programs(self, status: str | None = None) -> list[ProgramRow]: ...
+    def page_programs(self, query: ProgramQuery | None = None, limit: int | None = 100,
+                      cursor: str | None = None) -> ProgramPage:
+        """A page of at most `limit` programs matching `query` (None: all of them), ordered by
+        creation time. Pass the page's `next_cursor` back as `cursor` (with the same query) for
+        the next page; a cursor stays valid however many programs are created meanwhile.
+        BadCursor for a cursor this store did not hand out."""
 
     @abstractmethod
     def source(self, source_hash: str) -> tuple[str, str]:

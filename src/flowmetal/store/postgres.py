@@ -70,6 +70,8 @@ from flowmetal.store.base import (
     ProgramDump,
     ProgramExists,
     ProgramFinished,
+    ProgramPage,
+    ProgramQuery,
     ProgramRow,
     Store,
     StoreError,
@@ -77,6 +79,8 @@ from flowmetal.store.base import (
     UnknownCall,
     UnknownProgram,
     dumps,
+    finish_page,
+    page_clause,
 )
 from flowmetal.store.retry import settle
 from flowmetal.store.shared import (
@@ -90,7 +94,7 @@ from flowmetal.store.shared import (
     pid_alive,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -181,6 +185,11 @@ _MIGRATIONS: dict[int, list[str]] = {
             delivered_at DOUBLE PRECISION
         )""",
         "CREATE INDEX callbacks_program ON callbacks (program_id)",
+    ],
+    3: [
+        # listings page through programs in creation order (`page_programs`), optionally by status
+        "CREATE INDEX programs_created ON programs (created_at, id)",
+        "CREATE INDEX programs_status_created ON programs (status, created_at, id)",
     ],
 }
 
@@ -603,13 +612,13 @@ class PostgresStore(Store):
             raise UnknownProgram(f"no program with id {program_id!r} in {self.settings.display}")
         return _program_row(r)
 
-    def list_programs(self, status: str | None = None) -> list[ProgramRow]:
-        def run(conn: Conn) -> list[Any]:
-            if status is None:
-                return conn.execute(f"SELECT {_PROGRAM_COLUMNS} FROM programs ORDER BY created_at, id").fetchall()
-            return conn.execute(f"SELECT {_PROGRAM_COLUMNS} FROM programs WHERE status = %s ORDER BY created_at, id",
-                                (status,)).fetchall()
-        return [_program_row(r) for r in self._read(run)]
+    def page_programs(self, query: ProgramQuery | None = None, limit: int | None = 100,
+                      cursor: str | None = None) -> ProgramPage:
+        q = query or ProgramQuery()
+        clause, params = page_clause(q, limit, cursor, "%s")
+        rows = self._read(lambda conn: conn.execute(f"SELECT {_PROGRAM_COLUMNS} FROM programs" + clause,
+                                                    params).fetchall())
+        return finish_page([_program_row(r) for r in rows], limit, q.newest_first)
 
     def source(self, source_hash: str) -> tuple[str, str]:
         r = self._read(lambda conn: conn.execute("SELECT filename, source FROM sources WHERE hash = %s",

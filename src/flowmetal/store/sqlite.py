@@ -40,12 +40,16 @@ from flowmetal.store.base import (
     ProgramDump,
     ProgramExists,
     ProgramFinished,
+    ProgramPage,
+    ProgramQuery,
     ProgramRow,
     Store,
     StoreError,
     UnknownCall,
     UnknownProgram,
     dumps,
+    finish_page,
+    page_clause,
 )
 from flowmetal.store.retry import settle
 from flowmetal.store.shared import (
@@ -60,7 +64,7 @@ from flowmetal.store.shared import (
 )
 from flowmetal.store.wake import SocketListener, notify_all
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -150,6 +154,11 @@ _MIGRATIONS: dict[int, list[str]] = {
             delivered_at REAL
         )""",
         "CREATE INDEX callbacks_program ON callbacks (program_id)",
+    ],
+    3: [
+        # listings page through programs in creation order (`page_programs`), optionally by status
+        "CREATE INDEX programs_created ON programs (created_at, id)",
+        "CREATE INDEX programs_status_created ON programs (status, created_at, id)",
     ],
 }
 
@@ -313,13 +322,12 @@ class SQLiteStore(Store):
             raise UnknownProgram(f"no program with id {program_id!r} in {self.url}")
         return _row(r)
 
-    def list_programs(self, status: str | None = None) -> list[ProgramRow]:
-        if status is None:
-            rows = self.db.execute("SELECT * FROM programs ORDER BY created_at, id").fetchall()
-        else:
-            rows = self.db.execute("SELECT * FROM programs WHERE status = ? ORDER BY created_at, id",
-                                   (status,)).fetchall()
-        return [_row(r) for r in rows]
+    def page_programs(self, query: ProgramQuery | None = None, limit: int | None = 100,
+                      cursor: str | None = None) -> ProgramPage:
+        query = query or ProgramQuery()
+        clause, params = page_clause(query, limit, cursor, "?")
+        rows = self.db.execute("SELECT * FROM programs" + clause, params).fetchall()
+        return finish_page([_row(r) for r in rows], limit, query.newest_first)
 
     def source(self, source_hash: str) -> tuple[str, str]:
         r = self.db.execute("SELECT filename, source FROM sources WHERE hash = ?", (source_hash,)).fetchone()
