@@ -26,6 +26,12 @@ from flowmetal.store.base import (
     UnknownCall,
     UnknownProgram,
 )
+from flowmetal.store.operations import (
+    ScheduleExists,
+    UnknownDeployment,
+    UnknownHook,
+    UnknownSchedule,
+)
 
 log = logging.getLogger("flowmetal.api")
 
@@ -258,9 +264,9 @@ def endpoint(fn: Handler) -> Handler:
             return e.response()
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is left to read it
-        except (UnknownProgram, UnknownCall) as e:
+        except (UnknownProgram, UnknownCall, UnknownDeployment, UnknownSchedule, UnknownHook) as e:
             return error_response(404, type(e).__name__, str(e))
-        except (ProgramExists, ProgramFinished) as e:
+        except (ProgramExists, ProgramFinished, ScheduleExists) as e:
             return error_response(409, type(e).__name__, str(e))
         except StoreError as e:
             log.warning("store error on %s %s: %s", request.method, request.url.path, e)

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from flowmetal.api.context import api
 from flowmetal.api.http import JSON, ApiError, Fields, endpoint, json_object, query
+from flowmetal.runtime.deployments import is_deployment_name
 from flowmetal.runtime.inspect import describe
 from flowmetal.store.base import (
     FINISHED,
@@ -34,15 +35,22 @@ _LIST_MAX = 1000
 async def start_program(request: Request) -> Response:
     a = api(request)
     body = await json_object(request, a.max_body)
-    if body.has("source") == body.has("path"):
-        raise ApiError(422, "ValidationError", "give either `source` (with an optional `filename`) or `path`")
+    if body.has("source") + body.has("path") + body.has("program") != 1:
+        raise ApiError(422, "ValidationError",
+                       "give one of `program` (a deployment's name), `source` (with an optional `filename`) or `path`")
     args = body.obj("args", {})
     program_id = body.string("id", None, max_len=128)
     if program_id is not None and not _ID.fullmatch(program_id):
         raise ApiError(422, "ValidationError",
                        "id: use 1-128 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
     source: str | None
-    if body.has("source"):
+    version = body.integer("version", None, low=1) if body.has("version") else None
+    if body.has("program"):
+        source, path = None, body.string("program", max_len=100)
+        if not is_deployment_name(path):
+            raise ApiError(422, "ValidationError", "program: not a deployment name (letters, digits, '.', '_', "
+                                                   "'-'; deploy files with `flowmetal deploy`)")
+    elif body.has("source"):
         source = body.get("source")
         if not isinstance(source, str):
             raise ApiError(422, "ValidationError", "source: expected a string")
@@ -61,7 +69,10 @@ async def start_program(request: Request) -> Response:
             except UnknownProgram:
                 pass
         # (two identical first starts racing may both answer 201: same program, same body)
-        new_id = a.runtime.start(path, args, program_id=program_id, source=source)
+        if source is None and is_deployment_name(path):
+            new_id = a.runtime.start_deployment(path, args, program_id, version)
+        else:
+            new_id = a.runtime.start(path, args, program_id=program_id, source=source)
         row = a.store.get_program(new_id)
         warnings = [d.format() for d in a.runtime.program_for(row).diagnostics]
         if not existed:

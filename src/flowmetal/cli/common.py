@@ -54,10 +54,14 @@ def run_embedded(rt: Any, program_id: str, until_waiting: bool = False, services
 
     # output is read back from the log, so lines printed by slices another process ran on
     # the same store (a `serve` or `worker` sharing it) are shown too, each once, in order
-    shown = rt.store.get_program(program_id).last_seq if until_waiting else 0
+    first = rt.store.get_program(program_id)
+    shown = first.last_seq if until_waiting else 0
+    run = first.run
 
-    def stream(upto: int | None = None) -> None:
-        nonlocal shown
+    def stream(upto: int | None = None, now_run: int | None = None) -> None:
+        nonlocal shown, run
+        if now_run is not None and now_run != run:  # continue_as_new: a fresh history from event 1
+            shown, run = 0, now_run
         if upto is not None and upto <= shown:
             return
         for event in rt.store.events(program_id, after=shown):
@@ -67,7 +71,7 @@ def run_embedded(rt: Any, program_id: str, until_waiting: bool = False, services
 
     def on_slice(r: Any) -> None:
         if r.program_id == program_id:
-            stream()
+            stream(None, rt.store.get_program(program_id).run)
 
     worker = Worker(rt, concurrency=16, only=program_id, on_slice=on_slice,
                     functions=services.functions if services is not None else None,
@@ -76,7 +80,7 @@ def run_embedded(rt: Any, program_id: str, until_waiting: bool = False, services
 
     def done() -> bool:
         row = rt.store.get_program(program_id)
-        stream(row.last_seq)
+        stream(row.last_seq, row.run)
         if row.status in FINISHED:
             return True
         # with until_waiting: stop once it waits for something only the outside can bring
@@ -124,11 +128,19 @@ def connector_options(fn: Any) -> Any:
     return fn
 
 
-def make_services(rt: Any, functions_file: str | None, no_http: bool, worker: Any = None) -> Any:
+def make_services(rt: Any, functions_file: str | None, no_http: bool, worker: Any = None,
+                  housekeeping: bool = False, retain: str | None = None) -> Any:
     from flowmetal.connectors.services import Services
+    from flowmetal.durations import parse_duration
 
+    keep = parse_duration(retain, "--retain") if retain is not None else None
     return Services(rt, functions_file=functions_file, http=not no_http, interpreter=worker is not None,
-                    worker=worker)
+                    worker=worker, housekeeping=housekeeping, retain=keep)
+
+
+retain_option = click.option(
+    "--retain", help="Delete finished programs this long after they end (e.g. 30d), unless their deployment "
+                     "or schedule says otherwise (default: keep them).")
 
 
 def notify_store(store: Any) -> None:

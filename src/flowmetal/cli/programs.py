@@ -42,6 +42,13 @@ def check(files: tuple[str, ...]) -> None:
     sys.exit(2 if failed else 0)
 
 
+def source_of(target: str) -> str | None:
+    """The source of a .flow path; None for a deployment's name (the store has its source)."""
+    from flowmetal.runtime.deployments import is_deployment_name
+
+    return None if is_deployment_name(target) else read_source(target)
+
+
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--args", "raw_args", help="The program's arguments as a JSON object (passed to main()).")
@@ -58,7 +65,7 @@ def run(file: str, raw_args: str | None, program_id: str | None, store_url: str 
     args = parse_args(raw_args)
     rt = make_runtime(store_url, public_url)
     services = make_services(rt, functions_file, no_http)  # checks --functions before anything is stored
-    pid = rt.start(file, args, program_id=program_id, source=read_source(file))
+    pid = rt.start(file, args, program_id=program_id, source=source_of(file))
     program = rt.program_for(rt.store.get_program(pid))
     for d in program.diagnostics:
         click.echo(d.format(), err=True)
@@ -81,9 +88,12 @@ def run(file: str, raw_args: str | None, program_id: str | None, store_url: str 
 @click.option("--id", "program_id", help="Choose the program's id (starting twice with one id is idempotent).")
 @store_option
 def start(file: str, raw_args: str | None, program_id: str | None, store_url: str | None) -> None:
-    """Start a durable program (a worker runs it); prints its id."""
+    """Start a durable program (a worker runs it); prints its id.
+
+    FILE is a .flow file, or the name of a deployment (`flowmetal deploy`), whose latest
+    version starts."""
     rt = make_runtime(store_url)
-    pid = rt.start(file, parse_args(raw_args), program_id=program_id, source=read_source(file))
+    pid = rt.start(file, parse_args(raw_args), program_id=program_id, source=source_of(file))
     notify_store(rt.store)
     click.echo(pid)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from flowmetal.cli.common import retain_option
 from flowmetal.errors import UsageError
 
 DEFAULT_MAX_BODY = 1_048_576
@@ -54,12 +55,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _services(runtime: Any, functions_file: str | None, worker: bool, http: bool, concurrency: int) -> Any:
+def _services(runtime: Any, functions_file: str | None, worker: bool, http: bool, concurrency: int,
+              retain: str | None) -> Any:
     """What runs next to the API in this process (background threads; `.start()`, `.stop()`)."""
     from flowmetal.connectors.services import Services
+    from flowmetal.durations import parse_duration
 
+    keep = parse_duration(retain, "--retain") if retain is not None else None
     return Services(runtime, functions_file=functions_file, interpreter=worker, http=http,
-                    concurrency=concurrency)
+                    concurrency=concurrency, housekeeping=worker, retain=keep)
 
 
 @click.command()
@@ -85,9 +89,10 @@ def _services(runtime: Any, functions_file: str | None, worker: bool, http: bool
               help="Largest accepted request body, in bytes.")
 @click.option("--callback-max-body", type=click.IntRange(1), default=DEFAULT_MAX_BODY, show_default=True,
               help="Largest accepted callback request body, in bytes.")
+@retain_option
 def serve(store_url: str | None, host: str, port: int, token: str | None, public_url: str | None,
           functions_file: str | None, no_worker: bool, no_http: bool, concurrency: int, max_body: int,
-          callback_max_body: int) -> None:
+          callback_max_body: int, retain: str | None) -> None:
     """Serve the HTTP API (JSON; the OpenAPI document is at /openapi.json) until SIGTERM/SIGINT."""
     import uvicorn
 
@@ -103,7 +108,8 @@ def serve(store_url: str | None, host: str, port: int, token: str | None, public
         # the API's own runtime only starts and inspects programs; the worker's keeps its
         # machines between slices, which an inspection must not take from it
         services = _services(Runtime(store, reuse_machines=True, public_url=public), functions_file,
-                             worker=not no_worker, http=not (no_worker or no_http), concurrency=concurrency)
+                             worker=not no_worker, http=not (no_worker or no_http), concurrency=concurrency,
+                             retain=retain)
         app = create_app(store, Runtime(store, public_url=public), token=token or None, max_body=max_body,
                          callback_max_body=callback_max_body)
 

@@ -9,6 +9,7 @@ from flowmetal.cli.common import (
     make_runtime,
     make_services,
     open_store_at,
+    retain_option,
     store_option,
 )
 
@@ -17,13 +18,15 @@ from flowmetal.cli.common import (
 @store_option
 @click.option("--concurrency", type=int, default=16, show_default=True, help="Programs claimed at once.")
 @connector_options
+@retain_option
 def worker(store_url: str | None, concurrency: int, functions_file: str | None, public_url: str | None,
-           no_http: bool) -> None:
-    """Run programs from the store (and HTTP requests and --functions) until SIGTERM/SIGINT."""
+           no_http: bool, retain: str | None) -> None:
+    """Run programs from the store (and HTTP requests, --functions and the retention policy) until
+    SIGTERM/SIGINT."""
     from flowmetal.runtime.worker import Worker
 
     rt = make_runtime(store_url, public_url)
-    services = make_services(rt, functions_file, no_http)
+    services = make_services(rt, functions_file, no_http, housekeeping=True, retain=retain)
     w = Worker(rt, concurrency=concurrency, functions=services.functions, http=services.http)
     w.install_signal_handlers()
     services.start()

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from flowmetal.store.base import CallClaim, CallOutcome, Listener, NullListener, Store
+from flowmetal.store.base import CallClaim, CallOutcome, Listener, NullListener, Store, UnknownCall
 from flowmetal.store.shared import holder_id
 
 Perform = Callable[[CallClaim], CallOutcome]
@@ -99,6 +99,8 @@ class CallLoop:
                     time.sleep(delay)
                 try:
                     status = self.store.finish_call(claim.key, self.id, claim.attempt, outcome, self.clock())
+                except UnknownCall:
+                    break  # its program was pruned, or started over (continue_as_new): nobody waits
                 except Exception as e:
                     sys.stderr.write(f"flowmetal {self.label}: cannot record {claim.key}: {e}\n")
                     continue

@@ -1,6 +1,7 @@
 """Everything one process can run next to each other on background threads: the
-interpreter (a worker), the HTTP request connector and `--functions` — so a
-single `flowmetal run`, `worker` or `serve` can do all the work."""
+interpreter (a worker), the HTTP request connector, `--functions`, and a node's
+housekeeping (the pruner that applies retention) — so a single `flowmetal run`,
+`worker` or `serve` can do all the work."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ from typing import Any
 from flowmetal.connectors.functions import FunctionWorker, load_functions_file
 from flowmetal.connectors.http import HttpConnector
 from flowmetal.runtime.driver import Runtime
+from flowmetal.runtime.retention import Pruner
 from flowmetal.runtime.worker import Worker
 from flowmetal.store.base import CallRow
 
 
 class Services:
     def __init__(self, runtime: Runtime, *, functions_file: str | None = None, interpreter: bool = True,
-                 http: bool = True, concurrency: int = 16, worker: Worker | None = None) -> None:
+                 http: bool = True, concurrency: int = 16, worker: Worker | None = None,
+                 housekeeping: bool = False, retain: float | None = None) -> None:
         self.runtime = runtime
+        self.pruner = Pruner(runtime.store, retain) if housekeeping else None
         self.functions: FunctionWorker | None = None
         if functions_file is not None:
             self.functions = FunctionWorker(runtime.store)
@@ -47,6 +51,8 @@ class Services:
             targets.append(("flowmetal-worker", self.worker.run))
         if self.http is not None:
             targets.append(("flowmetal-http", self.http.run))
+        if self.pruner is not None:
+            targets.append(("flowmetal-pruner", self.pruner.run))
         for name, target in targets:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -59,6 +65,8 @@ class Services:
             self.worker.stop()
         if self.http is not None:
             self.http.stop()
+        if self.pruner is not None:
+            self.pruner.stop()
         if self.functions is not None:
             self.functions.stop(timeout)
         for thread in self._threads:

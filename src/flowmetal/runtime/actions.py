@@ -14,7 +14,7 @@ from flowmetal.machine.values import Module
 from flowmetal.runtime import outside
 
 EFFECTS = ("sleep", "now", "random", "randint", "uuid4", "receive", "send", "program_id", "start", "call",
-           "callback")
+           "callback", "continue_as_new")
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD")
 
 

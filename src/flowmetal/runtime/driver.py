@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from flowmetal.errors import CheckFailed, FlowmetalError, SnapshotError
-from flowmetal.lang.program import Program, compile_cached, compile_program, source_hash
+from flowmetal.lang.program import Program, compile_cached, source_hash
 from flowmetal.machine.api import Blocked, Completed, Failed, Limits, Machine
 from flowmetal.machine.objects import EffectRequest
 from flowmetal.machine.tasks import Cancelled, Timeout
 from flowmetal.machine.tracebacks import error_line
-from flowmetal.runtime import actions, outside
+from flowmetal.runtime import actions, deployments, outside
 from flowmetal.store.base import (
     FINISHED,
     Claim,
@@ -47,6 +47,7 @@ from flowmetal.store.base import (
     ProgramRow,
     Store,
 )
+from flowmetal.store.operations import DeploymentRow
 from flowmetal.store.retry import normalize as normalize_retry
 
 Clock = Callable[[], float]
@@ -127,6 +128,7 @@ class Runtime:
         self.rng = rng or host_random.Random()
         self.host = actions.host_module()
         self._programs: dict[str, Program] = {}
+        self._deployments: dict[tuple[str, int], DeploymentRow] = {}
         # machines whose last slice this process committed: the next slice can skip the
         # checkpoint read and restore (the store's seq check catches any stale one)
         self._machines: OrderedDict[str, tuple[int, Machine]] = OrderedDict()
@@ -135,7 +137,10 @@ class Runtime:
     # -- starting -------------------------------------------------------------------
     def start(self, path: str, args: dict[str, Any] | None = None, program_id: str | None = None,
               source: str | None = None) -> str:
-        """Create a program (checked first); idempotent when `program_id` is given."""
+        """Create a program (checked first); idempotent when `program_id` is given. `path` may name
+        a deployment instead of a file (see runtime/deployments.py): its latest version starts."""
+        if source is None and deployments.is_deployment_name(path):
+            return self.start_deployment(path, args, program_id)
         if source is None:
             try:
                 source = Path(path).read_text(encoding="utf-8")
@@ -147,6 +152,30 @@ class Runtime:
         self.store.create_program(
             NewProgram(pid, path, source, program.source_hash, dict(args or {})), self.clock())
         return pid
+
+    def start_deployment(self, name: str, args: dict[str, Any] | None = None, program_id: str | None = None,
+                         version: int | None = None) -> str:
+        """Start a version (default: the latest) of a deployment; idempotent when `program_id` is given."""
+        new = self.deployed_program(name, program_id or uuid.uuid4().hex[:12], dict(args or {}), version)
+        self.store.create_program(new, self.clock())
+        return new.id
+
+    def deployed_program(self, name: str, program_id: str, args: dict[str, Any], version: int | None = None,
+                         parent_id: str | None = None) -> NewProgram:
+        dep = self.deployment(name, version)
+        _, source = self.store.source(dep.source_hash)
+        program = compile_cached(source, dep.main)  # raises CheckFailed
+        self._programs.setdefault(program.source_hash, program)
+        return NewProgram(program_id, dep.main, source, dep.source_hash, args, parent_id=parent_id,
+                          deployment=dep.ref, retain=dep.retain)
+
+    def deployment(self, name: str, version: int | None = None) -> DeploymentRow:
+        """A deployment's version (cached: a version never changes), or its latest."""
+        if version is not None and (name, version) in self._deployments:
+            return self._deployments[name, version]
+        dep = self.store.get_deployment(name, version)
+        self._deployments[name, dep.version] = dep
+        return dep
 
     def program_for(self, row: ProgramRow) -> Program:
         program = self._programs.get(row.source_hash)
@@ -161,7 +190,7 @@ class Runtime:
         """Keep the machine of a committed slice for the program's next slice."""
         c = result.commit
         if (c is None or result.machine is None or c.status in ("completed", "failed", "cancelled")
-                or not self.machine_cache_size):
+                or c.restart_args is not None or not self.machine_cache_size):
             self._machines.pop(result.program_id, None)
             return
         self._machines[result.program_id] = (c.base_seq + len(c.events), result.machine)
@@ -326,6 +355,12 @@ class _Slice:
         self.waits.clear()
 
     def run(self) -> SliceResult:
+        try:
+            return self._run()
+        except _Restart as r:
+            return self.finish_restart(r.new_args)
+
+    def _run(self) -> SliceResult:
         m = self.machine
         # a cancel lands at the program's current wait; one requested before the program ever
         # waited lands at its first wait
@@ -442,7 +477,9 @@ class _Slice:
     def handle_new(self, req: EffectRequest) -> bool:
         """Record a new request; answer it now if it is immediate. True if answered."""
         m = self.machine
-        key = f"{self.row.id}:{self.commit.base_seq + len(self.commit.events) + 1}"
+        # (a later run, after continue_as_new, numbers its events from 1 again: its keys say which run)
+        run = f"r{self.row.run}:" if self.row.run > 1 else ""
+        key = f"{self.row.id}:{run}{self.commit.base_seq + len(self.commit.events) + 1}"
         self.event("effect_requested", request=req.id, task=req.task, kind=req.name, args=to_json(list(req.args)),
                    kwargs=to_json(req.kwargs), key=key, deadline=req.deadline)
         try:
@@ -450,6 +487,8 @@ class _Slice:
         except _Wait as w:
             self.waits[req.id] = w.info
             return False
+        except _Restart:
+            raise
         except Exception as e:
             record = _error_record(e)
             self.event("effect_failed", request=req.id, error=record)
@@ -503,6 +542,11 @@ class _Slice:
             token = secrets.token_urlsafe(24)
             self.commit.callbacks.append((token, f"__cb__:{token}"))
             return {"token": token, "url": f"{self.rt.public_url}/callbacks/{token}"}
+        if name == "continue_as_new":
+            if args:
+                raise TypeError("continue_as_new() takes the new run's arguments as keywords only")
+            _require_json(kw, "continue_as_new(): the arguments")
+            raise _Restart(dict(kw))
         if name == "callback_wait":
             token = args[0]
             timeout = args[1] if len(args) > 1 else kw.get("timeout")
@@ -564,22 +608,55 @@ class _Slice:
             raise ValueError(f"send(): program {program_id!r} has already {target.status}")
         self.commit.sends.append((str(program_id), str(channel), message))
 
-    def start_child(self, req: EffectRequest, path: str, **args: Any) -> actions.ChildHandle:
+    def start_child(self, req: EffectRequest, path: Any = None, **args: Any) -> actions.ChildHandle:
+        if not isinstance(path, str) or not path:
+            raise TypeError("start() needs a program: a deployment's name or a .flow path")
+        # (a later run, after continue_as_new, must not take the ids of the earlier runs' children)
+        child_id = f"{self.row.id}.{req.id}" + (f".r{self.row.run}" if self.row.run > 1 else "")
+        if deployments.is_deployment_name(path):
+            try:
+                new = self.rt.deployed_program(path, child_id, dict(args), parent_id=self.row.id)
+            except CheckFailed as e:
+                raise ValueError(f"start(): deployment {path!r} is not a valid program:\n{e}") from None
+            except FlowmetalError as e:
+                raise ValueError(f"start(): {e}") from None
+        elif self.row.deployment is not None:
+            new = self.bundled_child(path, child_id, dict(args))
+        else:
+            new = self.file_child(path, child_id, dict(args))
+        self.commit.starts.append(new)
+        return actions.ChildHandle(child_id)
+
+    def bundled_child(self, path: str, child_id: str, args: dict[str, Any]) -> NewProgram:
+        """A program of this program's deployment version (never a file of the node's disk)."""
+        assert self.row.deployment is not None
+        name, _, version = self.row.deployment.rpartition("@")
+        dep = self.rt.deployment(name, int(version))
+        target = deployments.resolve(self.row.filename, path)
+        if target not in dep.files:
+            raise ValueError(f"start(): {path!r} is not part of deployment {dep.ref} (deploy it with the program)")
+        _, source = self.rt.store.source(dep.files[target])
+        self.check_child(source, target, path)
+        return NewProgram(child_id, target, source, dep.files[target], args, parent_id=self.row.id,
+                          deployment=dep.ref, retain=self.row.retain)
+
+    def file_child(self, path: str, child_id: str, args: dict[str, Any]) -> NewProgram:
         base = Path(self.row.filename).parent
         target = Path(path) if Path(path).is_absolute() else base / path
         try:
             source = target.read_text(encoding="utf-8")
         except OSError as e:
             raise ValueError(f"start(): cannot read {path!r}: {e.strerror or e}") from None
+        self.check_child(source, str(target), path)
+        return NewProgram(child_id, str(target), source, source_hash(source), args, parent_id=self.row.id,
+                          retain=self.row.retain)
+
+    def check_child(self, source: str, filename: str, path: str) -> None:
         try:
-            program = compile_program(source, str(target))
+            program = compile_cached(source, filename)
         except CheckFailed as e:
             raise ValueError(f"start(): {path!r} is not a valid program:\n{e}") from None
         self.rt._programs[program.source_hash] = program
-        child_id = f"{self.row.id}.{req.id}"
-        self.commit.starts.append(NewProgram(child_id, str(target), source, source_hash(source), dict(args),
-                                             parent_id=self.row.id))
-        return actions.ChildHandle(child_id)
 
     # -- bookkeeping --------------------------------------------------------------------------
     def flush_output(self) -> None:
@@ -618,6 +695,15 @@ class _Slice:
         c.checkpoint = self.checkpoint() if c.events else None
         return SliceResult(self.row.id, "waiting", c if c.events or c.consumed else None, self.output,
                            self.machine)
+
+    def finish_restart(self, new_args: dict[str, Any]) -> SliceResult:
+        """continue_as_new: the store starts the program over (see Commit.restart_args); what this
+        slice sent and started stands, the rest of its work goes with the old history."""
+        c = self.commit
+        c.restart_args = new_args
+        c.events, c.calls, c.callbacks, c.cancel_calls, c.done_calls = [], [], [], [], []
+        c.checkpoint, c.status, c.runnable, c.waiting_on, c.wake_at = None, "running", True, None, None
+        return SliceResult(self.row.id, "running", c, self.output)
 
     def finish_completed(self, value: Any) -> SliceResult:
         c = self.commit
@@ -671,6 +757,13 @@ def _seconds(value: Any, what: str) -> float | None:
 class _Wait(Exception):
     def __init__(self, info: dict[str, Any]) -> None:
         self.info = info
+
+
+class _Restart(Exception):
+    """continue_as_new(**new_args): ends the slice and the run."""
+
+    def __init__(self, new_args: dict[str, Any]) -> None:
+        self.new_args = new_args
 
 
 __all__ = ["ReplayDiverged", "Runtime", "SliceResult", "error_line"]

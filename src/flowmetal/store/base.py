@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowmetal.errors import FlowmetalError, UsageError
+from flowmetal.store.operations import OperationsStore
 
 EVENT_VERSION = 1
 
@@ -124,6 +125,10 @@ class ProgramRow:
     parent_id: str | None = None
     lease_owner: str | None = None
     fence: int = 0
+    deployment: str | None = None  # "NAME@VERSION" when started from a deployment
+    retain: float | None = None  # seconds it is kept once finished (None: the node's default)
+    run: int = 1  # 1, then one more at each continue_as_new
+
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -141,6 +146,8 @@ class ProgramRow:
             "wake_at": self.wake_at,
             "wake_at_iso": iso(self.wake_at),
             "parent": self.parent_id,
+            "deployment": self.deployment,
+            "run": self.run,
         }
         if self.status == "completed":
             out["result"] = self.result
@@ -259,6 +266,8 @@ class NewProgram:
     source_hash: str
     args: dict[str, Any]
     parent_id: str | None = None
+    deployment: str | None = None  # "NAME@VERSION": start() inside it resolves paths in that version
+    retain: float | None = None
 
 
 @dataclass
@@ -408,13 +417,26 @@ class Commit:
     # the inbox: (key, outcome message); each call must still be claimed by `call_owner` (else Conflict)
     done_calls: list[tuple[str, Any]] = field(default_factory=list)
     call_owner: str | None = None
+    # continue_as_new: the program starts over under its id with these arguments and an empty
+    # history (its events, checkpoints, calls, callbacks and internal messages are deleted);
+    # the commit's events, calls and callbacks are dropped, its sends and starts applied
+    restart_args: dict[str, Any] | None = None
+
+
+def started_data(new: NewProgram) -> dict[str, Any]:
+    """The `started` event of a new program."""
+    data = {"v": EVENT_VERSION, "file": new.filename, "source_hash": new.source_hash, "args": new.args,
+            "parent": new.parent_id}
+    if new.deployment is not None:
+        data["deployment"] = new.deployment
+    return data
 
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=True)
 
 
-class Store(ABC):
+class Store(OperationsStore):
     url: str
 
     # -- programs -------------------------------------------------------------

@@ -43,7 +43,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -53,6 +53,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
+from flowmetal.store import ops_sql
 from flowmetal.store.base import (
     EVENT_VERSION,
     FINISHED,
@@ -73,7 +74,6 @@ from flowmetal.store.base import (
     ProgramPage,
     ProgramQuery,
     ProgramRow,
-    Store,
     StoreError,
     StoreUnavailable,
     UnknownCall,
@@ -81,6 +81,7 @@ from flowmetal.store.base import (
     dumps,
     finish_page,
     page_clause,
+    started_data,
 )
 from flowmetal.store.retry import settle
 from flowmetal.store.shared import (
@@ -94,7 +95,7 @@ from flowmetal.store.shared import (
     pid_alive,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -191,6 +192,8 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX programs_created ON programs (created_at, id)",
         "CREATE INDEX programs_status_created ON programs (status, created_at, id)",
     ],
+    # deployments, schedules, hooks, retention, continue_as_new (the statements both backends run)
+    4: [statement.replace(" REAL", " DOUBLE PRECISION") for statement in ops_sql.MIGRATION],
 }
 
 # URL query parameters that are Flowmetal's, not libpq's
@@ -204,7 +207,8 @@ _WRITE_ATTEMPTS = 4
 # transaction commits, after the statement ran. For bookkeeping whose loss is harmless.
 _RELAXED = "(SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
 _PROGRAM_COLUMNS = ("id, filename, source_hash, status, args, last_seq, created_at, updated_at, result, error,"
-                    " waiting_on, wake_at, runnable, cancel_requested, parent_id, lease_owner, fence")
+                    " waiting_on, wake_at, runnable, cancel_requested, parent_id, lease_owner, fence, deployment,"
+                    " retain, run")
 # JSON-valued columns of calls: decoded in a ProgramDump, like the SQLite store's dumps
 _CALL_JSON = ("payload", "policy", "outcome", "last_error")
 _LIVE_STATUSES = "('running', 'waiting')"
@@ -473,7 +477,26 @@ class PgListener(Listener):
 
 # -- the store ------------------------------------------------------------------------------------
 
-class PostgresStore(Store):
+class _Tx:
+    """A psycopg connection as ops_sql's `Tx` (`?` placeholders become `%s`)."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    def one(self, query: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        return self.conn.cursor(row_factory=dict_row).execute(query.replace("?", "%s"), params).fetchone()
+
+    def all(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return self.conn.cursor(row_factory=dict_row).execute(query.replace("?", "%s"), params).fetchall()
+
+    def run(self, query: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(query.replace("?", "%s"), params).rowcount
+
+
+class PostgresStore(ops_sql.SqlOperations):
+    _LOCK_SKIP = " FOR UPDATE SKIP LOCKED"
+    _LOCK = " FOR UPDATE"
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.settings = parse_url(url)
@@ -596,10 +619,11 @@ class PostgresStore(Store):
                      (new.source_hash, new.filename, new.source))
         conn.execute(
             "INSERT INTO programs (id, filename, source_hash, args, status, runnable, last_seq, parent_id,"
-            " created_at, updated_at) VALUES (%s, %s, %s, %s, 'running', 1, 1, %s, %s, %s)",
-            (new.id, new.filename, new.source_hash, dumps(new.args), new.parent_id, now, now))
-        data = {"v": EVENT_VERSION, "file": new.filename, "source_hash": new.source_hash, "args": new.args,
-                "parent": new.parent_id}
+            " deployment, retain, created_at, updated_at)"
+            " VALUES (%s, %s, %s, %s, 'running', 1, 1, %s, %s, %s, %s, %s)",
+            (new.id, new.filename, new.source_hash, dumps(new.args), new.parent_id, new.deployment, new.retain,
+             now, now))
+        data = started_data(new)
         conn.execute("INSERT INTO events VALUES (%s, 1, 'started', %s, %s)", (new.id, dumps(data), now))
 
     def get_program(self, program_id: str) -> ProgramRow:
@@ -815,6 +839,14 @@ class PostgresStore(Store):
         go in binary (%b): psycopg writes text-format arrays element by element in Python."""
         for c in batch:
             _check(c, state.get(c.program_id))
+        restarts = [c for c in batch if c.restart_args is not None]
+        if restarts:  # continue_as_new: rare enough to apply one by one
+            for c in restarts:
+                self._apply_restart(conn, c, now)
+                state[c.program_id] = (state[c.program_id][0], 1, None)
+            batch = [c for c in batch if c.restart_args is None]
+            if not batch:
+                return
         self._insert_events(conn, batch, now)
         checkpoints = {(c.program_id, c.base_seq + len(c.events)): c.checkpoint
                        for c in batch if c.checkpoint is not None}
@@ -929,6 +961,34 @@ class PostgresStore(Store):
                      " WHERE program_id = ANY(%s) AND status IN ('pending', 'claimed')", (now, program_ids))
         conn.execute("UPDATE callbacks SET status = 'closed' WHERE program_id = ANY(%s) AND status = 'open'",
                      (program_ids,))
+
+    def _apply_restart(self, conn: Conn, c: Commit, now: float) -> None:
+        """continue_as_new: what the last slice sent and started, then a fresh history."""
+        assert c.restart_args is not None
+        if c.consumed:
+            conn.execute("DELETE FROM inbox WHERE id = ANY(%s)", (c.consumed,))
+        for new in c.starts:
+            self._create(conn, new, now)
+        self._send_all(conn, c.sends, now)
+        self._restart(_Tx(conn), c.program_id, c.restart_args, now)
+
+    # -- ops_sql's primitives -------------------------------------------------------------------
+    def _ops_write(self, fn: Callable[[ops_sql.Tx], T]) -> T:
+        for attempt in range(3):
+            try:
+                return self._write(lambda conn: fn(_Tx(conn)))
+            except psycopg.errors.UniqueViolation as e:
+                # two processes inserted the same key at once (a deployment's first version, a
+                # source, a run): the loser looks again and finds the winner's row
+                if attempt == 2:
+                    raise self._failed(e) from None
+        raise AssertionError("unreachable")
+
+    def _ops_read(self, fn: Callable[[ops_sql.Tx], T]) -> T:
+        return self._read(lambda conn: fn(_Tx(conn)))
+
+    def _ops_create(self, tx: ops_sql.Tx, new: NewProgram, now: float) -> bool:
+        return self._create(tx.conn, new, now)
 
     def next_wake(self) -> float | None:
         # A program leased by another process is that process's to run: for this one its timer
@@ -1223,7 +1283,8 @@ def _program_row(r: Any) -> ProgramRow:
         id=r[0], filename=r[1], source_hash=r[2], status=r[3], args=json.loads(r[4]), last_seq=r[5],
         created_at=r[6], updated_at=r[7], result=json.loads(r[8]) if r[8] is not None else None, error=r[9],
         waiting_on=json.loads(r[10]) if r[10] else None, wake_at=r[11], runnable=bool(r[12]),
-        cancel_requested=bool(r[13]), parent_id=r[14], lease_owner=r[15], fence=r[16],
+        cancel_requested=bool(r[13]), parent_id=r[14], lease_owner=r[15], fence=r[16], deployment=r[17],
+        retain=r[18], run=r[19],
     )
 
 

@@ -19,10 +19,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+from flowmetal.store import ops_sql
 from flowmetal.store.base import (
     EVENT_VERSION,
     FINISHED,
@@ -43,13 +44,13 @@ from flowmetal.store.base import (
     ProgramPage,
     ProgramQuery,
     ProgramRow,
-    Store,
     StoreError,
     UnknownCall,
     UnknownProgram,
     dumps,
     finish_page,
     page_clause,
+    started_data,
 )
 from flowmetal.store.retry import settle
 from flowmetal.store.shared import (
@@ -64,7 +65,8 @@ from flowmetal.store.shared import (
 )
 from flowmetal.store.wake import SocketListener, notify_all
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+T = TypeVar("T")
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -160,6 +162,7 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX programs_created ON programs (created_at, id)",
         "CREATE INDEX programs_status_created ON programs (status, created_at, id)",
     ],
+    4: ops_sql.MIGRATION,  # deployments, schedules, hooks, retention, continue_as_new
 }
 
 
@@ -183,6 +186,9 @@ def _row(r: sqlite3.Row) -> ProgramRow:
         parent_id=r["parent_id"],
         lease_owner=r["lease_owner"],
         fence=r["fence"],
+        deployment=r["deployment"],
+        retain=r["retain"],
+        run=r["run"],
     )
 
 
@@ -213,7 +219,24 @@ def _retry_locked(step: Callable[[], None], budget: float = 30.0) -> None:
         delay = min(delay * 2, 0.2)
 
 
-class SQLiteStore(Store):
+class _Tx:
+    """A SQLite connection as ops_sql's `Tx`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def one(self, query: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        r = self.conn.execute(query, params).fetchone()
+        return dict(r) if r is not None else None
+
+    def all(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(query, params).fetchall()]
+
+    def run(self, query: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(query, params).rowcount
+
+
+class SQLiteStore(ops_sql.SqlOperations):
     def __init__(self, path: str, *, synchronous: str = "FULL", url: str | None = None) -> None:
         self.path = path
         self.url = url or f"sqlite:///{path}"
@@ -308,11 +331,11 @@ class SQLiteStore(Store):
         db.execute("INSERT OR IGNORE INTO sources VALUES (?, ?, ?)", (new.source_hash, new.filename, new.source))
         db.execute(
             "INSERT INTO programs (id, filename, source_hash, args, status, runnable, last_seq, parent_id,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, 'running', 1, 1, ?, ?, ?)",
-            (new.id, new.filename, new.source_hash, dumps(new.args), new.parent_id, now, now),
+            " deployment, retain, created_at, updated_at) VALUES (?, ?, ?, ?, 'running', 1, 1, ?, ?, ?, ?, ?)",
+            (new.id, new.filename, new.source_hash, dumps(new.args), new.parent_id, new.deployment, new.retain,
+             now, now),
         )
-        data = {"v": EVENT_VERSION, "file": new.filename, "source_hash": new.source_hash, "args": new.args,
-                "parent": new.parent_id}
+        data = started_data(new)
         db.execute("INSERT INTO events VALUES (?, 1, 'started', ?, ?)", (new.id, dumps(data), now))
         return True
 
@@ -468,6 +491,9 @@ class SQLiteStore(Store):
             raise LeaseLost(f"lease on {c.program_id!r} was lost (fence {c.fence}, now {r['fence']})")
         if r["last_seq"] != c.base_seq:
             raise Conflict(f"{c.program_id!r}: expected last event {c.base_seq}, found {r['last_seq']}")
+        if c.restart_args is not None:
+            self._apply_restart(db, c, now)
+            return
         seq = c.base_seq + len(c.events)
         rows = [(c.program_id, c.base_seq + i, etype, dumps({"v": EVENT_VERSION, **data}), now)
                 for i, (etype, data) in enumerate(c.events, start=1)]
@@ -518,6 +544,33 @@ class SQLiteStore(Store):
                        " WHERE program_id = ? AND status IN ('pending', 'claimed')", (now, c.program_id))
             db.execute("UPDATE callbacks SET status = 'closed' WHERE program_id = ? AND status = 'open'",
                        (c.program_id,))
+
+    def _apply_restart(self, db: sqlite3.Connection, c: Commit, now: float) -> None:
+        """continue_as_new: what the last slice sent and started, then a fresh history."""
+        assert c.restart_args is not None
+        if c.consumed:
+            db.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in c.consumed])
+        for new in c.starts:
+            self._create(db, new, now)
+        for target, channel, message in c.sends:
+            self._enqueue(db, target, channel, message, now)
+        self._restart(_Tx(db), c.program_id, c.restart_args, now)
+
+    # -- ops_sql's primitives ---------------------------------------------------------------
+    def _ops_write(self, fn: Callable[[ops_sql.Tx], T]) -> T:
+        with self._write() as db:
+            return fn(_Tx(db))
+
+    def _ops_read(self, fn: Callable[[ops_sql.Tx], T]) -> T:
+        db = self.db
+        db.execute("BEGIN")  # one snapshot for the reads
+        try:
+            return fn(_Tx(db))
+        finally:
+            db.execute("COMMIT")
+
+    def _ops_create(self, tx: ops_sql.Tx, new: NewProgram, now: float) -> bool:
+        return self._create(tx.conn, new, now)
 
     def next_wake(self) -> float | None:
         # a timer of a program another worker holds is that worker's to fire: wake (at the
