@@ -1,8 +1,9 @@
 """`create_app(store, runtime)`: the Starlette application behind `flowmetal serve`.
 
-Routes live in programs.py, functions.py and callbacks.py; this module adds the
-health checks, the OpenAPI document, bearer-token authentication and the JSON
-answers for unknown routes and methods.
+Routes live in programs.py, functions.py and callbacks.py, each declared in an
+operations table with its types (operations.py); this module adds the health checks,
+the OpenAPI document generated from those tables, bearer-token authentication and
+the JSON answers for unknown routes and methods.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flowmetal.api import callbacks, functions, openapi, programs
+from flowmetal.api import types as t
 from flowmetal.api.context import Api, api
-from flowmetal.api.http import JSON, ApiError, endpoint, error_response
+from flowmetal.api.http import JSON, ApiError, error_response
+from flowmetal.api.operations import Operations
 from flowmetal.api.wake import WakeHub
 from flowmetal.runtime.driver import Runtime
 from flowmetal.store.base import Store, UnknownProgram
@@ -53,13 +55,17 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
-@endpoint
-async def health(request: Request) -> Response:
-    return JSON({"status": "ok"})
+ops = Operations()
 
 
-@endpoint
-async def ready(request: Request) -> Response:
+@ops.add("GET", "/health", summary="The server process is alive", responses={200: (t.Health, "alive")},
+         public=True)
+async def health(request: Request) -> t.Health:
+    return t.Health("ok")
+
+
+@ops.add("GET", "/ready", summary="The store is reachable", responses={200: (t.Ready, "ready")}, errors=(503,))
+async def ready(request: Request) -> t.Ready:
     a = api(request)
 
     def probe() -> None:
@@ -71,15 +77,16 @@ async def ready(request: Request) -> Response:
         with anyio.fail_after(READY_TIMEOUT):
             await anyio.to_thread.run_sync(probe, abandon_on_cancel=True)
     except TimeoutError:
-        return error_response(503, "StoreUnavailable", f"the store did not answer within {READY_TIMEOUT:g} s")
+        raise ApiError(503, "StoreUnavailable", f"the store did not answer within {READY_TIMEOUT:g} s") from None
     except Exception as e:
-        return error_response(503, "StoreUnavailable", f"the store is unreachable: {e}")
-    return JSON({"status": "ready", "store": a.store.url})
+        raise ApiError(503, "StoreUnavailable", f"the store is unreachable: {e}") from None
+    return t.Ready("ready", a.store.url)
 
 
-@endpoint
+@ops.add("GET", "/openapi.json", summary="This document",
+         responses={200: (None, "the OpenAPI 3.1 document (application/json)")})
 async def openapi_json(request: Request) -> Response:
-    return JSON(openapi.document())
+    return JSON(request.app.state.openapi)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -107,16 +114,11 @@ def create_app(store: Store, runtime: Runtime, *, token: str | None = None, max_
         finally:
             await hub.stop()
 
-    routes: list[Any] = [
-        *programs.routes,
-        *functions.routes,
-        *callbacks.routes,
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/openapi.json", openapi_json, methods=["GET"]),
-    ]
+    table = Operations([*programs.ops.items, *functions.ops.items, *callbacks.ops.items, *ops.items])
+    routes: list[Any] = table.routes()
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.state.api = ctx
+    app.state.openapi = openapi.document(table, secured=bool(token))
     if token:
         app.add_middleware(BearerAuth, token=token)
     return app

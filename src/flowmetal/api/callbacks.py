@@ -9,11 +9,13 @@ URL's token is the credential.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
+from flowmetal.api import types as t
 from flowmetal.api.context import api
-from flowmetal.api.http import JSON, ApiError, endpoint, read_body
+from flowmetal.api.http import ApiError, read_body
+from flowmetal.api.operations import Operations
+
+ops = Operations()
 
 
 def _headers(request: Request) -> dict[str, str]:
@@ -24,8 +26,7 @@ def _headers(request: Request) -> dict[str, str]:
     return out
 
 
-@endpoint
-async def deliver(request: Request) -> Response:
+async def deliver(request: Request) -> t.Accepted:
     a = api(request)
     token = request.path_params["token"]
     body = await read_body(request, a.callback_max_body)
@@ -46,11 +47,14 @@ async def deliver(request: Request) -> Response:
 
     status = await a.run(store)
     if status == "accepted":
-        return JSON({"status": "accepted"}, status_code=202)
+        return t.Accepted("accepted")
     if status == "duplicate":
         raise ApiError(409, "AlreadyDelivered",
                        "this callback accepts no more requests (it takes one, while its program runs)")
     raise ApiError(404, "UnknownCallback", "no callback with this token")
 
 
-routes = [Route("/callbacks/{token}", deliver, methods=["POST", "PUT", "PATCH"])]
+for _method in ("POST", "PUT", "PATCH"):
+    ops.add(_method, "/callbacks/{token}",
+            summary="Deliver the one request a callback accepts (any body; persisted before the answer)",
+            raw_body=True, public=True, responses={202: (t.Accepted, "accepted")}, errors=(404, 409))(deliver)

@@ -89,10 +89,12 @@ def _services(runtime: Any, functions_file: str | None, worker: bool, http: bool
               help="Largest accepted request body, in bytes.")
 @click.option("--callback-max-body", type=click.IntRange(1), default=DEFAULT_MAX_BODY, show_default=True,
               help="Largest accepted callback request body, in bytes.")
+@click.option("--max-wait", type=click.FloatRange(0.0, 3600.0), default=60.0, show_default=True,
+              help="The longest a long-poll (a result, a function claim) is held, in seconds.")
 @retain_option
 def serve(store_url: str | None, host: str, port: int, token: str | None, public_url: str | None,
           functions_file: str | None, no_worker: bool, no_http: bool, concurrency: int, max_body: int,
-          callback_max_body: int, retain: str | None) -> None:
+          callback_max_body: int, max_wait: float, retain: str | None) -> None:
     """Serve the HTTP API (JSON; the OpenAPI document is at /openapi.json) until SIGTERM/SIGINT."""
     import uvicorn
 
@@ -111,7 +113,7 @@ def serve(store_url: str | None, host: str, port: int, token: str | None, public
                              worker=not no_worker, http=not (no_worker or no_http), concurrency=concurrency,
                              retain=retain)
         app = create_app(store, Runtime(store, public_url=public), token=token or None, max_body=max_body,
-                         callback_max_body=callback_max_body)
+                         callback_max_body=callback_max_body, max_wait=max_wait)
 
         class Server(uvicorn.Server):
             async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

@@ -146,6 +146,10 @@ class Runtime:
                 source = Path(path).read_text(encoding="utf-8")
             except OSError as e:
                 raise FlowmetalError(f"{path}: {e.strerror or e}") from None
+            except UnicodeDecodeError as e:
+                raise FlowmetalError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+            except ValueError as e:  # e.g. a NUL in the path
+                raise FlowmetalError(f"{path!r}: {e}") from None
         program = compile_cached(source, path)  # raises CheckFailed
         self._programs[program.source_hash] = program
         pid = program_id or uuid.uuid4().hex[:12]
