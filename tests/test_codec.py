@@ -457,12 +457,12 @@ class Index:
 
 
 class Money:
-    """A value type encoded through fm_encode."""
+    """A value type encoded through _fm_encode."""
 
     def __init__(self, amount: int, currency: str) -> None:
         self.amount, self.currency = amount, currency
 
-    def fm_encode(self) -> tuple[str, list[Any]]:
+    def _fm_encode(self) -> tuple[str, list[Any]]:
         return "money", [self.amount, self.currency]
 
     def __eq__(self, other: object) -> bool:

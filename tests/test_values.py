@@ -455,7 +455,7 @@ def test_mutation_sequences_match_ordered_model(start: list[Any], ops: list[Any]
 
 
 def roundtrip(value: Any) -> Any:
-    tag, state = value.fm_encode()
+    tag, state = value._fm_encode()
     assert isinstance(tag, str) and isinstance(state, list)
     return VALUE_DECODERS[tag](state)
 
@@ -466,7 +466,7 @@ def test_every_tag_has_a_decoder() -> None:
 
 def test_set_roundtrip_keeps_order() -> None:
     s = FmSet(["z", 3, (1, "a"), FmFrozenSet([2, 1])])
-    assert s.fm_encode() == ("set", ["z", 3, (1, "a"), FmFrozenSet([2, 1])])
+    assert s._fm_encode() == ("set", ["z", 3, (1, "a"), FmFrozenSet([2, 1])])
     back = roundtrip(s)
     assert type(back) is FmSet and back is not s and list(back) == list(s)
     back.add(99)
@@ -477,7 +477,7 @@ def test_set_roundtrip_keeps_order() -> None:
 
 def test_pattern_and_match_roundtrip() -> None:
     p = Pattern(r"(?P<w>\w+)-(\d+)?", re.IGNORECASE)
-    assert p.fm_encode() == ("re.Pattern", [p.pattern, p.flags])
+    assert p._fm_encode() == ("re.Pattern", [p.pattern, p.flags])
     p2 = roundtrip(p)
     assert p2 == p and repr(p2) == repr(p) and p2.groupindex == {"w": 1}
     m = p.search("  Ab-12 x")
@@ -492,7 +492,7 @@ def test_pattern_and_match_roundtrip() -> None:
 
 def test_module_roundtrip_is_the_shared_module() -> None:
     mod = get_module("math")
-    assert mod.fm_encode() == ("module", ["math"])
+    assert mod._fm_encode() == ("module", ["math"])
     assert roundtrip(mod) is mod
 
 
@@ -502,7 +502,7 @@ def test_state_is_plain_data() -> None:
     assert m is not None
     values = [FmSet([1]), FmFrozenSet(["a"]), Pattern(b"x", 0), m, Module("json", {})]
     for value in values:
-        _tag, state = value.fm_encode()
+        _tag, state = value._fm_encode()
         for item in state:
             assert isinstance(item, (*plain, Pattern)), item
 

@@ -31,7 +31,7 @@ Records (``records[i] = [kind, *fields]``)::
                     suppress_context, vals, refs
                     (vals = args, attrs, slots, cause, context)
     6     EXT       tag, [state], refs                      Codec.register   new()+fill last, or build
-    7     VALUE     tag, state vals, refs                   fm_encode()      built on demand
+    7     VALUE     tag, state vals, refs                   _fm_encode()      built on demand
     8     REDUCE    callable name, nargs, vals, refs        host iterator,   built on demand,
                     (vals = args [+ setstate state])        range            __setstate__ last
     9     CONST     name                                    register_constant  the registered object
@@ -226,7 +226,7 @@ class Codec:
         self._ext_by_tag[tag] = ext
 
     def register_values(self, decoders: Mapping[str, Callable[[list[Any]], Any]]) -> None:
-        """Register decoders for objects with `fm_encode() -> (tag, list_state)` (immutable-style)."""
+        """Register decoders for objects with `_fm_encode() -> (tag, list_state)` (immutable-style)."""
         self._values.update(decoders)
 
     def register_exception(self, cls: type[BaseException], name: str) -> None:
@@ -339,8 +339,8 @@ class Codec:
             if len(reduced) > 2 and reduced[2] is not None:
                 args.append(reduced[2])
             return [REDUCE, name, nargs, *vals(args)]
-        if getattr(t, "fm_encode", None) is not None:
-            tag, state = x.fm_encode()
+        if getattr(t, "_fm_encode", None) is not None:
+            tag, state = x._fm_encode()
             if tag not in self._values:
                 raise SnapshotError(f"no decoder registered for value tag {tag!r} (type '{t.__name__}')")
             return [VALUE, tag, *vals(state)]
@@ -367,7 +367,7 @@ class Codec:
             or t in self._exc_by_type
             or t in _ITER_TYPES
             or id(v) in self._const_names
-            or getattr(t, "fm_encode", None) is not None
+            or getattr(t, "_fm_encode", None) is not None
         )
 
     # -- decoding -----------------------------------------------------------------

@@ -279,8 +279,8 @@ class Machine:
                 stack.pop()
                 rv = out[1]
                 if fr.gen is not None:
-                    fr.gen.finished = True
-                    fr.gen.running = False
+                    fr.gen._finished = True
+                    fr.gen._running = False
                     rv = END
             elif kind == 1:
                 if nested and self._refuse_wait(fr, out[1]):
@@ -295,7 +295,7 @@ class Machine:
             elif kind == 2:
                 stack.pop()
                 assert fr.gen is not None
-                fr.gen.running = False
+                fr.gen._running = False
                 rv = out[1]
                 if nested and not stack:
                     return rv
@@ -305,8 +305,8 @@ class Machine:
 
     @staticmethod
     def _refuse_wait(fr: Frame, callee: Any) -> bool:
-        what = callee.effect if type(callee) is EffectFunction else (
-            callee.name if type(callee) is MachineOp and callee.name in _BLOCKING_OPS else None)
+        what = callee._effect if type(callee) is EffectFunction else (
+            callee._name if type(callee) is MachineOp and callee._name in _BLOCKING_OPS else None)
         if what is None:
             return False
         fr.throw = RuntimeError(
@@ -346,8 +346,8 @@ class Machine:
 
     def _leave_frame(self, fr: Frame, e: BaseException) -> BaseException:
         if fr.gen is not None:
-            fr.gen.finished = True
-            fr.gen.running = False
+            fr.gen._finished = True
+            fr.gen._running = False
             if isinstance(e, StopIteration):
                 err = RuntimeError("generator raised StopIteration")
                 err.__cause__ = e
@@ -356,13 +356,13 @@ class Machine:
         return e
 
     def _advance(self, task: Task, gen: Any) -> Any:
-        if gen.finished:
+        if gen._finished:
             return END
-        if gen.running:
+        if gen._running:
             task.stack[-1].throw = ValueError("generator already executing")
             return None
-        gen.running = True
-        task.stack.append(gen.frame)
+        gen._running = True
+        task.stack.append(gen._frame)
         return None
 
     def _dispatch(self, task: Task, callee: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
@@ -373,13 +373,13 @@ class Machine:
             if kind is Function:
                 return self._push_call(task, callee, args, kwargs)
             if kind is EffectFunction:
-                self.request(task, callee.effect, callee.bound + tuple(args), kwargs)
+                self.request(task, callee._effect, callee._bound + tuple(args), kwargs)
                 return _BLOCKED
             if kind is MachineOp:
-                if callee.bound is None:
-                    result = callee.fn(self, task, args, kwargs)
+                if callee._bound is None:
+                    result = callee._fn(self, task, args, kwargs)
                 else:
-                    result = callee.fn(self, task, args, kwargs, callee.bound)
+                    result = callee._fn(self, task, args, kwargs, callee._bound)
                 return _BLOCKED if result is BLOCKED else result
             if callee is iter and len(args) == 1 and type(args[0]) is Generator and not kwargs:
                 return args[0]  # a generator is its own iterator: never materialize it
@@ -468,12 +468,12 @@ class Machine:
     def _activate(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Frame | Generator:
         """Bind a call's arguments: the callee's new frame, or for a generator function the
         generator (which runs only when iterated)."""
-        slots = fn.binder(*args, **(kwargs or {}))
-        unit = fn.unit
+        slots = fn._binder(*args, **(kwargs or {}))
+        unit = fn._unit
         if unit.cellvars or unit.frees:
-            frame = self.new_frame(fn.program_key, unit, slots, fn.closure)
+            frame = self.new_frame(fn._program_key, unit, slots, fn._closure)
         else:  # the common case, without cells to set up
-            frame = Frame(fn.program_key, unit, fn.frame_fn, slots)
+            frame = Frame(fn._program_key, unit, fn._frame_fn, slots)
         if unit.kind == "generator":
             gen = Generator(self, frame, unit.name)
             frame.gen = gen
@@ -549,12 +549,12 @@ class Machine:
         return self.call_frame_nested(frame)
 
     def next_nested(self, gen: Generator) -> Any:
-        if gen.finished:
+        if gen._finished:
             raise StopIteration
-        if gen.running:
+        if gen._running:
             raise ValueError("generator already executing")
-        gen.running = True
-        value = self.call_frame_nested(gen.frame)
+        gen._running = True
+        value = self.call_frame_nested(gen._frame)
         if value is END:
             raise StopIteration
         return value

@@ -41,31 +41,31 @@ class MemoryLimitExceeded(MachineAbort):
 class Function:
     """A function value whose body may wait (compiled as a resumable unit)."""
 
-    __slots__ = ("binder", "closure", "frame_fn", "machine", "program_key", "unit")
+    __slots__ = ("_binder", "_closure", "_frame_fn", "_machine", "_program_key", "_unit")
 
     def __init__(self, machine: Machine, program_key: str, unit: UnitInfo, binder: Any, closure: tuple[Any, ...],
                  frame_fn: Any = None):
-        self.machine = machine
-        self.program_key = program_key
-        self.unit = unit
-        self.binder = binder  # a CPython function with the same signature and defaults
-        self.closure = closure
-        self.frame_fn = frame_fn  # the unit's state machine, bound to the program's globals
+        self._machine = machine
+        self._program_key = program_key
+        self._unit = unit
+        self._binder = binder  # a CPython function with the same signature and defaults
+        self._closure = closure
+        self._frame_fn = frame_fn  # the unit's state machine, bound to the program's globals
 
     def __getattr__(self, attr: str) -> Any:
         # `__name__` of instances is not a class attribute, so it lands here
         if attr == "__name__":
-            return self.unit.name
+            return self._unit.name
         if attr == "__qualname__":
-            return self.unit.qualname
+            return self._unit.qualname
         raise AttributeError(f"'function' object has no attribute '{attr}'")
 
     def __repr__(self) -> str:
-        return f"<function {self.unit.qualname}>"
+        return f"<function {self._unit.qualname}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Reached only from native code (e.g. a callback inside a CPython built-in).
-        return self.machine.call_nested(self, args, kwargs)
+        return self._machine.call_nested(self, args, kwargs)
 
 
 Function.__name__ = "function"
@@ -75,23 +75,23 @@ Function.__qualname__ = "function"
 class Generator:
     """A resumable generator: its frame is kept while it is suspended at a `yield`."""
 
-    __slots__ = ("finished", "frame", "machine", "name", "running")
+    __slots__ = ("_finished", "_frame", "_machine", "_name", "_running")
 
     def __init__(self, machine: Machine, frame: Frame, name: str) -> None:
-        self.machine = machine
-        self.frame = frame
-        self.name = name
-        self.finished = False
-        self.running = False
+        self._machine = machine
+        self._frame = frame
+        self._name = name
+        self._finished = False
+        self._running = False
 
     def __iter__(self) -> Generator:
         return self
 
     def __next__(self) -> Any:
-        return self.machine.next_nested(self)
+        return self._machine.next_nested(self)
 
     def __repr__(self) -> str:
-        return f"<generator object {self.name}>"
+        return f"<generator object {self._name}>"
 
 
 Generator.__name__ = "generator"
@@ -113,18 +113,18 @@ class Suspension:
 class EffectFunction:
     """A durable action supplied by the host (e.g. `sleep`): calling it asks the host."""
 
-    __slots__ = ("bound", "effect")
+    __slots__ = ("_bound", "_effect")
 
     def __init__(self, effect: str, bound: tuple[Any, ...] = ()) -> None:
-        self.effect = effect
-        self.bound = bound  # leading arguments (e.g. a child program's id for `child.result`)
+        self._effect = effect
+        self._bound = bound  # leading arguments (e.g. a child program's id for `child.result`)
 
     def __repr__(self) -> str:
-        return f"<built-in function {self.effect}>"
+        return f"<built-in function {self._effect}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(
-            f"{self.effect}() cannot wait here: it was called from a built-in function's callback"
+            f"{self._effect}() cannot wait here: it was called from a built-in function's callback"
         )
 
 

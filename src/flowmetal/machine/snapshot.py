@@ -86,10 +86,10 @@ def _base_codec() -> Codec:
     codec.register(_BUILTIN_METHOD, "fm.builtin_method", state=method_state, build=lambda s: getattr(s[0], s[1]))
     codec.register(types.MethodType, "fm.method", state=lambda m: [m.__self__, m.__func__.__name__],
                    build=lambda s: getattr(s[0], s[1]))
-    codec.register(EffectFunction, "fm.effect", state=lambda e: [e.effect, e.bound],
+    codec.register(EffectFunction, "fm.effect", state=lambda e: [e._effect, e._bound],
                    build=lambda s: EffectFunction(s[0], tuple(s[1])))
-    codec.register(TaskHandle, "fm.task", state=lambda t: t.task_id, build=TaskHandle)
-    codec.register(TimeoutScope, "fm.timeout", state=lambda t: t.seconds, build=TimeoutScope)
+    codec.register(TaskHandle, "fm.task", state=lambda t: t._task_id, build=TaskHandle)
+    codec.register(TimeoutScope, "fm.timeout", state=lambda t: t._seconds, build=TimeoutScope)
     ops = {**make_ops(), "enter": MachineOp("enter", op_enter), "exit": MachineOp("exit", op_exit)}
 
     def op_build(s: list[Any]) -> MachineOp:
@@ -97,7 +97,7 @@ def _base_codec() -> Codec:
             return TaskHandle(s[1]).result
         return ops[s[0]]
 
-    codec.register(MachineOp, "fm.op", state=lambda o: [o.name, o.bound.task_id if o.bound else None],
+    codec.register(MachineOp, "fm.op", state=lambda o: [o._name, o._bound._task_id if o._bound else None],
                    build=op_build)
     codec.register_exception(Timeout, "flowmetal.Timeout")
     codec.register_exception(Cancelled, "flowmetal.Cancelled")
@@ -130,8 +130,8 @@ def make_codec(machine: Machine) -> Codec:
             codec.register_constant(value, f"flowmetal:{member}")
 
     def fn_state(f: Function) -> list[Any]:
-        b = f.binder
-        return [f.program_key, f.unit.uid, tuple(b.__defaults__ or ()), dict(b.__kwdefaults__ or {}), f.closure]
+        b = f._binder
+        return [f._program_key, f._unit.uid, tuple(b.__defaults__ or ()), dict(b.__kwdefaults__ or {}), f._closure]
 
     codec.register(Function, "fm.function", state=fn_state,
                    build=lambda s: machine.make_function(s[0], s[1], s[2], s[3], tuple(s[4])))
@@ -169,13 +169,13 @@ def make_codec(machine: Machine) -> Codec:
 
     def gen_new() -> Generator:
         g = Generator.__new__(Generator)
-        g.machine = machine
+        g._machine = machine
         return g
 
     def gen_fill(g: Generator, s: list[Any]) -> None:
-        g.frame, g.name, g.finished, g.running = s
+        g._frame, g._name, g._finished, g._running = s
 
-    codec.register(Generator, "fm.generator", state=lambda g: [g.frame, g.name, g.finished, g.running],
+    codec.register(Generator, "fm.generator", state=lambda g: [g._frame, g._name, g._finished, g._running],
                    new=gen_new, fill=gen_fill)
     if machine.codec_extensions is not None:
         machine.codec_extensions(codec)

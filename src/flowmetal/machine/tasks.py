@@ -42,18 +42,18 @@ Cancelled.__module__ = "flowmetal"
 class MachineOp:
     """A built-in the machine itself carries out (it may block the calling task)."""
 
-    __slots__ = ("bound", "fn", "name")
+    __slots__ = ("_bound", "_fn", "_name")
 
     def __init__(self, name: str, fn: Callable[..., Any], bound: Any = None) -> None:
-        self.name = name
-        self.fn = fn
-        self.bound = bound
+        self._name = name
+        self._fn = fn
+        self._bound = bound
 
     def __repr__(self) -> str:
-        return f"<built-in function {self.name}>"
+        return f"<built-in function {self._name}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError(f"{self.name}() cannot wait inside a callback of a built-in function; "
+        raise RuntimeError(f"{self._name}() cannot wait inside a callback of a built-in function; "
                            "call it from Flowmetal code")
 
 
@@ -63,23 +63,23 @@ MachineOp.__name__ = "builtin_function_or_method"
 class TaskHandle:
     """What `spawn` returns: `handle.result(timeout=None)` waits for the task's value."""
 
-    __slots__ = ("task_id",)
+    __slots__ = ("_task_id",)
 
     def __init__(self, task_id: int) -> None:
-        self.task_id = task_id
+        self._task_id = task_id
 
     @property
     def result(self) -> MachineOp:
         return MachineOp("result", _op_result, self)
 
     def __repr__(self) -> str:
-        return f"<task {self.task_id}>"
+        return f"<task {self._task_id}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TaskHandle) and other.task_id == self.task_id
+        return isinstance(other, TaskHandle) and other._task_id == self._task_id
 
     def __hash__(self) -> int:
-        return hash(("task", self.task_id))
+        return hash(("task", self._task_id))
 
 
 TaskHandle.__name__ = "Task"
@@ -88,13 +88,13 @@ TaskHandle.__name__ = "Task"
 class TimeoutScope:
     """The value of `timeout(seconds)`: a context manager setting a deadline."""
 
-    __slots__ = ("seconds",)
+    __slots__ = ("_seconds",)
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+        self._seconds = seconds
 
     def __repr__(self) -> str:
-        return f"timeout({self.seconds!r})"
+        return f"timeout({self._seconds!r})"
 
 
 TimeoutScope.__name__ = "timeout"
@@ -119,7 +119,7 @@ def _handles(args: tuple[Any, ...], name: str) -> list[int]:
     for a in args:
         if not isinstance(a, TaskHandle):
             raise TypeError(f"{name}() arguments must be tasks made by spawn(), not {type(a).__name__}")
-        ids.append(a.task_id)
+        ids.append(a._task_id)
     return ids
 
 
@@ -163,9 +163,9 @@ def _op_result(m: Machine, task: Task, args: tuple[Any, ...], kwargs: dict[str, 
     timeout = _timeout_kw(kwargs, "result")
     if args:
         timeout = args[0]
-    if m.tasks[handle.task_id].status in ("done", "failed"):
-        return _outcome(m, handle.task_id)
-    return _block_on(m, task, [handle.task_id], "one", timeout)
+    if m.tasks[handle._task_id].status in ("done", "failed"):
+        return _outcome(m, handle._task_id)
+    return _block_on(m, task, [handle._task_id], "one", timeout)
 
 
 def _timeout_kw(kwargs: dict[str, Any], name: str) -> Any:
@@ -185,7 +185,7 @@ def op_timeout(m: Machine, task: Task, args: tuple[Any, ...], kwargs: dict[str, 
 def op_enter(m: Machine, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     (manager,) = args
     if isinstance(manager, TimeoutScope):
-        req = m.request(task, "deadline", (manager.seconds,), {})
+        req = m.request(task, "deadline", (manager._seconds,), {})
         task.entering = req
         return BLOCKED
     enter = getattr(type(manager), "__enter__", None)

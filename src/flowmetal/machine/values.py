@@ -6,7 +6,7 @@ behaviour is not deterministic or whose instances cannot be snapshotted.
 * `Pattern` / `Match` stand in for `re` objects, which cannot be serialized.
 * `Module` is what `import json` binds.
 
-Every class implements the codec protocol: `fm_encode()` returns a tag and a
+Every class implements the codec protocol: `_fm_encode()` returns a tag and a
 list of plain state values, and `VALUE_DECODERS[tag](state)` rebuilds the
 object. The classes are renamed after definition (`set`, `frozenset`, `Match`,
 ...) because CPython builds many messages from the type's name, e.g.
@@ -211,7 +211,7 @@ class _SetBase:
             return not any(map(big.__contains__, small))
         return not any(map(d.__contains__, other))
 
-    def fm_encode(self) -> tuple[str, list[Any]]:
+    def _fm_encode(self) -> tuple[str, list[Any]]:
         return self._TAG, list(self._d)
 
     # Annotations such as `def f(x: set[int])` are evaluated when the def runs.
@@ -551,7 +551,7 @@ class Pattern:
     def __hash__(self) -> int:
         return hash((self._pattern, self._flags))
 
-    def fm_encode(self) -> tuple[str, list[Any]]:
+    def _fm_encode(self) -> tuple[str, list[Any]]:
         return "re.Pattern", [self._pattern, self._flags]
 
 
@@ -664,7 +664,7 @@ class Match:
         # CPython formats the match with "%.50R": the repr cut to 50 characters.
         return f"<re.Match object; span=({start}, {end}), match={repr(self._get(0))[:50]}>"
 
-    def fm_encode(self) -> tuple[str, list[Any]]:
+    def _fm_encode(self) -> tuple[str, list[Any]]:
         return "re.Match", [
             self._re,
             self._string,
@@ -715,7 +715,7 @@ class Module:
     def __repr__(self) -> str:
         return f"<module '{self.__dict__['__name__']}'>"
 
-    def fm_encode(self) -> tuple[str, list[Any]]:
+    def _fm_encode(self) -> tuple[str, list[Any]]:
         return "module", [self.__dict__["__name__"]]
 
 

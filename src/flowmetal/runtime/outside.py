@@ -93,7 +93,7 @@ class Response:
     def __repr__(self) -> str:
         return f"<Response [{self.status}]>"
 
-    def state(self) -> list[Any]:
+    def _state(self) -> list[Any]:
         return [self.status, self.headers, self.text, self.url, self.method]
 
 
@@ -113,31 +113,31 @@ class Request:
     def __repr__(self) -> str:
         return f"<Request {self.method}>"
 
-    def state(self) -> list[Any]:
+    def _state(self) -> list[Any]:
         return [self.method, self.headers, self.text]
 
 
 class Callback:
     """What `callback()` returns: a single-use URL, and `.wait(timeout=None)` for its request."""
 
-    __slots__ = ("token", "url")
+    __slots__ = ("_token", "url")
 
     def __init__(self, token: str, url: str) -> None:
-        self.token = token
+        self._token = token
         self.url = url
 
     @property
     def wait(self) -> EffectFunction:
-        return EffectFunction("callback_wait", (self.token,))
+        return EffectFunction("callback_wait", (self._token,))
 
     def __repr__(self) -> str:
         return f"<Callback {self.url}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Callback) and other.token == self.token
+        return isinstance(other, Callback) and other._token == self._token
 
     def __hash__(self) -> int:
-        return hash(("callback", self.token))
+        return hash(("callback", self._token))
 
 
 def Retry(attempts: int = 5, initial: float = 1.0, backoff: float = 2.0, max_delay: float = 60.0,
@@ -172,8 +172,8 @@ def error_from_record(rec: dict[str, Any]) -> BaseException | None:
 
 
 def register_codec(codec: Any) -> None:
-    codec.register(Response, "fm.http.response", state=Response.state, build=lambda s: Response(*s))
-    codec.register(Request, "fm.callback.request", state=Request.state, build=lambda s: Request(*s))
-    codec.register(Callback, "fm.callback", state=lambda c: [c.token, c.url], build=lambda s: Callback(*s))
+    codec.register(Response, "fm.http.response", state=Response._state, build=lambda s: Response(*s))
+    codec.register(Request, "fm.callback.request", state=Request._state, build=lambda s: Request(*s))
+    codec.register(Callback, "fm.callback", state=lambda c: [c._token, c.url], build=lambda s: Callback(*s))
     codec.register_exception(CallError, "flowmetal.CallError")
     codec.register_exception(HttpError, "flowmetal.HttpError")
