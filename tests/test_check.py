@@ -9,6 +9,7 @@ import pytest
 
 from flowmetal.lang.check import check_source, has_errors
 from flowmetal.lang.diagnostics import Diagnostic
+from flowmetal.lang.program import compile_program
 
 MODULES: dict[str, frozenset[str] | None] = {
     "json": frozenset({"dumps", "loads"}),
@@ -417,8 +418,15 @@ def test_host_syntax_warnings_are_not_errors() -> None:
 
 
 def test_deep_expressions_do_not_crash() -> None:
-    # Deep enough to overflow a recursive ast.NodeVisitor, shallow enough for ast.parse.
-    assert diags("x = " + "-" * 800 + "1\n") == []
+    # Deep enough to overflow a recursive ast.NodeVisitor, shallow enough for ast.parse:
+    # refused with its position, because the compiler (which `run` uses) could not follow.
+    assert diags("x = " + "-" * 800 + "1\n") == [
+        "t.flow:1:504: error: the program is nested too deeply to check (more than 500 levels of nesting)"]
+    # up to the limit, everything the checker accepts also compiles (check runs what run runs)
+    for source in ("x = " + "-" * 495 + "1\n", "x = " + "[" * 190 + "]" * 190 + "\n", "x = " + "1+" * 495 + "1\n",
+                   "def f():\n    return " + "-" * 490 + "1\n"):
+        assert diags(source) == []
+        compile_program(source, "t.flow")
     tree, found = check_source("x = " + "1+" * 100_000 + "1\n", "t.flow", modules=MODULES)
     assert tree is None
     assert [d.format() for d in found] == [

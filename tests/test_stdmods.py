@@ -13,7 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowmetal.lang.names import BUILTIN_NAMES, STD_MODULES
-from flowmetal.machine.builtins_table import make_builtins, safe_format, safe_format_map
+from flowmetal.machine.access import STR, TYPE, fm_getattr, visible_class
+from flowmetal.machine.builtins_table import make_builtins
+from flowmetal.machine.show import safe_format as _safe_format
+from flowmetal.machine.show import safe_format_map as _safe_format_map
 from flowmetal.machine.stdmods import STD_MODULE_EXPORTS, get_module
 from flowmetal.machine.values import FmFrozenSet, FmSet, Match, Module, Pattern
 
@@ -131,7 +134,11 @@ def test_match_repr_truncates_like_cpython() -> None:
 def test_type_names() -> None:
     m = fre.match("a", "a")
     assert type(m).__name__ == "Match" and type(fre.compile("a")).__name__ == "Pattern"
-    assert repr(type(m)) == "<class 're.Match'>" and fre.Match is Match and fre.Pattern is Pattern
+    t = make_builtins(printer)["type"]
+    assert repr(t(m)) == "<class 're.Match'>" and fre.Match is t(m) and fre.Pattern is t(fre.compile("a"))
+    assert isinstance(m, fre.Match) and not isinstance(m, fre.Pattern) and t(m).__name__ == "Match"
+    with pytest.raises(TypeError, match=r"cannot create 're\.Match' instances"):
+        fre.Match()
     assert bool(fre.match("", ""))
 
 
@@ -327,7 +334,9 @@ def test_builtins_cover_every_name() -> None:
     assert set(table) == BUILTIN_NAMES
     assert table["print"] is printer
     assert table["set"] is FmSet and table["frozenset"] is FmFrozenSet
-    for name in BUILTIN_NAMES - {"print", "set", "frozenset", "type"}:
+    assert table["type"] is TYPE and table["str"] is STR
+    for name in BUILTIN_NAMES - {"print", "set", "frozenset", "type", "str", "repr", "ascii", "format",
+                                 "MemoryError"}:
         assert table[name] is getattr(builtins, name), name
     assert table["None"] is None and table["True"] is True and table["Ellipsis"] is Ellipsis
     assert make_builtins(printer) is not table  # one fresh dict per program
@@ -335,10 +344,11 @@ def test_builtins_cover_every_name() -> None:
 
 def test_type_builtin() -> None:
     t = make_builtins(printer)["type"]
-    assert t(1) is int and t(FmSet()) is FmSet and t(fre.compile("a")) is Pattern
+    assert t(1) is int and t(FmSet()) is FmSet and t(fre.compile("a")) is visible_class(Pattern)
+    assert t("a") is STR and t(t(1)) is t and t(t) is t and t(STR) is t and t(t(iter([]))) is t
     assert repr(t) == "<class 'type'>" and str(t) == "<class 'type'>" and t.__name__ == "type"
     assert isinstance(int, t) and not isinstance(1, t) and isinstance(1, (str, t, int))
-    assert issubclass(type, t)
+    assert isinstance(t(iter([])), t) and isinstance(STR, t)
     assert repr(t(t)) == repr(type(type)) == "<class 'type'>"
     assert outcome(lambda: t("X", (), {})) == ("TypeError", "type() takes 1 argument in Flowmetal")
     assert outcome(lambda: t()) == outcome(lambda: type())
@@ -348,10 +358,12 @@ def test_type_builtin() -> None:
 # -- safe_format -----------------------------------------------------------------------
 
 
-class Point:
-    x = 3
-    y = [10, 20]
-    __secret__ = "hidden"
+def safe_format(template: Any, *args: Any, **kwargs: Any) -> Any:
+    return _safe_format(fm_getattr, template, *args, **kwargs)
+
+
+def safe_format_map(template: Any, mapping: Any) -> Any:
+    return _safe_format_map(fm_getattr, template, mapping)
 
 
 @pytest.mark.parametrize(
@@ -359,11 +371,10 @@ class Point:
     [
         ("{} and {}", (1, "a"), {}),
         ("{0!r:>10}|{1:.3f}", ("s", 3.14159), {}),
-        ("{p.x} {p.y[1]} {d[k]} {d[0]}", (), {"p": Point(), "d": {"k": 5, "0": 6}}),
+        ("{p.real} {p.imag} {d[k]} {d[0]}", (), {"p": 3 + 4j, "d": {"k": 5, "0": 6}}),
         ("{0:{1}{2}}", (3.5, ">", 8), {}),
         ("{{literal}} {0}", (1,), {}),
         ("{0[__class__]}", ({"__class__": "data"},), {}),
-        ("{0.__name__}", (Point,), {}),
         ("{x:{w}.{p}f}", (), {"x": 2.0, "w": 8, "p": 2}),
         ("{", (), {}),
         ("}", (), {}),
@@ -374,6 +385,7 @@ class Point:
         ("{0:{1:{2}}}", (1, 2, 3), {}),
         ("{0.nope}", (1,), {}),
         ("{!x}", (1,), {}),
+        ("{0} {0!r} {0!s:>9}", ([1, (2, "x")],), {}),
     ],
 )
 def test_safe_format_matches_str_format(
@@ -389,21 +401,24 @@ def test_safe_format_matches_str_format(
 
 @pytest.mark.parametrize(
     "template",
-    ["{0.__class__}", "{0.x.__class__}", "{0[0].__globals__}", "{0:{0.__class__}}",
-     "ok {0} {0.__doc__!r}", "{0.__init__.__globals__[x]}"],
+    ["{0.__class__}", "{0.real.__class__}", "{0[0].__globals__}", "{0:{0.__class__}}",
+     "ok {0} {0.__doc__!r}", "{0.__init__.__globals__[x]}", "{0.append}", "{0._d}"],
 )  # fmt: skip
-def test_safe_format_refuses_dunders(template: str) -> None:
-    with pytest.raises(
-        AttributeError, match="access to dunder attributes is not supported in Flowmetal"
-    ):
-        safe_format(template, [Point()])
-    with pytest.raises(AttributeError, match="dunder"):
-        safe_format_map(template.replace("{0", "{a"), {"a": [Point()]})
+def test_safe_format_reads_only_allowed_attributes(template: str) -> None:
+    with pytest.raises(AttributeError, match="has no attribute"):
+        safe_format(template, (FmSet([1]),))
+    with pytest.raises(AttributeError, match="has no attribute"):
+        safe_format_map(template.replace("{0", "{a"), {"a": (FmSet([1]),)})
+
+
+def test_safe_format_writes_no_addresses() -> None:
+    assert safe_format("{} {!r} {!s} {!a}", len, iter([]), [printer], object()) == (
+        "<built-in function len> <list_iterator object> [<function printer>] <object object>")
 
 
 def test_safe_format_non_str_receiver() -> None:
-    assert outcome(lambda: safe_format(b"x", 1)) == outcome(lambda: b"x".format(1))
-    assert outcome(lambda: safe_format_map(5, {})) == outcome(lambda: (5).format_map({}))
+    assert outcome(lambda: safe_format(b"x", 1))[0] == "TypeError"
+    assert outcome(lambda: safe_format_map(5, {}))[0] == "TypeError"
 
 
 def test_safe_format_with_sets() -> None:

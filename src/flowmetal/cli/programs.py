@@ -29,13 +29,19 @@ from flowmetal.store.base import FINISHED, STATUSES
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def check(files: tuple[str, ...]) -> None:
     """Validate programs; print every error and warning as FILE:LINE:COL."""
+    from flowmetal.errors import CheckFailed
     from flowmetal.lang.check import check_source, has_errors
-    from flowmetal.lang.program import default_modules
+    from flowmetal.lang.program import compile_program, default_modules
 
     failed = False
     for path in files:
         source = read_source(path)
         _, diags = check_source(source, path, modules=default_modules())
+        if not has_errors(diags):
+            try:  # the whole compiler runs, so `check` reports whatever `run` would refuse
+                compile_program(source, path)
+            except CheckFailed as e:
+                diags = sorted(diags + e.diagnostics)
         for d in diags:
             click.echo(d.format(), err=True)
         failed = failed or has_errors(diags)

@@ -9,8 +9,11 @@ these passes and reports every problem it finds, not just the first:
 2. Construct pass: every node is visited once (iteratively, via `ast.walk`)
    and constructs Flowmetal does not support are rejected: classes,
    generators, async, `match`, `except*`, `:=`, attribute assignment and
-   deletion, dunder attribute access, and imports other than the modules the
-   host makes available (and only names those modules export).
+   deletion, attribute names no Flowmetal value has (the allow-list in
+   `surface.py`; every `_` name but a few documented dunders), reserved and
+   dunder names in every form that binds a name, programs nested deeper than
+   the compiler handles, and imports other than the modules the host makes
+   available (and only names those modules export).
 3. Name pass (`check_scopes`): scope analysis resolves every name the program
    reads. Reading a host built-in that Flowmetal lacks on purpose (`open`,
    `eval`, ...) is an error unless the program defines that name itself; a
@@ -31,7 +34,11 @@ from collections.abc import Iterable, Mapping
 
 from flowmetal.lang.check_scopes import check_names
 from flowmetal.lang.diagnostics import Diagnostic
-from flowmetal.lang.names import ALLOWED_DUNDERS
+from flowmetal.lang.surface import is_readable_name
+
+# Deeper syntax trees are refused: the compiler's passes (and CPython's) recurse per level
+# (`program.compile_program` gives them the stack this needs).
+MAX_DEPTH = 500
 
 _ASYNC_WHY = "every Flowmetal program is already asynchronous — waits suspend the program durably"
 _GENERATORS = "generators (yield) are not supported; use a list or a generator expression"
@@ -61,6 +68,9 @@ def check_source(
     except (RecursionError, MemoryError):
         return None, [Diagnostic(filename, 1, 1, "error", _TOO_DEEP)]
 
+    deep = _too_deep(tree)
+    if deep is not None:
+        return tree, [Diagnostic.at(filename, deep, f"{_TOO_DEEP} (more than {MAX_DEPTH} levels of nesting)")]
     diagnostics = _ConstructChecker(filename, modules).check(tree)
     diagnostics.extend(check_names(tree, filename))
     if not has_errors(diagnostics):
@@ -97,6 +107,26 @@ def _compile_error(tree: ast.Module, filename: str) -> Diagnostic | None:
 
 def _is_dunder(name: str) -> bool:
     return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+def reserved_binding(name: str) -> str | None:
+    """Why a program may not bind `name` (None: it may)."""
+    if name.startswith("_fm_"):
+        return f"the name '{name}' is reserved for Flowmetal's own use"
+    if _is_dunder(name):
+        return f"the name '{name}' cannot be bound: names of the form __name__ are reserved"
+    return None
+
+
+def _too_deep(tree: ast.Module) -> ast.AST | None:
+    """The first node nested deeper than MAX_DEPTH, if any (iterative, so it cannot overflow)."""
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return node
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return None
 
 
 class _ConstructChecker:
@@ -172,10 +202,15 @@ class _ConstructChecker:
             self.error(node, f"assigning attributes is not supported: {_NO_ATTRIBUTES}")
         elif isinstance(node.ctx, ast.Del):
             self.error(node, f"deleting attributes is not supported: {_NO_ATTRIBUTES}")
-        elif _is_dunder(node.attr) and node.attr not in ALLOWED_DUNDERS:
+        elif not is_readable_name(node.attr):
             # Point at the attribute name (the node ends with it), not at the
             # start of `a.b.__class__`, so chained accesses get distinct positions.
-            message = f"access to dunder attribute '{node.attr}' is not supported"
+            if _is_dunder(node.attr):
+                message = f"access to dunder attribute '{node.attr}' is not supported"
+            elif node.attr.startswith("_"):
+                message = f"attribute '{node.attr}' is not available: names starting with '_' are internal"
+            else:
+                message = f"no Flowmetal value has an attribute '{node.attr}'"
             if node.end_lineno is not None and node.end_col_offset is not None:
                 col = node.end_col_offset - len(node.attr) + 1
                 self.diagnostics.append(
@@ -183,6 +218,46 @@ class _ConstructChecker:
                 )
             else:
                 self.error(node, message)
+
+    # -- names that bind ------------------------------------------------------
+    # Every form that binds a name is checked, so no program can shadow or replace what
+    # Flowmetal's generated code relies on (`_fm_*`) or CPython's own dunders.
+
+    def _binding(self, node: ast.AST, name: str | None) -> None:
+        if name is not None:
+            why = reserved_binding(name)
+            if why is not None:
+                self.error(node, why)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id.startswith("_fm_") or node.id == "__builtins__":
+            self.error(node, f"the name '{node.id}' is reserved for Flowmetal's own use")
+        elif not isinstance(node.ctx, ast.Load):
+            self._binding(node, node.id)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._binding(node, node.name)
+
+    def visit_arg(self, node: ast.arg) -> None:
+        self._binding(node, node.arg)
+
+    def visit_alias(self, node: ast.alias) -> None:
+        self._binding(node, node.asname if node.asname is not None else node.name.partition(".")[0])
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        self._binding(node, node.name)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        for name in node.names:
+            self._binding(node, name)
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        for name in node.names:
+            self._binding(node, name)
+
+    def visit_keyword(self, node: ast.keyword) -> None:
+        if node.arg is not None and node.arg.startswith("_fm_"):
+            self.error(node, f"the name '{node.arg}' is reserved for Flowmetal's own use")
 
     # -- imports -----------------------------------------------------------
 
@@ -215,7 +290,10 @@ class _ConstructChecker:
             return
         exports = self.modules[module]
         for alias in node.names:
-            if alias.name == "*":
+            if alias.name.startswith("_"):
+                self.error(alias, f"cannot import name '{alias.name}' from module '{module}': names starting "
+                                  "with '_' are internal")
+            elif alias.name == "*":
                 self.error(
                     alias,
                     f"'from {module} import *' is not supported: import the names you use",

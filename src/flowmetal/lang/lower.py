@@ -45,7 +45,7 @@ from flowmetal.lang.lowering import (
     store,
 )
 from flowmetal.lang.scopes import COMPREHENSIONS, Scope
-from flowmetal.lang.translate import call, const, name
+from flowmetal.lang.translate import call, const, is_number_literal, modulo, name
 
 
 class UnitLowerer(ExprLowerer):
@@ -87,6 +87,9 @@ class UnitLowerer(ExprLowerer):
             self.assign_to(s.target, self.lower(s.value))
 
     def stmt_AugAssign(self, s: ast.AugAssign) -> None:
+        if isinstance(s.op, ast.Mod) and not is_number_literal(s.value):
+            self._mod_assign(s)
+            return
         if isinstance(s.target, ast.Name) or not self.needs_lowering(s.value):
             target = self.lower_target(s.target)
             assert isinstance(target, ast.Name | ast.Attribute | ast.Subscript)
@@ -100,6 +103,21 @@ class UnitLowerer(ExprLowerer):
         v = self.lower(s.value)
         self.emit(ast.AugAssign(target=store(cur), op=s.op, value=v))
         self.emit(assign(ast.Subscript(value=obj, slice=idx, ctx=ast.Store()), name(cur)))
+
+    def _mod_assign(self, s: ast.AugAssign) -> None:
+        """`x %= v` may format a string: `x = x % v` through the machine's formatter."""
+        if isinstance(s.target, ast.Name):
+            current = self.materialize(self.lower(ast.Name(id=s.target.id, ctx=ast.Load())))
+            v = self.lower(s.value)
+            self.assign_to(s.target, modulo(current, v, s))
+            return
+        assert isinstance(s.target, ast.Subscript)
+        obj = self.materialize(self.lower(s.target.value))
+        idx = self.materialize(self.lower(s.target.slice))
+        cur = self.temp()
+        self.emit(assign(cur, ast.Subscript(value=obj, slice=idx, ctx=ast.Load())))
+        v = self.lower(s.value)
+        self.emit(assign(ast.Subscript(value=obj, slice=idx, ctx=ast.Store()), modulo(name(cur), v, s)))
 
     def stmt_Delete(self, s: ast.Delete) -> None:
         for t in s.targets:
@@ -406,14 +424,13 @@ def _assemble(low: UnitLowerer, info: UnitInfo) -> list[ast.stmt]:
         value=name("_fm_fr"), attr="unit", ctx=ast.Load()), attr="handlers", ctx=ast.Load()), attr="get",
         ctx=ast.Load()), args=[name("_fm_pc")], keywords=[])
     catch = ast.ExceptHandler(
-        type=name("BaseException"),
+        type=name("_fm_BaseException"),
         name="_fm_e",
         body=[
             assign("_fm_h", handlers_lookup),
-            ast.If(test=ast.BoolOp(op=ast.Or(), values=[
-                ast.Compare(left=name("_fm_h"), ops=[ast.Is()], comparators=[const(None)]),
-                call("_fm_isinstance", name("_fm_e"), name("_fm_NOCATCH"))]),
-                body=[ast.Raise(exc=None, cause=None)], orelse=[]),
+            ast.If(test=ast.Compare(left=name("_fm_h"), ops=[ast.Is()], comparators=[const(None)]),
+                   body=[ast.Raise(exc=None, cause=None)], orelse=[]),
+            ast.Expr(value=call("_fm_guard", name("_fm_e"))),  # the machine's own stops pass through
             assign("_fm_caught", name("_fm_e")),
             assign("_fm_pc", name("_fm_h")),
         ],
@@ -443,8 +460,12 @@ def _assemble(low: UnitLowerer, info: UnitInfo) -> list[ast.stmt]:
         # defaults are attached to the binder when a function value is made
         args.defaults = []
         args.kw_defaults = [None] * len(args.kwonlyargs)
-        binder = ast.FunctionDef(name=f"_fm_b{info.uid}", args=args,
-                                 body=[ast.Return(value=call("_fm_locals"))], decorator_list=[], returns=None)
+        params = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
+        params += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
+        # the bound arguments, by name (an explicit dict: the binder needs no helper)
+        bound = ast.Dict(keys=[const(p) for p in params], values=[name(p) for p in params])
+        binder = ast.FunctionDef(name=f"_fm_b{info.uid}", args=args, body=[ast.Return(value=bound)],
+                                 decorator_list=[], returns=None)
         ast.copy_location(binder, node)
         out.append(binder)
     return out

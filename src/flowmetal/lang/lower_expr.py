@@ -21,14 +21,19 @@ from flowmetal.lang.lowering import (
     rethrow,
 )
 from flowmetal.lang.scopes import Scope
+from flowmetal.lang.surface import ROUTED_ATTRIBUTES
 from flowmetal.lang.translate import (
+    H_CALLATTR,
     H_MKGEN,
     H_SET,
     Translator,
     call,
     const,
+    formatted_value,
     is_sequence_literal,
+    modulo,
     name,
+    routed_attribute,
 )
 
 
@@ -254,10 +259,11 @@ class ExprLowerer:
             self.loc = saved
 
     def lower_Call(self, e: ast.Call) -> ast.expr:
-        if isinstance(e.func, ast.Attribute) and e.func.attr in ("format", "format_map"):
-            # call through a helper rather than holding a bound `format` across a wait
+        if isinstance(e.func, ast.Attribute) and e.func.attr in ROUTED_ATTRIBUTES:
+            # a routed method is called through the checked helper (which never leaves a
+            # bound method in a temporary across a wait)
             base = self.materialize(self.lower(e.func.value))
-            shifted = ast.Call(func=name("_fm_fmtcall"), args=[base, const(e.func.attr), *e.args],
+            shifted = ast.Call(func=name(H_CALLATTR), args=[base, const(e.func.attr), *e.args],
                                keywords=e.keywords)
             ast.copy_location(shifted, e)
             return self.lower_Call(shifted)
@@ -368,6 +374,8 @@ class ExprLowerer:
         left, right = self.lower_seq([e.left, e.right])
         if isinstance(e.op, ast.Mult) and (is_sequence_literal(e.left) or is_sequence_literal(e.right)):
             return call("_fm_rep", left, right)
+        if isinstance(e.op, ast.Mod):
+            return modulo(left, right, e)
         return ast.BinOp(left=left, op=e.op, right=right)
 
     def lower_UnaryOp(self, e: ast.UnaryOp) -> ast.expr:
@@ -384,8 +392,8 @@ class ExprLowerer:
 
     def lower_Attribute(self, e: ast.Attribute) -> ast.expr:
         base = self.lower(e.value)
-        if e.attr in ("format", "format_map"):
-            return call("_fm_fmt", base, const(e.attr))
+        if e.attr in ROUTED_ATTRIBUTES:
+            return routed_attribute(base, e.attr, e)
         return ast.Attribute(value=base, attr=e.attr, ctx=ast.Load())
 
     def lower_Tuple(self, e: ast.Tuple) -> ast.expr:
@@ -414,7 +422,7 @@ class ExprLowerer:
             if isinstance(v, ast.FormattedValue):
                 inner = self.materialize(self.lower(v.value))
                 spec = self.lower(v.format_spec) if v.format_spec is not None else None
-                values.append(ast.FormattedValue(value=inner, conversion=v.conversion, format_spec=spec))
+                values.append(formatted_value(inner, v.conversion, spec, v))
             else:
                 values.append(v)
         return ast.JoinedStr(values=values)
@@ -510,7 +518,7 @@ class ExprLowerer:
                 else:
                     element()
 
-            self.loop(src, lambda v: self.assign_to(gen.target, v), body, None, tick=False)
+            self.loop(src, lambda v: self.assign_to(gen.target, v), body, None)
 
         level(0)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import sys
 import types
 import warnings
 from collections import OrderedDict
@@ -19,13 +20,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flowmetal.errors import CheckFailed
-from flowmetal.lang.check import check_source, has_errors
+from flowmetal.lang.check import MAX_DEPTH, check_source, has_errors
 from flowmetal.lang.classify import classify
 from flowmetal.lang.diagnostics import Diagnostic
 from flowmetal.lang.lower import ProgramFacts, UnitInfo, default_facts_builtin, lower_unit
 from flowmetal.lang.scopes import NodeMap, analyze
+from flowmetal.lang.translate import HELPERS
 
-COMPILER_VERSION = 1
+ENV = "_fm_env"  # the function enclosing all generated code (its parameters are the helpers)
+
+COMPILER_VERSION = 2  # 2: helpers are closure cells; attributes go through the allow-list
 
 
 @dataclass
@@ -48,21 +52,6 @@ def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
-def _reserved_names(tree: ast.Module, filename: str) -> list[Diagnostic]:
-    out = []
-    for node in ast.walk(tree):
-        ident = None
-        if isinstance(node, ast.Name):
-            ident = node.id
-        elif isinstance(node, ast.FunctionDef):
-            ident = node.name
-        elif isinstance(node, ast.arg):
-            ident = node.arg
-        if ident is not None and (ident.startswith("_fm_") or ident == "__builtins__"):
-            out.append(Diagnostic.at(filename, node, f"the name '{ident}' is reserved for Flowmetal's own use"))
-    return out
-
-
 def compile_program(
     source: str,
     filename: str = "<program>",
@@ -73,12 +62,33 @@ def compile_program(
     all_resumable: bool = False,
 ) -> Program:
     """Check and compile a program; raises `CheckFailed` listing every error."""
+    # The passes recurse once per level of nesting; the checker refuses programs deeper than
+    # check.MAX_DEPTH, and this leaves every pass room for that depth whatever the caller's stack.
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, _stack_depth() + 12 * MAX_DEPTH))
+    try:
+        return _compile_program(source, filename, modules, effect_modules, checked, all_resumable)
+    except (RecursionError, MemoryError):
+        raise CheckFailed([Diagnostic(filename, 1, 1, "error", "the program is nested too deeply to compile")]) from None
+    finally:
+        sys.setrecursionlimit(old_limit)
+
+
+def _stack_depth() -> int:
+    depth = 0
+    frame = sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back  # type: ignore[assignment]
+    return depth
+
+
+def _compile_program(source: str, filename: str, modules: Mapping[str, frozenset[str] | None] | None,
+                     effect_modules: frozenset[str], checked: bool, all_resumable: bool) -> Program:
     if modules is None:
         modules = default_modules()
     if checked:
         tree, diags = check_source(source, filename, modules=modules)
-        if tree is not None:
-            diags = sorted(diags + _reserved_names(tree, filename))
         if tree is None or has_errors(diags):
             raise CheckFailed([d for d in diags if d.severity == "error"])
     else:
@@ -137,14 +147,21 @@ def _compile_tree(tree: ast.Module, source: str, filename: str, effect_modules: 
                         is_module=scope.is_module)
         body.extend(lower_unit(facts, unit, info))
         infos[uid] = info
-    module = ast.Module(body=body, type_ignores=[])
+    # All generated code is nested in one function whose parameters are the helpers it calls:
+    # the helpers are closure cells of every unit, never globals a program could shadow.
+    env = ast.FunctionDef(
+        name=ENV, args=ast.arguments(posonlyargs=[], args=[ast.arg(arg=h) for h in HELPERS], vararg=None,
+                                     kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
+        body=body or [ast.Pass()], decorator_list=[], returns=None)
+    module = ast.Module(body=[env], type_ignores=[])
     ast.fix_missing_locations(module)
     with warnings.catch_warnings():  # the checker already reported what matters
         warnings.simplefilter("ignore")
         code = compile(module, filename, "exec", dont_inherit=True, optimize=0)
+    env_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
     prefixes = {f"_fm_u{i.uid}": i for i in infos.values()}
     codes: dict[str, types.CodeType] = {}
-    for const in code.co_consts:
+    for const in env_code.co_consts:
         if not isinstance(const, types.CodeType):
             continue
         if const.co_name.startswith("_fm_u"):
@@ -167,7 +184,7 @@ def _compile_tree(tree: ast.Module, source: str, filename: str, effect_modules: 
 
 def _rename(code: types.CodeType, info: UnitInfo, registry: dict[str, types.CodeType]) -> types.CodeType:
     """Give generated code the program's names, and register every nested code object."""
-    old_prefix = f"{code.co_name}.<locals>."
+    old_prefix = f"{ENV}.<locals>.{code.co_name}.<locals>."
     new_prefix = "" if info.is_module else f"{info.qualname}.<locals>."
 
     def fix(c: types.CodeType) -> types.CodeType:

@@ -6,10 +6,14 @@ semantics and source positions (so CPython's own error messages and line
 numbers are Flowmetal's), and changes only what must differ:
 
 - set displays and set comprehensions build insertion-ordered sets;
-- `x.format` / `x.format_map` go through a guard that forbids dunder fields;
+- attributes whose name the allow-list routes (`lang/surface.py`) are read through
+  the machine's checked getattr; the others natively;
+- f-strings, `%`-formatting and `str(...)` write values through the machine's
+  `show` functions, which leave out memory addresses;
 - `seq * n` with a literal sequence is checked against the memory limit;
-- loops (and functions on a recursion cycle) tick the fuel counter;
-- bare `except:` catches `Exception`, so the machine's own aborts pass through;
+- loops, comprehension iterations (and functions on a recursion cycle) tick the
+  fuel counter;
+- every `except` lets the machine's own aborts (fuel, memory) pass through;
 - imports become lookups of Flowmetal modules;
 - nested functions that may wait become resumable function values, and
   generator expressions that may escape become resumable generators;
@@ -24,18 +28,38 @@ from collections.abc import Callable
 from typing import Any
 
 from flowmetal.lang.classify import Unit
-from flowmetal.lang.names import BUILTIN_EXCEPTIONS
+from flowmetal.lang.names import BUILTIN_NAMES
 from flowmetal.lang.scopes import COMPREHENSIONS, Scope
+from flowmetal.lang.surface import ROUTED_ATTRIBUTES
 
-# Names of the machine helpers that generated code calls (found in the
-# program's builtins; user names may not start with `_fm_`).
+# Names of the machine helpers that generated code calls. They are closure cells of the
+# generated code (see `HELPERS`), so no name a program binds can shadow them; the checker
+# refuses `_fm_` names anyway.
 H_SET = "_fm_set"
-H_FMT = "_fm_fmt"
 H_REP = "_fm_rep"
 H_TICK = "_fm_tick"
 H_IMPORT = "_fm_import"
 H_MKFN = "_fm_mkfn"
 H_MKGEN = "_fm_mkgen"
+H_GETATTR = "_fm_getattr"
+H_CALLATTR = "_fm_callattr"
+H_FV = "_fm_fv"
+H_PERCENT = "_fm_percent"
+H_MOD = "_fm_mod"
+H_STR = "_fm_str"
+H_HOSTSTR = "_fm_hoststr"
+H_ITER = "_fm_iter"
+H_GUARD = "_fm_guard"
+H_BASE_EXC = "_fm_BaseException"
+
+# Every helper generated code may use: the parameters of the function that encloses all
+# generated code (`program._compile_tree`), whose cells each machine fills (`runtime_builtins`).
+HELPERS: tuple[str, ...] = (
+    H_SET, H_REP, H_TICK, H_IMPORT, H_MKFN, H_MKGEN, H_GETATTR, H_CALLATTR, H_FV, H_PERCENT, H_MOD, H_STR,
+    H_HOSTSTR, H_ITER, H_GUARD, H_BASE_EXC, "_fm_locals", "_fm_next", "_fm_isinstance", "_fm_Cell",
+    "_fm_FunctionType", "_fm_Generator", "_fm_Function", "_fm_Suspension", "_fm_invoke", "_fm_END",
+    "_fm_AssertionError", "_fm_in_handler", "_fm_take_throw", "_fm_enter", "_fm_exit",
+)
 
 _SEQ_LITERALS = (ast.List, ast.Tuple)
 
@@ -55,6 +79,37 @@ def const(value: Any) -> ast.Constant:
 
 def tick_stmt() -> ast.stmt:
     return ast.Expr(value=call(H_TICK))
+
+
+def is_format_literal(node: ast.expr) -> bool:
+    """A string (or bytes) written in the source: `%` on it formats."""
+    if isinstance(node, ast.JoinedStr):
+        return True
+    return isinstance(node, ast.Constant) and isinstance(node.value, str | bytes)
+
+
+def is_number_literal(node: ast.expr) -> bool:
+    """`x % 7`: whatever x is, no value's text is involved."""
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float)
+
+
+def modulo(left: ast.expr, right: ast.expr, at: ast.AST) -> ast.expr:
+    """`left % right`, formatting through the machine when `left` may be a template."""
+    if is_format_literal(left):
+        return ast.copy_location(call(H_PERCENT, left, right), at)
+    if is_number_literal(right) or isinstance(left, ast.Constant):
+        return ast.copy_location(ast.BinOp(left=left, op=ast.Mod(), right=right), at)
+    return ast.copy_location(call(H_MOD, left, right), at)
+
+
+def formatted_value(value: ast.expr, conversion: int, spec: ast.expr | None, at: ast.AST) -> ast.FormattedValue:
+    """One f-string field, written by the machine (no conversion or spec left for CPython)."""
+    text = call(H_FV, value, const(conversion), spec if spec is not None else const(""))
+    return ast.copy_location(ast.FormattedValue(value=text, conversion=-1, format_spec=None), at)
+
+
+def routed_attribute(value: ast.expr, attr: str, at: ast.AST) -> ast.expr:
+    return ast.copy_location(call(H_GETATTR, value, const(attr)), at)
 
 
 def is_sequence_literal(node: ast.expr) -> bool:
@@ -82,6 +137,10 @@ class Translator(ast.NodeTransformer):
         self.scope_stack = [scope]
         self.resolve = resolve
         self.tick_units = tick_units
+        root = scope
+        while root.parent is not None:
+            root = root.parent
+        self.module_scope = root
 
     @property
     def scope(self) -> Scope:
@@ -113,17 +172,77 @@ class Translator(ast.NodeTransformer):
         elts = [self.visit(e) for e in node.elts]
         return ast.copy_location(call(H_SET, ast.Tuple(elts=elts, ctx=ast.Load())), node)
 
+    def is_builtin(self, node: ast.expr, builtin: str) -> bool:
+        """Whether `node` is the name `builtin`, meaning the built-in (not shadowed anywhere)."""
+        if not (isinstance(node, ast.Name) and node.id == builtin and builtin in BUILTIN_NAMES):
+            return False
+        return self.scope.owner_of(builtin) is None and builtin not in self.module_scope.bound
+
     def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
+        if isinstance(node.ctx, ast.Load) and self.is_builtin(node.value, "str") and node.attr not in ROUTED_ATTRIBUTES:
+            # `str.lower`: the host type's own method (Flowmetal's `str` object would forward it)
+            return ast.copy_location(ast.Attribute(value=name(H_HOSTSTR), attr=node.attr, ctx=ast.Load()), node)
         node.value = self.visit(node.value)
-        if isinstance(node.ctx, ast.Load) and node.attr in ("format", "format_map"):
-            return ast.copy_location(call(H_FMT, node.value, const(node.attr)), node)
+        if isinstance(node.ctx, ast.Load) and node.attr in ROUTED_ATTRIBUTES:
+            return routed_attribute(node.value, node.attr, node)
         return node
+
+    def visit_Call(self, node: ast.Call) -> ast.expr:
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in ROUTED_ATTRIBUTES:
+            receiver = self.visit(func.value)
+            args = [self.visit(a) for a in node.args]
+            keywords = [ast.keyword(arg=k.arg, value=self.visit(k.value)) for k in node.keywords]
+            return ast.copy_location(call(H_CALLATTR, receiver, const(func.attr), *args, keywords=keywords), node)
+        if self.is_builtin(func, "str"):
+            node.func = name(H_STR)
+        elif self.is_builtin(func, "isinstance") and len(node.args) == 2 and not node.keywords:
+            node.args[1] = self._host_types(node.args[1])
+        self.generic_visit(node)
+        return node
+
+    def _host_types(self, node: ast.expr) -> ast.expr:
+        """`isinstance(x, str)`: test against the host type directly (no Python-level check)."""
+        if self.is_builtin(node, "str"):
+            return ast.copy_location(name(H_HOSTSTR), node)
+        if isinstance(node, ast.Tuple):
+            node.elts = [self._host_types(e) for e in node.elts]
+        return node
+
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.expr:
+        value = self.visit(node.value)
+        spec = self.visit(node.format_spec) if node.format_spec is not None else None
+        return formatted_value(value, node.conversion, spec, node)
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
         self.generic_visit(node)
         if isinstance(node.op, ast.Mult) and (is_sequence_literal(node.left) or is_sequence_literal(node.right)):
             return ast.copy_location(call(H_REP, node.left, node.right), node)
+        if isinstance(node.op, ast.Mod):
+            return modulo(node.left, node.right, node)
         return node
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.stmt]:
+        if not isinstance(node.op, ast.Mod) or is_number_literal(node.value):
+            self.generic_visit(node)
+            return node
+        # `x %= v` may format: `x = _fm_mod(x, v)`, evaluating a subscript's parts once
+        value = self.visit(node.value)
+        target = node.target
+        if isinstance(target, ast.Name):
+            load = self.visit(ast.Name(id=target.id, ctx=ast.Load()))
+            store = self.visit(ast.Name(id=target.id, ctx=ast.Store()))
+            return ast.copy_location(ast.Assign(targets=[store], value=modulo(load, value, node)), node)
+        assert isinstance(target, ast.Subscript)  # attribute targets are rejected by the checker
+        self.aug_temps = getattr(self, "aug_temps", 0) + 1
+        obj, idx = f"_fm_ao{self.aug_temps}", f"_fm_ai{self.aug_temps}"
+        out: list[ast.stmt] = [
+            ast.Assign(targets=[name(obj, ast.Store())], value=self.visit(target.value)),
+            ast.Assign(targets=[name(idx, ast.Store())], value=self.visit(target.slice)),
+            ast.Assign(targets=[ast.Subscript(value=name(obj), slice=name(idx), ctx=ast.Store())],
+                       value=modulo(ast.Subscript(value=name(obj), slice=name(idx), ctx=ast.Load()), value, node)),
+        ]
+        return [ast.copy_location(s, node) for s in out]
 
     # -- scopes ------------------------------------------------------------
     def _in_scope(self, node: ast.AST, fn: Callable[[], ast.AST]) -> ast.AST:
@@ -142,7 +261,9 @@ class Translator(ast.NodeTransformer):
                 if i:
                     gen.iter = self.visit(gen.iter)
                 gen.target = self.visit(gen.target)
-                gen.ifs = [self.visit(c) for c in gen.ifs]
+                # every iteration ticks the fuel counter, as a loop does (`not None` is true)
+                tick = ast.UnaryOp(op=ast.Not(), operand=call(H_TICK))
+                gen.ifs = [ast.copy_location(tick, node), *[self.visit(c) for c in gen.ifs]]
             if isinstance(node, ast.DictComp):
                 node.key = self.visit(node.key)
                 node.value = self.visit(node.value)
@@ -171,7 +292,7 @@ class Translator(ast.NodeTransformer):
             return self._comprehension(node)
         first = self.visit(node.generators[0].iter)
         return ast.copy_location(
-            call(H_MKGEN, const(self.unit_ids[unit]), call("iter", first), self.cells_for(unit)), node
+            call(H_MKGEN, const(self.unit_ids[unit]), call(H_ITER, first), self.cells_for(unit)), node
         )
 
     def cells_for(self, unit: Unit) -> ast.expr:
@@ -272,16 +393,14 @@ class Translator(ast.NodeTransformer):
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> ast.AST:
         self.generic_visit(node)
         if node.type is None:
-            node.type = name("Exception")
-        elif not _surely_exception(node.type):
-            # `except BaseException` (or a computed type) could catch the machine's own
-            # aborts (fuel, memory): let those pass straight through
-            if node.name is None:
-                node.name = "_fm_x"
-            guard = ast.If(test=call("_fm_isinstance", name(node.name), name("_fm_NOCATCH")),
-                           body=[ast.Raise(exc=None, cause=None)], orelse=[])
-            ast.copy_location(guard, node)
-            node.body.insert(0, guard)
+            node.type = ast.copy_location(name(H_BASE_EXC), node)
+        # Whatever the handler's type turns out to be at run time, the machine's own aborts
+        # (fuel, memory, a slice's end) pass straight through it.
+        # (Handlers are translated whole only in plain functions, where the name is a plain local.)
+        if node.name is None:
+            node.name = "_fm_x"
+        guard = ast.Expr(value=call(H_GUARD, name(node.name)))
+        node.body.insert(0, ast.copy_location(guard, node))
         return node
 
     def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST | None:
@@ -316,18 +435,6 @@ class Translator(ast.NodeTransformer):
             value = call(H_IMPORT, const(node.module or ""), const(alias.name))
             out.append(ast.copy_location(ast.Assign(targets=[target], value=value), node))
         return out
-
-
-_EXCEPTION_NAMES = frozenset(BUILTIN_EXCEPTIONS - {"BaseException"}) | {"Timeout", "Cancelled", "ChildFailed"}
-
-
-def _surely_exception(node: ast.expr) -> bool:
-    """True when an `except` type cannot match BaseException-only classes."""
-    if isinstance(node, ast.Name):
-        return node.id in _EXCEPTION_NAMES
-    if isinstance(node, ast.Tuple):
-        return all(_surely_exception(e) for e in node.elts)
-    return False
 
 
 def is_comprehension(node: ast.AST) -> bool:

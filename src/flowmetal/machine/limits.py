@@ -68,8 +68,8 @@ class Ticker:
         if self.machine.aborted is not None or self._broken:
             self._broken = False
             self.tick = self._fresh()
-            for g in self.machine.globals.values():
-                g["__builtins__"]["_fm_tick"] = self.tick
+            for cells in self.machine.helper_cells.values():
+                cells["_fm_tick"].cell_contents = self.tick
 
 
 def _quanta(ticker: Ticker) -> Iterator[Iterator[None]]:

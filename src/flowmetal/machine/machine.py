@@ -43,7 +43,7 @@ from flowmetal.machine.objects import (
     Task,
 )
 from flowmetal.machine.objects import Frame as Frame
-from flowmetal.machine.runtime_builtins import make_program_builtins
+from flowmetal.machine.runtime_builtins import make_helpers, make_program_builtins
 from flowmetal.machine.tasks import BLOCKED, MachineOp
 from flowmetal.machine.tracebacks import add_trace, error_line, format_exception
 from flowmetal.machine.values import Module
@@ -106,9 +106,11 @@ class Machine:
         self.programs: dict[str, Program] = {"main": program, "prelude": prelude.program()}
         self.globals: dict[str, dict[str, Any]] = {}
         self.unit_fns: dict[tuple[str, int], Any] = {}
+        self.helper_cells: dict[str, dict[str, types.CellType]] = {}
         for key in self.programs:
             g: dict[str, Any] = {"__builtins__": make_program_builtins(self, key)}
             self.globals[key] = g
+            self.helper_cells[key] = {n: types.CellType(v) for n, v in make_helpers(self, key).items()}
         self.prelude_fns = self._load_prelude()
         self.overrides = prelude.overrides(self.prelude_fns)
         if not _empty:
@@ -127,7 +129,9 @@ class Machine:
         fn = self.unit_fns.get((program_key, uid))
         if fn is None:
             info = self.unit(program_key, uid)
-            fn = types.FunctionType(info.code, self.globals[program_key], info.name)
+            cells = self.helper_cells[program_key]
+            closure = tuple(cells[n] for n in info.code.co_freevars)  # the helpers it uses
+            fn = types.FunctionType(info.code, self.globals[program_key], info.name, None, closure)
             self.unit_fns[(program_key, uid)] = fn
         return fn
 
@@ -207,6 +211,8 @@ class Machine:
         return self.outcome
 
     def _failed(self, error: BaseException) -> Failed:
+        if type(error) is MemoryError:  # the host refused an allocation (never the program's own)
+            error = MemoryLimitExceeded("MemoryLimitExceeded: the program ran out of memory")
         if isinstance(error, FuelExhausted | MemoryLimitExceeded):
             line = str(error)
             return Failed(error, line, line)

@@ -119,6 +119,11 @@ class EffectFunction:
         self._effect = effect
         self._bound = bound  # leading arguments (e.g. a child program's id for `child.result`)
 
+    def __getattr__(self, attr: str) -> Any:  # `__name__`, `__qualname__`: not class attributes
+        if attr in ("__name__", "__qualname__"):
+            return self._effect
+        raise AttributeError(f"'builtin_function_or_method' object has no attribute '{attr}'")
+
     def __repr__(self) -> str:
         return f"<built-in function {self._effect}>"
 

@@ -1,5 +1,7 @@
-"""The builtins dictionary a compiled program runs with: the language's
-built-ins (`builtins_table`) plus the `_fm_*` helpers generated code calls."""
+"""What a compiled program runs with: its builtins dictionary (the language's
+built-ins, `builtins_table`) and the helpers its generated code calls, which
+reach the code as closure cells (`lang/translate.HELPERS`), never as names a
+program could bind."""
 
 from __future__ import annotations
 
@@ -8,9 +10,19 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from flowmetal.lang.names import STD_MODULES
+from flowmetal.lang.translate import HELPERS
 from flowmetal.machine import limits as limits_mod
-from flowmetal.machine.builtins_table import make_builtins, safe_format, safe_format_map
-from flowmetal.machine.objects import END, Function, Generator, MachineAbort, Suspension
+from flowmetal.machine.access import builtin_function, fm_callattr, fm_getattr
+from flowmetal.machine.builtins_table import make_builtins
+from flowmetal.machine.objects import (
+    END,
+    Function,
+    Generator,
+    MachineAbort,
+    MemoryLimitExceeded,
+    Suspension,
+)
+from flowmetal.machine.show import fm_format_value, fm_mod, fm_percent, fm_str, str_call
 from flowmetal.machine.stdmods import get_module
 from flowmetal.machine.tasks import MachineOp, op_enter, op_exit
 from flowmetal.machine.values import FmSet
@@ -19,19 +31,17 @@ if TYPE_CHECKING:
     from flowmetal.machine.machine import Machine
 
 
-def _fmt(obj: Any, attr: str) -> Any:
-    """`obj.format` / `obj.format_map`, with dunder fields refused."""
-    if obj is str:
-        return safe_format if attr == "format" else safe_format_map
-    if isinstance(obj, str):
-        if attr == "format":
-            return lambda *a, **k: safe_format(obj, *a, **k)
-        return lambda mapping: safe_format_map(obj, mapping)
-    return getattr(obj, attr)
+NOCATCH = (MachineAbort, KeyboardInterrupt, SystemExit)
+HOST_MEMORY_ERROR = host.MemoryError
 
 
-def _fmtcall(obj: Any, attr: str, /, *args: Any, **kwargs: Any) -> Any:
-    return _fmt(obj, attr)(*args, **kwargs)
+def guard(exc: BaseException) -> None:
+    """First statement of every `except` block: the machine's own stops pass through, and an
+    allocation the host refused ends the program (`MemoryLimitExceeded`, never caught)."""
+    if isinstance(exc, NOCATCH):
+        raise exc
+    if type(exc) is HOST_MEMORY_ERROR:
+        raise MemoryLimitExceeded("MemoryLimitExceeded: the program ran out of memory") from None
 
 
 def _in_handler(exc: Any, handled: BaseException) -> Any:
@@ -50,11 +60,16 @@ def _take_throw(frame: Any) -> BaseException:
 
 
 def make_program_builtins(machine: Machine, program_key: str) -> dict[str, Any]:
-    table: dict[str, Any] = dict(make_builtins(lambda *a, **k: _print(machine, *a, **k)))
+    table: dict[str, Any] = dict(make_builtins(make_print(machine)))
     if program_key == "prelude":
         from flowmetal.machine.prelude import prelude_builtins
 
         table.update(prelude_builtins())  # shared (cached) objects: snapshots name them
+    return table
+
+
+def make_helpers(machine: Machine, program_key: str) -> dict[str, Any]:
+    """The value of each of `HELPERS` for one program of one machine."""
 
     def fm_import(module: str, attr: str | None = None) -> Any:
         if module in STD_MODULES:
@@ -70,10 +85,17 @@ def make_program_builtins(machine: Machine, program_key: str) -> dict[str, Any]:
         except AttributeError:
             raise ImportError(f"cannot import name '{attr}' from '{module}'") from None
 
-    table.update(
+    helpers = dict(
         _fm_set=FmSet,
-        _fm_fmt=_fmt,
-        _fm_fmtcall=_fmtcall,
+        _fm_getattr=fm_getattr,
+        _fm_callattr=fm_callattr,
+        _fm_fv=fm_format_value,
+        _fm_percent=fm_percent,
+        _fm_mod=fm_mod,
+        _fm_str=str_call,
+        _fm_hoststr=host.str,
+        _fm_guard=guard,
+        _fm_BaseException=host.BaseException,
         _fm_rep=lambda a, b: limits_mod.repeat(machine.limits, a, b),
         _fm_tick=machine.ticks.tick,
         _fm_import=fm_import,
@@ -90,26 +112,31 @@ def make_program_builtins(machine: Machine, program_key: str) -> dict[str, Any]:
         _fm_Suspension=Suspension,
         _fm_invoke=machine.invoke,
         _fm_END=END,
-        _fm_NOCATCH=(MachineAbort, KeyboardInterrupt, SystemExit),
         _fm_AssertionError=AssertionError,
         _fm_in_handler=_in_handler,
         _fm_take_throw=_take_throw,
         _fm_enter=MachineOp("enter", op_enter),
         _fm_exit=MachineOp("exit", op_exit),
-        BaseException=BaseException,
     )
-    return table
+    assert set(helpers) == set(HELPERS), set(helpers) ^ set(HELPERS)
+    return helpers
 
 
-def _print(machine: Machine, *args: Any, sep: Any = " ", end: Any = "\n", file: Any = None, flush: bool = False) -> None:
-    if file is not None:
-        raise TypeError("print() has no 'file' in Flowmetal: programs reach the outside world only through connectors")
-    if sep is None:
-        sep = " "
-    if end is None:
-        end = "\n"
-    if not isinstance(sep, str):
-        raise TypeError(f"sep must be None or a string, not {type(sep).__name__}")
-    if not isinstance(end, str):
-        raise TypeError(f"end must be None or a string, not {type(end).__name__}")
-    machine.write(sep.join([str(a) for a in args]) + end)
+def make_print(machine: Machine) -> Any:
+    """The program's `print`: writes to the machine's output (it prints as a built-in)."""
+
+    def print(*args: Any, sep: Any = " ", end: Any = "\n", file: Any = None, flush: bool = False) -> None:
+        if file is not None:
+            raise TypeError("print() has no 'file' in Flowmetal: programs reach the outside world only through "
+                            "connectors")
+        if sep is None:
+            sep = " "
+        if end is None:
+            end = "\n"
+        if not isinstance(sep, str):
+            raise TypeError(f"sep must be None or a string, not {type(sep).__name__}")
+        if not isinstance(end, str):
+            raise TypeError(f"end must be None or a string, not {type(end).__name__}")
+        machine.write(sep.join([fm_str(a) for a in args]) + end)
+
+    return builtin_function(print, "print")

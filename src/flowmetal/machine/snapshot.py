@@ -11,7 +11,6 @@ name. Everything goes through the versioned `codec` — never pickle.
 from __future__ import annotations
 
 import contextlib
-import gc
 import types
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from flowmetal.errors import SnapshotError
 from flowmetal.lang.program import COMPILER_VERSION, Program, compile_cached
 from flowmetal.lang.program import source_hash as _hash
-from flowmetal.machine import stdmods
+from flowmetal.lang.translate import HELPERS
+from flowmetal.machine import access, stdmods
 from flowmetal.machine.codec import Codec
 from flowmetal.machine.limits import Limits
 from flowmetal.machine.objects import (
@@ -42,11 +42,13 @@ from flowmetal.machine.tasks import (
     op_exit,
 )
 from flowmetal.machine.values import VALUE_DECODERS
+from flowmetal.machine.views import VIEW_DECODERS
 
 if TYPE_CHECKING:
     from flowmetal.machine.machine import Machine
 
 SNAPSHOT_VERSION = 1
+_HELPER_NAMES = frozenset(HELPERS)
 _BUILTIN_METHOD: type = type([].append)
 
 
@@ -58,6 +60,7 @@ def _base_codec() -> Codec:
 
     codec = Codec()
     codec.register_values(VALUE_DECODERS)
+    codec.register_values(VIEW_DECODERS)
     codec.register_constant(END, "fm:end")
     for key, table in (("main", make_builtins(print)), ("prelude", prelude_builtins())):
         for name, value in table.items():
@@ -67,8 +70,14 @@ def _base_codec() -> Codec:
                 codec.register_constant(value, f"{key}:{name}")
     from flowmetal.machine import runtime_builtins
 
-    for helper in ("_fmtcall", "_fmt", "_in_handler"):  # may sit in a temporary across a wait
+    for helper in ("fm_callattr", "fm_getattr", "_in_handler"):  # may sit in a temporary across a wait
         codec.register_constant(getattr(runtime_builtins, helper), f"fm:{helper}")
+    for flow_type in access.flow_types():
+        codec.register_constant(flow_type, f"type:{flow_type._fm_name}")
+    codec.register(access.BoundBuiltin, "fm.bound_builtin", state=lambda b: [b._fm_obj, b._fm_name],
+                   build=lambda s: access.fm_getattr(s[0], s[1]))
+    codec.register(access.UnboundBuiltin, "fm.unbound_builtin",
+                   state=lambda u: [access.owner_of(u), u._fm_name], build=lambda s: access.fm_getattr(s[0], s[1]))
     for mod_name in ("json", "math", "re"):
         module = stdmods.get_module(mod_name)
         codec.register_constant(module, f"module:{mod_name}")
@@ -101,29 +110,20 @@ def _base_codec() -> Codec:
                    build=op_build)
     codec.register_exception(Timeout, "flowmetal.Timeout")
     codec.register_exception(Cancelled, "flowmetal.Cancelled")
-    for kind in ("keys", "values", "items"):
-        # a dict view is its dict plus which view; CPython exposes the dict only to the GC
-        view_type = type(getattr({}, kind)())
-        codec.register(view_type, f"fm.dict_{kind}", state=_view_dict, build=_view_builder(kind))
     return codec
-
-
-def _view_dict(view: Any) -> Any:
-    return gc.get_referents(view)[0]
-
-
-def _view_builder(kind: str) -> Any:
-    return lambda d: getattr(d, kind)()
 
 
 def make_codec(machine: Machine) -> Codec:
     codec = _base_codec().copy()
     for key in ("main", "prelude"):
         for name, value in machine.globals[key]["__builtins__"].items():
-            if name.startswith("_fm_") or isinstance(value, int | str | tuple | types.NoneType):
+            if isinstance(value, int | str | tuple | types.NoneType):
                 continue
             if id(value) not in codec._const_names:
                 codec.register_constant(value, f"{key}:{name}")
+        # plain functions close over the helpers' cells: a restored machine gives them its own
+        for name, cell in machine.helper_cells[key].items():
+            codec.register_constant(cell, f"helper:{key}:{name}")
     codec.register_constant(machine.host_module, "module:flowmetal")
     for member, value in machine.host_module_members.items():
         if not isinstance(value, EffectFunction):
@@ -154,7 +154,9 @@ def make_codec(machine: Machine) -> Codec:
     codec.register(types.FunctionType, "fm.pyfunction", state=host_fn_state, build=host_fn_build)
 
     def frame_state(fr: Frame) -> list[Any]:
-        return [fr.program_key, fr.unit.uid, fr.pc, fr.slots, fr.throw, fr.gen]
+        # a waiting frame's slots were taken with locals(), which also lists the helpers it uses
+        slots = {k: v for k, v in fr.slots.items() if k not in _HELPER_NAMES}
+        return [fr.program_key, fr.unit.uid, fr.pc, slots, fr.throw, fr.gen]
 
     def frame_new() -> Frame:
         return Frame.__new__(Frame)

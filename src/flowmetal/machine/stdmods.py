@@ -14,6 +14,8 @@ import re as _re
 from collections.abc import Callable
 from typing import Any
 
+from flowmetal.machine import kinds as _kinds  # noqa: F401  (registers the kinds of values)
+from flowmetal.machine.access import visible_class
 from flowmetal.machine.values import Match, Module, Pattern
 
 __all__ = ["STD_MODULE_EXPORTS", "get_module"]
@@ -93,8 +95,9 @@ def _re_members() -> dict[str, Any]:
         "finditer": finditer,
         "escape": _re.escape,
         "error": _re.error,
-        "Pattern": Pattern,
-        "Match": Match,
+        # for isinstance: the types as programs see them, which have no attributes
+        "Pattern": visible_class(Pattern),
+        "Match": visible_class(Match),
     }
     # Flags are the host's RegexFlag members so they print as in CPython
     # (`re.IGNORECASE|re.MULTILINE`). LOCALE, DEBUG and TEMPLATE are left out:

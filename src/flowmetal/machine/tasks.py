@@ -49,6 +49,11 @@ class MachineOp:
         self._fn = fn
         self._bound = bound
 
+    def __getattr__(self, attr: str) -> Any:  # `__name__`, `__qualname__`: not class attributes
+        if attr in ("__name__", "__qualname__"):
+            return self._name
+        raise AttributeError(f"'builtin_function_or_method' object has no attribute '{attr}'")
+
     def __repr__(self) -> str:
         return f"<built-in function {self._name}>"
 

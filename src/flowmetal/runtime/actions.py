@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowmetal.machine.access import register_kind, visible_class
 from flowmetal.machine.objects import EffectFunction
+from flowmetal.machine.show import register_leaf
 from flowmetal.machine.tasks import Cancelled, Timeout, make_ops
 from flowmetal.machine.values import Module
 from flowmetal.runtime import outside
@@ -57,9 +59,19 @@ def host_module() -> dict[str, Any]:
     members.update(CallError=outside.CallError, HttpError=outside.HttpError, Retry=outside.Retry)
     http: dict[str, Any] = {"request": EffectFunction("http")}
     http.update({m.lower(): EffectFunction("http", (m,)) for m in HTTP_METHODS})
-    http.update(HttpError=outside.HttpError, Response=outside.Response)
+    http.update(HttpError=outside.HttpError, Response=visible_class(outside.Response))
     members["http"] = Module("flowmetal.http", http)
     return members
+
+
+def _register_kinds() -> None:
+    register_kind(ChildHandle, "flowmetal.Program")
+    register_kind(ChildFailed, "flowmetal.ChildFailed")
+    register_leaf(ChildHandle)
+    outside.register_kinds()
+
+
+_register_kinds()
 
 
 def register_codec(codec: Any) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flowmetal.machine.access import register_kind
 from flowmetal.machine.objects import EffectFunction
+from flowmetal.machine.show import register_leaf
 from flowmetal.store.retry import normalize
 
 
@@ -169,6 +171,17 @@ def error_from_record(rec: dict[str, Any]) -> BaseException | None:
     if kind == "HttpError":
         return HttpError(str(rec.get("message", "")), rec.get("status"), str(rec.get("url", "")))
     return None
+
+
+def register_kinds() -> None:
+    """Let programs hold these values, with the attributes `lang/surface.py` lists for them."""
+    register_kind(CallError, "flowmetal.CallError")
+    register_kind(HttpError, "flowmetal.HttpError")
+    register_kind(Response, "flowmetal.http.Response")
+    register_kind(Request, "flowmetal.Request")
+    register_kind(Callback, "flowmetal.Callback")
+    for cls in (Response, Request, Callback):
+        register_leaf(cls)
 
 
 def register_codec(codec: Any) -> None:
