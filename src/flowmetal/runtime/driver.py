@@ -37,6 +37,7 @@ from flowmetal.machine.objects import EffectRequest
 from flowmetal.machine.tasks import Cancelled, Timeout
 from flowmetal.machine.tracebacks import error_line
 from flowmetal.runtime import actions, deployments, outside
+from flowmetal.runtime.arguments import BadArguments, check_arguments, defines_main
 from flowmetal.store.base import (
     FINISHED,
     Claim,
@@ -152,6 +153,7 @@ class Runtime:
                 raise FlowmetalError(f"{path!r}: {e}") from None
         program = compile_cached(source, path)  # raises CheckFailed
         self._programs[program.source_hash] = program
+        _check_args(program, source, dict(args or {}), path)  # raises BadArguments: nothing is stored
         pid = program_id or uuid.uuid4().hex[:12]
         self.store.create_program(
             NewProgram(pid, path, source, program.source_hash, dict(args or {})), self.clock())
@@ -170,6 +172,7 @@ class Runtime:
         _, source = self.store.source(dep.source_hash)
         program = compile_cached(source, dep.main)  # raises CheckFailed
         self._programs.setdefault(program.source_hash, program)
+        _check_args(program, source, args, f"{dep.ref} ({dep.main})")
         return NewProgram(program_id, dep.main, source, dep.source_hash, args, parent_id=parent_id,
                           deployment=dep.ref, retain=dep.retain)
 
@@ -640,7 +643,7 @@ class _Slice:
         if target not in dep.files:
             raise ValueError(f"start(): {path!r} is not part of deployment {dep.ref} (deploy it with the program)")
         _, source = self.rt.store.source(dep.files[target])
-        self.check_child(source, target, path)
+        self.check_child(source, target, path, args)
         return NewProgram(child_id, target, source, dep.files[target], args, parent_id=self.row.id,
                           deployment=dep.ref, retain=self.row.retain)
 
@@ -651,16 +654,20 @@ class _Slice:
             source = target.read_text(encoding="utf-8")
         except OSError as e:
             raise ValueError(f"start(): cannot read {path!r}: {e.strerror or e}") from None
-        self.check_child(source, str(target), path)
+        self.check_child(source, str(target), path, args)
         return NewProgram(child_id, str(target), source, source_hash(source), args, parent_id=self.row.id,
                           retain=self.row.retain)
 
-    def check_child(self, source: str, filename: str, path: str) -> None:
+    def check_child(self, source: str, filename: str, path: str, args: dict[str, Any]) -> None:
         try:
             program = compile_cached(source, filename)
         except CheckFailed as e:
             raise ValueError(f"start(): {path!r} is not a valid program:\n{e}") from None
         self.rt._programs[program.source_hash] = program
+        try:
+            _check_args(program, source, args, path)
+        except BadArguments as e:
+            raise TypeError(f"start(): {e}") from None
 
     # -- bookkeeping --------------------------------------------------------------------------
     def flush_output(self) -> None:
@@ -741,6 +748,12 @@ class _Slice:
             c = self.commit
             message = {"status": c.status, "result": c.result, "error": c.error}
             self.commit.sends.append((self.row.parent_id, f"__child__:{self.row.id}", message))
+
+
+def _check_args(program: Program, source: str, args: dict[str, Any], where: str) -> None:
+    if program.defines_main and not defines_main(source):
+        return  # `main` is not a plain top-level def: it binds its arguments when called
+    check_arguments(source, args, where)
 
 
 def _require_json(value: Any, what: str) -> None:
