@@ -155,6 +155,17 @@ def test_start_bad_args_and_bad_program(cli: CLI, tmp_path: Path) -> None:
     assert cli.ok("list") == ""  # (and "no programs" on stderr)
 
 
+def test_read_only_commands_do_not_create_a_store(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "FLOWMETAL_STORE"}
+    for args in (["list"], ["status", "x"], ["result", "x"], ["history", "x"]):
+        r = subprocess.run([*FLOWMETAL, *args], capture_output=True, text=True, timeout=30, cwd=elsewhere, env=env)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "no store at flowmetal.db" in one_clear_line(r) and "--store" in r.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_list_and_status_filter(cli: CLI) -> None:
     a = cli.create("cli_wait", pid="a")
     b = cli.create("cli_steps", {"n": 1, "delay": 0}, pid="b")
@@ -369,6 +380,7 @@ def test_idle_worker_stops_promptly(cli: CLI) -> None:
     ["send", "nope", "1"], ["history", "nope"], ["inspect", "nope"], ["cancel", "nope"], ["resume", "nope"],
 ])
 def test_unknown_id_is_one_clear_line(cli: CLI, command: list[str]) -> None:
+    cli.ok("db", "migrate")  # the store exists (without one, read-only commands say so instead)
     r = cli(*command, timeout=20)
     line = one_clear_line(r)
     assert "nope" in line and line.startswith("flowmetal: error:")

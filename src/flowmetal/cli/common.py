@@ -105,9 +105,17 @@ def finish(row: Any) -> None:
     sys.exit(1)
 
 
-def open_store_at(store_url: str | None) -> Any:
-    from flowmetal.store import open_store
+def open_store_at(store_url: str | None, existing: bool = False) -> Any:
+    """The store; with `existing`, a SQLite file that is not there is an error (a read-only
+    command run in the wrong directory must not leave an empty store behind)."""
+    from flowmetal.store import open_store, sqlite_path
+    from flowmetal.store import store_url as resolve
 
+    url = resolve(store_url)
+    path = sqlite_path(url)
+    if existing and path is not None and not Path(path).exists():
+        raise UsageError(f"no store at {path} ({url}): run this where the store is, or give --store URL "
+                         "(or FLOWMETAL_STORE)")
     return open_store(store_url)
 
 

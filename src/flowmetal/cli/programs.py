@@ -44,6 +44,9 @@ def check(files: tuple[str, ...]) -> None:
                 diags = sorted(diags + e.diagnostics)
         for d in diags:
             click.echo(d.format(), err=True)
+        if not has_errors(diags):
+            warnings = f" ({len(diags)} warning{'s' if len(diags) != 1 else ''})" if diags else ""
+            click.echo(f"{path}: ok{warnings}")
         failed = failed or has_errors(diags)
     sys.exit(2 if failed else 0)
 
@@ -122,7 +125,7 @@ def list_(status: tuple[str, ...], file_part: str | None, since: str | None, bef
 
     query = ProgramQuery(status=status or None, file=file_part, created_since=_time_option("--since", since),
                          created_before=_time_option("--before", before), newest_first=newest_first)
-    page = open_store_at(store_url).page_programs(query, limit, cursor)
+    page = open_store_at(store_url, existing=True).page_programs(query, limit, cursor)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in page.programs]))
     elif page.programs:
@@ -159,7 +162,7 @@ def _time_option(name: str, value: str | None) -> float | None:
 @json_option
 def status(program_id: str, store_url: str | None, as_json: bool) -> None:
     """A program's status: running, waiting, completed, failed or cancelled."""
-    row = open_store_at(store_url).get_program(program_id)
+    row = open_store_at(store_url, existing=True).get_program(program_id)
     if as_json:
         click.echo(json.dumps(row.to_json()))
         return
@@ -179,6 +182,7 @@ def result(program_id: str, wait: bool, timeout: float | None, store_url: str | 
     """A finished program's result (JSON); exit 1 if it failed."""
     from flowmetal.client import Client, ProgramFailedError, ResultTimeout
 
+    open_store_at(store_url, existing=True).close()
     client = Client(store_url)
     row = client.store.get_program(program_id)
     if wait and row.status not in FINISHED:
@@ -227,7 +231,7 @@ def history(program_id: str, store_url: str | None, as_json: bool) -> None:
     """A program's events, one per line."""
     import datetime
 
-    store = open_store_at(store_url)
+    store = open_store_at(store_url, existing=True)
     store.get_program(program_id)
     for e in store.events(program_id):
         if as_json:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import logging
 import signal
 import sys
 import threading
@@ -35,8 +36,17 @@ from flowmetal.store.base import CallClaim, CallOutcome, Store
 _MARK = "__flowmetal_function__"
 
 
+log = logging.getLogger("flowmetal.functions")
+
+
 class NonRetryable(Exception):
-    """Raise it (or a subclass) from a function to fail the call for good, without retries."""
+    """Raise it (or a subclass) from a function to fail the call for good, without retries.
+    `type` names the error the program's `CallError.type` shows (default: the class's name),
+    e.g. `raise NonRetryable("no apples left", type="OutOfStock")`."""
+
+    def __init__(self, message: str = "", *, type: str | None = None) -> None:
+        super().__init__(message)
+        self.type = type
 
 
 @dataclass(frozen=True)
@@ -151,10 +161,12 @@ class FunctionWorker:
         args, kwargs = list(payload.get("args") or []), dict(payload.get("kwargs") or {})
         try:
             result = _invoke(fn, ctx, args, kwargs)
-        except NonRetryable as e:
-            return CallOutcome(ok=False, error=_error(e), retryable=False)
         except Exception as e:
-            return CallOutcome(ok=False, error=_error(e))
+            error = _error(e)
+            final = isinstance(e, NonRetryable)
+            log.warning("call %s (%s) attempt %d failed%s:\n%s", claim.name, claim.key, claim.attempt,
+                        " for good" if final else "", error.get("traceback") or f"{error['type']}: {error['message']}")
+            return CallOutcome(ok=False, error=error, retryable=not final)
         try:
             json.dumps(result, allow_nan=False)
         except (TypeError, ValueError) as e:
@@ -180,7 +192,27 @@ async def _bounded(coro: Any, deadline: float | None) -> Any:
     return await asyncio.wait_for(coro, max(0.0, deadline - time.time()))
 
 
+TRACEBACK_LIMIT = 4000  # characters of a failed attempt's traceback kept (its end: where it failed)
+
+
 def _error(e: BaseException) -> dict[str, str]:
     if isinstance(e, TimeoutError) and not str(e):  # (asyncio's TimeoutError is this one since 3.11)
         return {"type": "TimeoutError", "message": "the attempt timed out"}
-    return {"type": type(e).__name__, "message": str(e)}
+    kind = e.type if isinstance(e, NonRetryable) and e.type else type(e).__name__
+    return {"type": kind, "message": str(e), "traceback": _traceback(e)}
+
+
+def _traceback(e: BaseException) -> str:
+    """The function's own traceback: its frames (those of this module, the call into it, left
+    out) and the error, without the "Traceback (most recent call last):" header, so a worker's
+    log never reads as if Flowmetal itself had crashed."""
+    import traceback
+
+    tb = e.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    lines = traceback.format_exception(type(e), e, tb)
+    text = "".join(line for line in lines if not line.startswith("Traceback (most recent call last)"))
+    if len(text) > TRACEBACK_LIMIT:
+        text = "...\n" + text[-TRACEBACK_LIMIT:]
+    return text

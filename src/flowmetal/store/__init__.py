@@ -14,6 +14,13 @@ def store_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get("FLOWMETAL_STORE") or DEFAULT_URL
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of a `sqlite://` URL (None for other stores)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return url[len("sqlite:///"):].partition("?")[0] or None
+
+
 def open_store(url: str | None = None) -> Store:
     url = store_url(url)
     if url.startswith("sqlite://"):
