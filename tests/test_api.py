@@ -482,7 +482,7 @@ def test_openapi_describes_every_route(bare: Server, tmp_path: Path) -> None:
     routes = [(route.path, sorted(m.lower() for m in (route.methods or ()) if m != "HEAD"))
               for route in app.routes if isinstance(route, Route)]
     assert len(routes) == len(app.routes)
-    assert sum(len(ms) for _, ms in routes) == 20  # method-path pairs
+    assert sum(len(ms) for _, ms in routes) == 21  # method-path pairs
     for path, methods in routes:
         assert path in doc["paths"], path
         for method in methods:

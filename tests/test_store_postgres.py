@@ -397,7 +397,7 @@ def test_a_worker_survives_an_outage(url: str, capsys: pytest.CaptureFixture[str
         send_round(10)
         time.sleep(1.5)
         assert thread.is_alive()
-        assert "flowmetal worker: the store" in capsys.readouterr().err  # it said so, and waits
+        assert "the store is unavailable" in capsys.readouterr().err  # it said so, and waits
         proxy.listen()  # the server is back
         send_round(100)
         assert done.wait(40), [direct.get_program(pid).status for pid in ids]

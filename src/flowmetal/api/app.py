@@ -26,8 +26,9 @@ from flowmetal.api.context import Api, api
 from flowmetal.api.http import JSON, ApiError, error_response
 from flowmetal.api.operations import Operations
 from flowmetal.api.wake import WakeHub
+from flowmetal.observe import metrics, tracing
 from flowmetal.runtime.driver import Runtime
-from flowmetal.store.base import Store, UnknownProgram
+from flowmetal.store.base import STATUSES, Store, UnknownProgram
 
 DEFAULT_MAX_BODY = 1_048_576
 READY_TIMEOUT = 5.0
@@ -89,6 +90,15 @@ async def openapi_json(request: Request) -> Response:
     return JSON(request.app.state.openapi)
 
 
+@ops.add("GET", "/metrics", summary="Metrics in Prometheus's text format (docs/operations.md lists them)",
+         responses={200: (None, "the metrics (text/plain; version=0.0.4)")})
+async def metrics_text(request: Request) -> Response:
+    """This process's metrics and the store's programs by status, in Prometheus's text format."""
+    a = api(request)
+    body, content_type = await a.run(metrics.exposition, a.metrics)
+    return Response(body, media_type=content_type)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kinds = {404: "NotFound", 405: "MethodNotAllowed"}
@@ -104,7 +114,8 @@ def create_app(store: Store, runtime: Runtime, *, token: str | None = None, max_
     `max_wait` caps long-polls (seconds)."""
     hub = WakeHub(store)
     ctx = Api(store=store, runtime=runtime, hub=hub, token=token, max_body=max_body,
-              callback_max_body=callback_max_body, max_wait=max_wait)
+              callback_max_body=callback_max_body, max_wait=max_wait,
+              metrics=metrics.store_registry(store.count_programs, STATUSES))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -121,6 +132,7 @@ def create_app(store: Store, runtime: Runtime, *, token: str | None = None, max_
     app.state.openapi = openapi.document(table, secured=bool(token))
     if token:
         app.add_middleware(BearerAuth, token=token)
+    app.add_middleware(tracing.AsgiTracing)  # outermost: a span even for refused requests
     return app
 
 

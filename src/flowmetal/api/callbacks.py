@@ -14,6 +14,7 @@ from flowmetal.api import types as t
 from flowmetal.api.context import api
 from flowmetal.api.http import ApiError, read_body
 from flowmetal.api.operations import Operations
+from flowmetal.observe import metrics
 
 ops = Operations()
 
@@ -46,6 +47,7 @@ async def deliver(request: Request) -> t.Accepted:
         return status
 
     status = await a.run(store)
+    metrics.CALLBACKS.labels(status).inc()
     if status == "accepted":
         return t.Accepted("accepted")
     if status == "duplicate":

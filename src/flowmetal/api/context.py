@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
+from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
 from flowmetal.api.wake import WakeHub
@@ -32,6 +33,7 @@ class Api:
     max_body: int
     callback_max_body: int
     max_wait: float
+    metrics: CollectorRegistry  # what /metrics reads from the store when scraped
     draining: bool = False  # the server is shutting down: long-polls answer now
 
     def drain(self) -> None:

@@ -50,7 +50,10 @@ def emit(text: str) -> None:
 
 def run_embedded(rt: Any, program_id: str, until_waiting: bool = False, services: Any = None) -> Any:
     """Run a program (and children it starts) in this process until it ends, streaming output."""
+    from flowmetal.observe.logs import quiet_programs
     from flowmetal.runtime.worker import Worker
+
+    quiet_programs()  # this command shows the program's output and end itself
 
     # output is read back from the log, so lines printed by slices another process ran on
     # the same store (a `serve` or `worker` sharing it) are shown too, each once, in order
@@ -153,3 +156,47 @@ retain_option = click.option(
 
 def notify_store(store: Any) -> None:
     store.notify()
+
+
+def observe_options(fn: Any) -> Any:
+    """--log-format, --log-level (and the OTEL_* variables, read by `start_observing`)."""
+    fn = click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+                      show_default=True, envvar="FLOWMETAL_LOG_LEVEL",
+                      help="Log events at this level and above (env FLOWMETAL_LOG_LEVEL).")(fn)
+    fn = click.option("--log-format", type=click.Choice(["human", "json"]), default="human", show_default=True,
+                      envvar="FLOWMETAL_LOG_FORMAT",
+                      help="Log lines for people, or one JSON object per line (env FLOWMETAL_LOG_FORMAT).")(fn)
+    return fn
+
+
+metrics_port_option = click.option(
+    "--metrics-port", type=click.IntRange(0, 65535), default=None, envvar="FLOWMETAL_METRICS_PORT",
+    help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (env FLOWMETAL_METRICS_PORT).")
+
+
+def start_observing(log_format: str, log_level: str, service: str) -> None:
+    """Logs to stderr in the chosen format; traces if the OTEL_* variables ask for them."""
+    from flowmetal.observe import logs, tracing
+
+    logs.configure(log_format, log_level)
+    tracing.setup(service)
+
+
+def stop_observing() -> None:
+    from flowmetal.observe import tracing
+
+    tracing.shutdown()
+
+
+def serve_metrics(port: int | None, store: Any) -> None:
+    """With --metrics-port: serve /metrics on loopback from a background thread."""
+    if port is None:
+        return
+    import logging
+
+    from flowmetal.observe import logs, metrics
+    from flowmetal.store.base import STATUSES
+
+    bound = metrics.serve_http(port, store.count_programs, STATUSES)
+    logs.event(logs.logger("metrics"), logging.INFO, "serving metrics",
+               url=f"http://127.0.0.1:{bound}/metrics")

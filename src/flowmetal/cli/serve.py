@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from flowmetal.cli.common import retain_option
+from flowmetal.cli.common import observe_options, retain_option, start_observing, stop_observing
 from flowmetal.errors import UsageError
 
 DEFAULT_MAX_BODY = 1_048_576
@@ -92,16 +92,20 @@ def _services(runtime: Any, functions_file: str | None, worker: bool, http: bool
 @click.option("--max-wait", type=click.FloatRange(0.0, 3600.0), default=60.0, show_default=True,
               help="The longest a long-poll (a result, a function claim) is held, in seconds.")
 @retain_option
+@observe_options
 def serve(store_url: str | None, host: str, port: int, token: str | None, public_url: str | None,
           functions_file: str | None, no_worker: bool, no_http: bool, concurrency: int, max_body: int,
-          callback_max_body: int, max_wait: float, retain: str | None) -> None:
-    """Serve the HTTP API (JSON; the OpenAPI document is at /openapi.json) until SIGTERM/SIGINT."""
+          callback_max_body: int, max_wait: float, retain: str | None, log_format: str, log_level: str) -> None:
+    """Serve the HTTP API (JSON; the OpenAPI document is at /openapi.json), the web console
+    (at /ui) and metrics (at /metrics) until SIGTERM/SIGINT."""
     import uvicorn
 
     from flowmetal.api import create_app, drain
+    from flowmetal.observe import logs
     from flowmetal.runtime.driver import Runtime
     from flowmetal.store import open_store
 
+    start_observing(log_format, log_level, "flowmetal-serve")
     store = open_store(store_url)
     sock = _bind(host, port)
     try:
@@ -120,8 +124,9 @@ def serve(store_url: str | None, host: str, port: int, token: str | None, public
                 drain(app)  # long-polls answer now instead of holding the shutdown up
                 await super().shutdown(sockets)
 
+        # (log_config=None: uvicorn's errors go through our handler, in our format)
         server = Server(uvicorn.Config(app, log_level="warning", lifespan="on", server_header=False,
-                                       timeout_graceful_shutdown=10))
+                                       timeout_graceful_shutdown=10, log_config=None))
     except BaseException:
         sock.close()
         raise
@@ -140,6 +145,8 @@ def serve(store_url: str | None, host: str, port: int, token: str | None, public
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     services.start()
     click.echo(f"flowmetal: serving on {base} ({store.url})")
+    logs.logger("serve").info("serving", extra={"fields": {
+        "url": base, "console": f"{base}/ui", "store": store.url, "worker": not no_worker}})
     try:
         server.run(sockets=[sock])
     finally:
@@ -147,6 +154,8 @@ def serve(store_url: str | None, host: str, port: int, token: str | None, public
         services.stop()
         sock.close()
         store.close()
+        logs.logger("serve").info("stopped")
+        stop_observing()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not server.started:

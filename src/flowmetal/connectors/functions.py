@@ -4,7 +4,7 @@
 
     @worker.function("inventory.reserve")
     def reserve(ctx, sku, qty):
-        ...  # ctx.idempotency_key, ctx.attempt, ctx.program_id, ctx.deadline
+        ...  # ctx.idempotency_key, ctx.attempt, ctx.program_id, ctx.deadline, ctx.trace_id
 
     worker.run()
 
@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from flowmetal.connectors.loop import CallLoop
+from flowmetal.connectors.telemetry import attempt
 from flowmetal.errors import FlowmetalError, UsageError
+from flowmetal.observe.tracing import CallSpan
 from flowmetal.store import open_store
 from flowmetal.store.base import CallClaim, CallOutcome, Store
 
@@ -56,6 +58,8 @@ class CallContext:
     program_id: str
     deadline: float | None  # wall-clock seconds when this attempt is given up (its timeout)
     name: str
+    trace_id: str = ""  # the program's trace id (32 hex digits; see flowmetal.observe.tracing)
+    traceparent: str = ""  # W3C trace context of this attempt's span, to pass on to services called
 
 
 def function(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -153,10 +157,14 @@ class FunctionWorker:
 
     # -- one attempt ----------------------------------------------------------------
     def perform(self, claim: CallClaim) -> CallOutcome:
+        return attempt(claim, f"call {claim.name}", lambda span: self._perform(claim, span))
+
+    def _perform(self, claim: CallClaim, span: CallSpan) -> CallOutcome:
         fn = self.functions.get(claim.name)
         if fn is None:  # claims are filtered by name, so only a race with a reconfiguration gets here
             return CallOutcome(ok=False, error={"type": "LookupError", "message": f"no function {claim.name!r}"})
-        ctx = CallContext(claim.key, claim.attempt, claim.program_id, claim.deadline, claim.name)
+        ctx = CallContext(claim.key, claim.attempt, claim.program_id, claim.deadline, claim.name, span.trace_id,
+                          span.traceparent)
         payload = claim.payload or {}
         args, kwargs = list(payload.get("args") or []), dict(payload.get("kwargs") or {})
         try:

@@ -3,7 +3,8 @@
 Connection errors, timeouts, 5xx and 429 are retried per the call's policy
 (`Retry-After` honoured); other statuses are returned to the program. When
 the retries run out on a 5xx/429, the program gets that last response. Every
-request carries `Idempotency-Key: PROGRAM:SEQ`, the same on every attempt.
+request carries `Idempotency-Key: PROGRAM:SEQ`, the same on every attempt, and a W3C
+`traceparent` header in the program's trace (see flowmetal.observe.tracing).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     import httpx
 
 from flowmetal.connectors.loop import CallLoop
+from flowmetal.connectors.telemetry import attempt
+from flowmetal.observe.tracing import CallSpan
 from flowmetal.store.base import CallClaim, CallOutcome, Store
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -56,12 +59,18 @@ class HttpConnector:
         self.loop.stop()
 
     def perform(self, claim: CallClaim) -> CallOutcome:
+        p: dict[str, Any] = claim.payload
+        return attempt(claim, f"HTTP {p.get('method', '')}", lambda span: self._perform(claim, span))
+
+    def _perform(self, claim: CallClaim, span: CallSpan) -> CallOutcome:
         import httpx
 
         client = self._client()
         p: dict[str, Any] = claim.payload
         headers = dict(p.get("headers") or {})
         headers.setdefault("Idempotency-Key", claim.key)
+        if not any(k.lower() == "traceparent" for k in headers):  # the program's own wins
+            headers["traceparent"] = span.traceparent
         timeout = p.get("timeout")
         kwargs: dict[str, Any] = {"headers": headers, "params": p.get("params"),
                                   "timeout": httpx.Timeout(timeout) if timeout else None}

@@ -9,18 +9,19 @@ slow fallback poll comes round — never a busy loop.
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from flowmetal.observe import logs, metrics
 from flowmetal.store.base import CallClaim, CallOutcome, Listener, NullListener, Store, UnknownCall
 from flowmetal.store.shared import holder_id
 
 Perform = Callable[[CallClaim], CallOutcome]
 FALLBACK_POLL = 1.0
+log = logs.logger("calls")
 
 
 class CallLoop:
@@ -72,7 +73,8 @@ class CallLoop:
         try:
             return self.store.claim_calls(self.id, self.kind, self.names, self.lease, self.clock(), limit)
         except Exception as e:  # the store is unreachable for now (e.g. restarting): try again soon
-            sys.stderr.write(f"flowmetal {self.label}: cannot claim calls: {e}\n")
+            metrics.STORE_ERRORS.labels("claim_calls").inc()
+            logs.event(log, logging.WARNING, f"cannot claim calls: {e}", connector=self.label)
             self.stop_requested.wait(0.5)
             return []
 
@@ -92,7 +94,8 @@ class CallLoop:
             try:
                 outcome = self.perform(claim)
             except Exception as e:  # a connector bug must not lose the call: report it as retryable
-                traceback.print_exc()
+                log.error("the connector broke performing a call; it is retried", exc_info=True,
+                          extra={"fields": {"key": claim.key, "connector": self.label}})
                 outcome = CallOutcome(ok=False, error={"type": type(e).__name__, "message": str(e)})
             for delay in (0.0, 0.2, 1.0, 3.0):  # the store may be briefly unreachable
                 if delay:
@@ -102,7 +105,9 @@ class CallLoop:
                 except UnknownCall:
                     break  # its program was pruned, or started over (continue_as_new): nobody waits
                 except Exception as e:
-                    sys.stderr.write(f"flowmetal {self.label}: cannot record {claim.key}: {e}\n")
+                    metrics.STORE_ERRORS.labels("finish_call").inc()
+                    logs.event(log, logging.WARNING, f"cannot record a call's outcome: {e}", key=claim.key,
+                               connector=self.label)
                     continue
                 if status == "done":
                     self.store.notify()  # the program waiting for it

@@ -83,6 +83,11 @@ class SliceResult:
     commit: Commit | None
     output: list[str] = field(default_factory=list)
     machine: Machine | None = None  # the machine after the slice, reusable once the commit lands
+    filename: str = ""  # the program's file and creation time, for logs and traces
+    created_at: float = 0.0
+    late: list[float] = field(default_factory=list)  # how late each timer it fired was (seconds)
+    started_ns: int = 0  # when the slice began (epoch ns) and how long it ran (seconds)
+    seconds: float = 0.0
 
 
 _JSON_SCALARS = (str, int, float, bool)
@@ -308,15 +313,21 @@ class Runtime:
     def run_slice(self, claim: Claim, outcomes: dict[str, Any] | None = None) -> SliceResult:
         """One slice of the claimed program. `outcomes`: results of calls the worker performed in
         process (key -> outcome message), delivered here and recorded in this slice's commit."""
+        started_ns, t0 = time.time_ns(), time.perf_counter()
         row = self.store.get_program(claim.program_id)
         if row.status in FINISHED:
             return SliceResult(row.id, row.status, None)
         try:
             machine, base = self.load(row)
-            return _Slice(self, row, claim, machine, base, outcomes or {}).run()
+            s = _Slice(self, row, claim, machine, base, outcomes or {})
+            result = s.run()
+            result.late = s.late
         except (CheckFailed, ReplayDiverged, SnapshotError) as e:
             # permanent: retrying cannot help, so the program fails loudly (its log is kept)
-            return self._fail_row(row, claim, f"{type(e).__name__}: {e}")
+            result = self._fail_row(row, claim, f"{type(e).__name__}: {e}")
+        result.filename, result.created_at = row.filename, row.created_at
+        result.started_ns, result.seconds = started_ns, time.perf_counter() - t0
+        return result
 
     def _fail_row(self, row: ProgramRow, claim: Claim, message: str) -> SliceResult:
         commit = Commit(row.id, claim.fence, row.last_seq, status="failed", error=message,
@@ -344,6 +355,7 @@ class _Slice:
         self.known_tasks = {t.id: t.status for t in machine.tasks.values()}
         self.cancel_done = bool((row.waiting_on or {}).get("cancelling"))
         self.cancel_pending = False
+        self.late: list[float] = []
 
     def event(self, etype: str, **data: Any) -> None:
         self.commit.events.append((etype, data))
@@ -437,6 +449,7 @@ class _Slice:
             if due is not None and due <= self.now:
                 del self.waits[req_id]
                 delivered = True
+                self.late.append(self.now - due)
                 if kind in ("sleep", "timer") and not w.get("by_deadline"):
                     self.event("timer_fired", request=req_id)
                     m.resolve(req_id, None)

@@ -12,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowmetal.observe import metrics
+from flowmetal.runtime import telemetry
 from flowmetal.runtime.driver import Runtime, SliceResult
 from flowmetal.runtime.inline import Functions, InlineCalls, Performer
 from flowmetal.store.base import (
@@ -71,6 +73,7 @@ class Worker:
                                    wake=lambda: self.notifier.interrupt())
                        if functions is not None or http is not None else None)
         self._backoff = 0.0
+        self._down_since: float | None = None  # when the store became unreachable
 
     # -- lifecycle ------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -102,6 +105,9 @@ class Worker:
                 except StoreUnavailable as e:
                     self._wait_for_store(e)
                     continue
+                if self._down_since is not None:
+                    telemetry.store_back(time.monotonic() - self._down_since)
+                    self._down_since = None
                 self._backoff = 0.0
                 if did:
                     continue
@@ -125,7 +131,10 @@ class Worker:
         """The store cannot be reached (e.g. its server restarts): say so and retry with backoff
         instead of dying. Leases held meanwhile expire and the programs are claimed again."""
         self._backoff = min(MAX_BACKOFF, self._backoff * 2) if self._backoff else 0.25
-        sys.stderr.write(f"flowmetal worker: {error}; retrying in {self._backoff:g} s\n")
+        first = self._down_since is None
+        if first:
+            self._down_since = time.monotonic()
+        telemetry.store_unavailable(error, self._backoff, first)
         self.notifier.wait(self._backoff)
 
     def _heartbeat(self) -> None:
@@ -166,9 +175,8 @@ class Worker:
                 except Exception:
                     # an unexpected (maybe passing) fault: say so, release, and let the
                     # fallback poll retry instead of spinning on it
-                    report = traceback.format_exc()
-                    self.stats.errors.append(report)
-                    sys.stderr.write(f"flowmetal worker: slice of {claim.program_id} failed:\n{report}")
+                    self.stats.errors.append(traceback.format_exc())
+                    telemetry.slice_broke(claim.program_id)
                     self.store.release(self.id, claim.program_id, claim.fence)
             self._commit(results)
         finally:
@@ -192,9 +200,8 @@ class Worker:
             except StoreUnavailable:
                 raise
             except Exception:
-                report = traceback.format_exc()
-                self.stats.errors.append(report)
-                sys.stderr.write(f"flowmetal worker: slice of {claim.program_id} failed:\n{report}")
+                self.stats.errors.append(traceback.format_exc())
+                telemetry.slice_broke(claim.program_id)
                 self.store.release(self.id, claim.program_id, claim.fence)
             leftovers[claim.program_id] = outcomes  # what the slice did not consume
         lost = self._commit(results)
@@ -213,7 +220,9 @@ class Worker:
         lost: set[str] = set()
         if commits:
             try:
-                self.store.commit(commits, now)
+                with metrics.Timer() as t:
+                    self.store.commit(commits, now)
+                metrics.COMMIT_SECONDS.observe(t.seconds)
             except (LeaseLost, Conflict):
                 lost = self._commit_one_by_one(commits, now)
             else:
@@ -227,6 +236,7 @@ class Worker:
                for c in commits):
             self.store.notify()  # other workers, connectors, and clients waiting for results
         for claim, r in results:
+            telemetry.slice_committed(claim, r, r.program_id not in lost)
             if r.program_id in lost:
                 self.store.release(self.id, claim.program_id, claim.fence)  # a no-op if it is no longer ours
                 continue

@@ -247,6 +247,7 @@ def decode_cursor(cursor: str, newest_first: bool) -> tuple[float, str]:
 class Claim:
     program_id: str
     fence: int
+    took_over: bool = False  # its previous holder's lease had run out (that slice never committed)
 
 
 @dataclass
@@ -459,6 +460,10 @@ class Store(OperationsStore):
         creation time. Pass the page's `next_cursor` back as `cursor` (with the same query) for
         the next page; a cursor stays valid however many programs are created meanwhile.
         BadCursor for a cursor this store did not hand out."""
+
+    @abstractmethod
+    def count_programs(self) -> dict[str, int]:
+        """How many programs have each status (statuses with none are left out)."""
 
     @abstractmethod
     def source(self, source_hash: str) -> tuple[str, str]:

@@ -91,6 +91,7 @@ from flowmetal.store.shared import (
     call_row,
     ended_status,
     first_attempt,
+    holder_died,
     local_owner_alive,
     pid_alive,
 )
@@ -644,6 +645,10 @@ class PostgresStore(ops_sql.SqlOperations):
                                                     params).fetchall())
         return finish_page([_program_row(r) for r in rows], limit, q.newest_first)
 
+    def count_programs(self) -> dict[str, int]:
+        rows = self._read(lambda conn: conn.execute("SELECT status, count(*) FROM programs GROUP BY status").fetchall())
+        return {status: int(n) for status, n in rows}
+
     def source(self, source_hash: str) -> tuple[str, str]:
         r = self._read(lambda conn: conn.execute("SELECT filename, source FROM sources WHERE hash = %s",
                                                  (source_hash,)).fetchone())
@@ -735,16 +740,18 @@ class PostgresStore(ops_sql.SqlOperations):
         query = (
             "UPDATE programs AS p SET lease_owner = %s, lease_pid = %s, lease_host = %s,"
             " lease_expires = %s, fence = p.fence + 1, runnable = 0"
-            f" FROM (SELECT id FROM programs WHERE {where} ORDER BY updated_at - CASE WHEN lease_pid = %s"
-            f" AND lease_host = %s THEN {_AFFINITY} ELSE 0 END LIMIT %s FOR UPDATE SKIP LOCKED) AS c,"
-            f" {_RELAXED} WHERE p.id = c.id RETURNING {returning}")
-        rows = self._write(lambda conn: conn.execute(query, params).fetchall(), tx=False)
+            f" FROM (SELECT id, lease_owner AS old_owner FROM programs WHERE {where}"
+            f" ORDER BY updated_at - CASE WHEN lease_pid = %s AND lease_host = %s THEN {_AFFINITY} ELSE 0 END LIMIT %s FOR UPDATE SKIP LOCKED) AS c,"
+            f" {_RELAXED} WHERE p.id = c.id RETURNING {returning}, c.old_owner")
+        raw = self._write(lambda conn: conn.execute(query, params).fetchall(), tx=False)
+        taken_over = {r[0] for r in raw if r[-1] is not None}  # (id is the first column)
+        rows = [r[:-1] for r in raw]
         # (not retried on a lost connection: a claim that did commit would hold its programs until
         # the lease ran out; raising lets the worker back off and claim afresh)
         programs = sorted((_program_row(r) for r in rows), key=lambda row: (row.updated_at, row.id))
         self._local.prefetch = _Prefetch(time.monotonic(), {row.id: row for row in programs},
                                          self._inboxes([row.id for row in programs]))
-        return [Claim(row.id, row.fence) for row in programs]
+        return [Claim(row.id, row.fence, took_over=row.id in taken_over) for row in programs]
 
     def _inboxes(self, program_ids: list[str]) -> dict[str, list[InboxMessage]]:
         """The inboxes of programs just claimed, for the slices about to run (see _prefetched).
@@ -792,6 +799,7 @@ class PostgresStore(ops_sql.SqlOperations):
             if lease_pid and not pid_alive(lease_pid):
                 # one row per statement: never holds one program's lock while waiting for another's
                 self._clear_lease(program_id, fence)
+                holder_died(program_id, lease_pid)
 
     def _clear_lease(self, program_id: str, fence: int) -> None:
         self._write(lambda conn: conn.execute(

@@ -74,3 +74,14 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def holder_died(program_id: str, pid: int) -> None:
+    """Report a lease given up because its holder's process is gone (its program is claimed anew)."""
+    import logging
+
+    from flowmetal.observe import logs, metrics
+
+    metrics.LEASE_TAKEOVERS.inc()
+    logs.event(logs.logger("store"), logging.INFO, "lease taken over: its holder process is gone",
+               program=program_id, holder_pid=pid)

@@ -59,6 +59,7 @@ from flowmetal.store.shared import (
     call_row,
     ended_status,
     first_attempt,
+    holder_died,
     lease_end,
     local_owner_alive,
     pid_alive,
@@ -352,6 +353,9 @@ class SQLiteStore(ops_sql.SqlOperations):
         rows = self.db.execute("SELECT * FROM programs" + clause, params).fetchall()
         return finish_page([_row(r) for r in rows], limit, query.newest_first)
 
+    def count_programs(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.db.execute("SELECT status, count(*) FROM programs GROUP BY status")}
+
     def source(self, source_hash: str) -> tuple[str, str]:
         r = self.db.execute("SELECT filename, source FROM sources WHERE hash = ?", (source_hash,)).fetchone()
         if r is None:
@@ -417,7 +421,7 @@ class SQLiteStore(ops_sql.SqlOperations):
               only: str | None = None) -> list[Claim]:
         self._clear_dead_leases(host, now)
         query = (
-            "SELECT id, fence FROM programs WHERE status IN ('running', 'waiting')"
+            "SELECT id, fence, lease_owner FROM programs WHERE status IN ('running', 'waiting')"
             " AND (runnable = 1 OR (wake_at IS NOT NULL AND wake_at <= ?)"
             "      OR lease_owner IS NOT NULL)"  # an expired lease: its slice never committed
             " AND (lease_owner IS NULL OR lease_expires < ?)"
@@ -442,7 +446,7 @@ class SQLiteStore(ops_sql.SqlOperations):
                     " fence = ?, runnable = 0 WHERE id = ?",
                     (worker, pid, host, now + lease, fence, r["id"]),
                 )
-                claims.append(Claim(r["id"], fence))
+                claims.append(Claim(r["id"], fence, took_over=r["lease_owner"] is not None))
             return claims
 
     def _clear_dead_leases(self, host: str, now: float) -> None:
@@ -455,13 +459,16 @@ class SQLiteStore(ops_sql.SqlOperations):
         rows = self.db.execute(
             "SELECT id, lease_pid, fence FROM programs WHERE lease_owner IS NOT NULL AND lease_host = ?"
             " AND lease_expires >= ?", (host, now)).fetchall()
-        dead = [(r["id"], r["fence"]) for r in rows if r["lease_pid"] and not pid_alive(r["lease_pid"])]
+        dead = [(r["id"], r["fence"], r["lease_pid"]) for r in rows
+                if r["lease_pid"] and not pid_alive(r["lease_pid"])]
         if not dead:
             return
         with self._write() as db:
-            for program_id, fence in dead:
+            for program_id, fence, _ in dead:
                 db.execute("UPDATE programs SET lease_owner = NULL, lease_expires = NULL, runnable = 1"
                            " WHERE id = ? AND fence = ?", (program_id, fence))
+        for program_id, _, pid in dead:
+            holder_died(program_id, pid)
 
     def renew(self, worker: str, program_ids: list[str], lease: float, now: float) -> list[str]:
         held = []
