@@ -393,3 +393,26 @@ def test_without_tracing_the_trace_id_is_still_handed_on(
     version, trace, span, flags = seen[0]["traceparent"].split("-")
     assert (version, trace, flags) == ("00", trace_id_for("tr-2"), "00") and len(span) == 16
     db.close()
+
+
+# -- what the store tells operators (both backends) ---------------------------------------------------
+
+def test_store_counts_programs_by_status_and_reports_lease_takeovers(any_store: Any) -> None:
+    from flowmetal.lang.program import source_hash
+    from flowmetal.store.base import Commit, NewProgram
+
+    source = "print(1)\n"
+    assert any_store.count_programs() == {}
+    for i in range(3):
+        any_store.create_program(NewProgram(f"p{i}", "x.flow", source, source_hash(source), {}), 100.0)
+    assert any_store.count_programs() == {"running": 3}
+    (first,) = any_store.claim("w1", 999_999, "elsewhere", 5.0, 100.0, 1, only="p0")
+    assert not first.took_over
+    any_store.commit([Commit("p0", first.fence, 1, events=[("completed", {"result": 1})], status="completed",
+                             result=1)], 100.5)
+    (second,) = any_store.claim("w1", 999_999, "elsewhere", 5.0, 101.0, 1, only="p1")
+    assert not second.took_over
+    # w1's lease on p1 runs out without a commit: w2 takes it over
+    (taken,) = any_store.claim("w2", 999_998, "elsewhere", 5.0, 107.0, 1, only="p1")
+    assert taken.program_id == "p1" and taken.took_over and taken.fence == second.fence + 1
+    assert any_store.count_programs() == {"running": 2, "completed": 1}
