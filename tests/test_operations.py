@@ -195,6 +195,13 @@ class Serve:
         line = self.proc.stdout.readline()
         assert line.startswith("flowmetal: serving on "), line
         self.url = line.split()[3]
+        wait_for(self._healthy, 15)
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health").status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self) -> str:
         self.proc.send_signal(signal.SIGTERM)

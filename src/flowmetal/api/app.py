@@ -1,9 +1,10 @@
 """`create_app(store, runtime)`: the Starlette application behind `flowmetal serve`.
 
 Routes live in programs.py, functions.py and callbacks.py, each declared in an
-operations table with its types (operations.py); this module adds the health checks,
-the OpenAPI document generated from those tables, bearer-token authentication and
-the JSON answers for unknown routes and methods.
+operations table with its types (operations.py), and the web console's pages under
+/ui (flowmetal.console); this module adds the health checks, the OpenAPI document
+generated from those tables, /metrics, bearer-token authentication and the JSON
+answers for unknown routes and methods.
 """
 
 from __future__ import annotations
@@ -17,15 +18,18 @@ import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from flowmetal import console
 from flowmetal.api import callbacks, functions, openapi, programs
 from flowmetal.api import types as t
 from flowmetal.api.context import Api, api
 from flowmetal.api.http import JSON, ApiError, error_response
 from flowmetal.api.operations import Operations
 from flowmetal.api.wake import WakeHub
+from flowmetal.console import auth as console_auth
 from flowmetal.observe import metrics, tracing
 from flowmetal.runtime.driver import Runtime
 from flowmetal.store.base import STATUSES, Store, UnknownProgram
@@ -42,18 +46,31 @@ class BearerAuth:
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
+        self.token = token
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if path not in _PUBLIC_EXACT and not path.startswith(_PUBLIC_PREFIX):
+            if path == "/ui" or path.startswith("/ui/"):  # the console: the token may come in its cookie
+                if not path.startswith(console_auth.PUBLIC) and not self._console_allows(scope):
+                    await console_auth.refuse(scope, receive, send)
+                    return
+            elif path not in _PUBLIC_EXACT and not path.startswith(_PUBLIC_PREFIX):
                 given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
                 if not hmac.compare_digest(given, self.expected):
                     message = "missing bearer token" if not given else "wrong bearer token"
                     await ApiError(401, "Unauthorized", message).response()(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+    def _console_allows(self, scope: Scope) -> bool:
+        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        return hmac.compare_digest(given, self.expected) or console_auth.cookie_allows(scope, self.token)
+
+
+async def to_console(request: Request) -> Response:
+    return RedirectResponse("/ui/", status_code=303)
 
 
 ops = Operations()
@@ -127,6 +144,8 @@ def create_app(store: Store, runtime: Runtime, *, token: str | None = None, max_
 
     table = Operations([*programs.ops.items, *functions.ops.items, *callbacks.ops.items, *ops.items])
     routes: list[Any] = table.routes()
+    # besides the API (not in its OpenAPI document): / and the web console's pages
+    routes += [Route("/", to_console, methods=["GET"], include_in_schema=False), console.mount()]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.state.api = ctx
     app.state.openapi = openapi.document(table, secured=bool(token))

@@ -10,16 +10,8 @@ move with it (an attempt in flight at the move is given up there and retried by
 the destination's connectors, as after a crash); callback URLs it handed out
 before the move still name the old store, which now answers them as closed.
 
-`fork` starts a new program from another's state at an earlier event — to try
-a different message, or to debug a path not taken. The fork's history is the
-original's events 1..SEQ (its `started` event notes `forked_from`) followed by
-its own. What the original was waiting for at SEQ starts over in the fork: on
-its first slice each pending request is recorded again as a new
-`effect_requested` event with the same request number (so a request may appear
-twice in the fork's log, once before the fork point and once after it) and its
-wait restarts then: a `sleep()` sleeps its full time again, a `receive()`
-timeout counts from the fork. Children the original started are not forked: a
-fork waiting on one of them never hears from it (`fork` warns about them).
+`fork` starts a new program from another's state at an earlier event (see
+flowmetal.runtime.fork).
 """
 
 from __future__ import annotations
@@ -31,7 +23,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -40,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from flowmetal.errors import FlowmetalError, UsageError
-from flowmetal.store.base import FINISHED, InboxMessage, ProgramDump, ProgramRow, Store
+from flowmetal.store.base import FINISHED, ProgramDump, ProgramRow, Store
 
 _ENDED = ("completed", "failed", "cancelled")  # finished here *and* everywhere: safe to copy
 
@@ -240,7 +231,7 @@ def fork(program_id: str, at_seq: int, messages: tuple[str, ...], channel: str, 
     The original is not touched. What it waited for at SEQ starts over in the fork
     (a sleep restarts, a receive takes the --send messages).
     """
-    from flowmetal.runtime.driver import Runtime
+    from flowmetal.runtime.fork import fork_program
 
     values: list[Any] = []
     for raw in messages:
@@ -248,35 +239,9 @@ def fork(program_id: str, at_seq: int, messages: tuple[str, ...], channel: str, 
             values.append(json.loads(raw))
         except json.JSONDecodeError as e:
             raise UsageError(f"--send: malformed JSON message: {e.msg} at line {e.lineno} column {e.colno}") from None
-    store = _open(store_url)
-    row = store.get_program(program_id)
-    if not 1 <= at_seq <= row.last_seq:
-        raise UsageError(f"--at must be between 1 and {row.last_seq} (the events of program {program_id})")
-    events = store.events(program_id, 0, at_seq)
-    if events[-1].type in _ENDED:
-        raise UsageError(f"event {at_seq} of program {program_id} is its end ({events[-1].type}): "
-                         "fork at an earlier event")
-    machine, _ = Runtime(store).load(row, upto=at_seq)
-    state = machine.snapshot()
-    children = [f"{program_id}.{e.data['request']}" for e in events
-                if e.type == "effect_requested" and e.data.get("kind") == "start"]
-    if children:  # (see the module docstring) said up front, not discovered as a wait that never ends
-        shown = ", ".join(children[:5]) + (", ..." if len(children) > 5 else "")
-        click.echo(f"flowmetal: warning: {program_id} started {len(children)} child program(s) before event "
+    forked = fork_program(_open(store_url), program_id, at_seq, values, channel, new_id)
+    if forked.children:  # (see runtime/fork.py) said up front, not discovered as a wait that never ends
+        shown = ", ".join(forked.children[:5]) + (", ..." if len(forked.children) > 5 else "")
+        click.echo(f"flowmetal: warning: {program_id} started {len(forked.children)} child program(s) before event "
                    f"{at_seq} ({shown}); the fork does not copy them, so it never hears from them", err=True)
-    _, source = store.source(row.source_hash)
-
-    fork_id = new_id or f"{program_id}-fork-{uuid.uuid4().hex[:6]}"
-    now = time.time()
-    copied = [replace(e, program_id=fork_id) for e in events]
-    # the fork is nobody's child (its end must not message the original's parent); its first event
-    # says where it came from
-    copied[0] = replace(copied[0], data={**copied[0].data, "parent": None,
-                                         "forked_from": {"program": program_id, "seq": at_seq}})
-    new_row = ProgramRow(id=fork_id, filename=row.filename, source_hash=row.source_hash, status="running",
-                         args=row.args, last_seq=at_seq, created_at=now, updated_at=now, runnable=True)
-    # no waits: its first slice issues the machine's pending requests anew (see the module docstring)
-    inbox = [InboxMessage(i, channel, v) for i, v in enumerate(values, start=1)]
-    store.import_program(ProgramDump(new_row, source, copied, (at_seq, state), inbox, [], []), now)
-    store.notify()
-    click.echo(fork_id)
+    click.echo(forked.id)

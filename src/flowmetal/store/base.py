@@ -162,6 +162,7 @@ class ProgramQuery:
 
     status          any of these statuses (one string or several)
     file            the program's file name contains this text (case-sensitive)
+    text            the program's id or file name contains this text (case-sensitive)
     created_since   created at or after this epoch time
     created_before  created before this epoch time
     newest_first    order by creation time, newest first (default: oldest first)
@@ -169,6 +170,7 @@ class ProgramQuery:
 
     status: str | Sequence[str] | None = None
     file: str | None = None
+    text: str | None = None
     created_since: float | None = None
     created_before: float | None = None
     newest_first: bool = False
@@ -202,6 +204,10 @@ def page_clause(query: ProgramQuery, limit: int | None, cursor: str | None,
     if query.file:
         where.append(f"{'instr(filename, ?)' if ph == '?' else 'strpos(filename, %s)'} > 0")
         params.append(query.file)
+    if query.text:
+        find = "instr({}, ?)" if ph == "?" else "strpos({}, %s)"
+        where.append(f"({find.format('filename')} > 0 OR {find.format('id')} > 0)")
+        params.extend([query.text, query.text])
     if query.created_since is not None:
         where.append(f"created_at >= {ph}")
         params.append(float(query.created_since))
