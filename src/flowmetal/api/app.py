@@ -37,7 +37,7 @@ from flowmetal.store.base import STATUSES, Store, UnknownProgram
 DEFAULT_MAX_BODY = 1_048_576
 READY_TIMEOUT = 5.0
 # routes anyone may call: liveness, and callbacks (their URL's token is the credential)
-_PUBLIC_EXACT = ("/health",)
+_PUBLIC_EXACT = ("/health", "/")  # (/ only redirects to the console, which asks for the token)
 _PUBLIC_PREFIX = ("/callbacks/",)
 
 
