@@ -364,7 +364,7 @@ def main(n=3):
 """
 
 
-def test_a_worker_survives_an_outage(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_worker_survives_an_outage(url: str, caplog: pytest.LogCaptureFixture) -> None:
     direct = open_store(url)  # creates the schema; sends messages while the proxy is cut
     target = parse_url(pg_base_url())
     parts = urlsplit(target.conninfo)
@@ -397,10 +397,11 @@ def test_a_worker_survives_an_outage(url: str, capsys: pytest.CaptureFixture[str
         send_round(10)
         time.sleep(1.5)
         assert thread.is_alive()
-        assert "the store is unavailable" in capsys.readouterr().err  # it said so, and waits
+        assert "the store is unavailable" in caplog.text  # it said so (flowmetal.store's log), and waits
         proxy.listen()  # the server is back
         send_round(100)
         assert done.wait(40), [direct.get_program(pid).status for pid in ids]
+        assert "the store is back" in caplog.text
         assert [direct.get_program(pid).result for pid in ids] == [111] * 3
         for pid in ids:
             events = direct.events(pid)
