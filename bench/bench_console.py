@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Row, markdown, print_table  # noqa: E402
+from common import Row, markdown, print_table
 
 FINISHED = """\
 def main(i=0):
