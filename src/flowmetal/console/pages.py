@@ -71,6 +71,14 @@ def html(request: Request, template: str, **context: Any) -> str:
     return _env.get_template(template).render(**base, **context)
 
 
+async def rendered(request: Request, template: str, context: Callable[[], dict[str, Any]]) -> HTMLResponse:
+    """A page whose context is read from the store: both done on the thread pool (the store's
+    connections are per thread; rendering a long timeline takes a while)."""
+    from flowmetal.api.context import api
+
+    return HTMLResponse(await api(request).run(lambda: html(request, template, **context())))
+
+
 async def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(html(request, template, **context), status_code=status_code)
 

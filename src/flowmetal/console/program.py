@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from flowmetal.api.context import api
 from flowmetal.console.pages import form as read_form
-from flowmetal.console.pages import html, page
+from flowmetal.console.pages import page, rendered
 from flowmetal.console.state import diff, marks, state_at
 from flowmetal.errors import UsageError
 from flowmetal.runtime.fork import fork_program
@@ -85,9 +85,7 @@ def _context(request: Request) -> dict[str, Any]:
 
 @page
 async def program_page(request: Request) -> Response:
-    a = api(request)
-    body = await a.run(lambda: html(request, "program.html", **_context(request)))
-    return Response(body, media_type="text/html")
+    return await rendered(request, "program.html", lambda: _context(request))
 
 
 @page

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowmetal.api.context import api
-from flowmetal.console.pages import html, page
+from flowmetal.console.pages import html, page, rendered
 from flowmetal.runtime.timeline import short
 from flowmetal.store.base import STATUSES, ProgramQuery, ProgramRow
 
@@ -69,9 +69,7 @@ def _context(request: Request) -> dict[str, Any]:
 
 @page
 async def programs_page(request: Request) -> Response:
-    a = api(request)
-    body = await a.run(lambda: html(request, "programs.html", **_context(request)))
-    return Response(body, media_type="text/html")
+    return await rendered(request, "programs.html", lambda: _context(request))
 
 
 @page
