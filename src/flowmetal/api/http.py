@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from flowmetal.errors import CheckFailed, FlowmetalError
+from flowmetal.observe import metrics
 from flowmetal.store.base import (
     ProgramExists,
     ProgramFinished,
@@ -137,6 +138,7 @@ def endpoint(fn: Handler) -> Handler:
         except (ProgramExists, ProgramFinished, ScheduleExists) as e:
             return error_response(409, type(e).__name__, str(e))
         except StoreError as e:
+            metrics.STORE_ERRORS.labels("api").inc()
             log.warning("store error on %s %s: %s", request.method, request.url.path, e)
             return error_response(503, "StoreError", str(e))
         except CheckFailed as e:

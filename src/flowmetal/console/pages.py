@@ -17,7 +17,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from flowmetal.errors import FlowmetalError, UsageError
-from flowmetal.store.base import UnknownCall, UnknownProgram
+from flowmetal.observe import metrics
+from flowmetal.store.base import StoreUnavailable, UnknownCall, UnknownProgram
 
 STATIC = Path(__file__).parent / "static"
 _env = jinja2.Environment(loader=jinja2.PackageLoader("flowmetal.console", "templates"),
@@ -126,6 +127,9 @@ def page(fn: Handler) -> Handler:
             return await fn(request)
         except (UnknownProgram, UnknownCall) as e:
             return _error_page(request, 404, "Not found", str(e))
+        except StoreUnavailable as e:
+            metrics.STORE_ERRORS.labels("console").inc()
+            return _error_page(request, 503, "The store is unavailable", str(e))
         except FlowmetalError as e:
             return _error_page(request, 400, "Cannot do that", str(e))
 
