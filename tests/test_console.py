@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 with warnings.catch_warnings():  # (starlette would rather have httpx2; httpx is what the project uses)
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 from flowmetal.api import create_app
