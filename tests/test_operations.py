@@ -96,6 +96,8 @@ def test_worker_logs_a_failing_call_and_the_programs_end(node: Path, fmt: str) -
             assert r["level"] == "warning" and r["logger"] == "flowmetal.calls"
             assert r["program"] == "pay-1" and r["name"] == "charge" and r["key"] == "pay-1:3"
             assert r["error"] == "ValueError: card declined"
+            assert 'fns.py", line 6, in charge' in r["traceback"]  # the function's own traceback
+            assert "Traceback (most recent call last)" not in r["traceback"]
         ended = [r for r in records if r["message"] == "program failed"]
         assert len(ended) == 1 and ended[0]["at"] == "failing.flow:5" and ended[0]["program"] == "pay-1"
         assert "CallError: ValueError: card declined" in ended[0]["error"]
@@ -106,6 +108,9 @@ def test_worker_logs_a_failing_call_and_the_programs_end(node: Path, fmt: str) -
         assert len(attempts) == 2, log
         assert "program=pay-1 key=pay-1:3 name=charge attempt=1 error=\"ValueError: card declined\"" in attempts[0]
         assert "attempt=2" in attempts[1]
+        below = lines[lines.index(attempts[0]) + 1:lines.index(attempts[0]) + 4]
+        assert below[0].strip() == 'File "' + str(node / "fns.py") + '", line 6, in charge', log
+        assert below[-1].strip() == "ValueError: card declined"
         ended = [line for line in lines if "WARNING programs: program failed" in line]
         assert len(ended) == 1 and "at=failing.flow:5" in ended[0], log
     db.close()

@@ -34,7 +34,7 @@ def logs(program_id: str, follow: bool, after: int, store_url: str | None, as_js
     """A program's output and events, one per line (`--follow`: until it ends)."""
     from flowmetal.runtime.timeline import Timeline
 
-    store = open_store_at(store_url)
+    store = open_store_at(store_url, existing=True)
     store.get_program(program_id)  # UnknownProgram: one clear line
     summaries = Timeline(store.list_calls(program_id))
     summaries.feed(store.events(program_id, 0, after))  # the requests answered later

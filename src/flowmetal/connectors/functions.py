@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
-import logging
 import signal
 import sys
 import threading
@@ -38,7 +37,6 @@ from flowmetal.store.base import CallClaim, CallOutcome, Store
 _MARK = "__flowmetal_function__"
 
 
-log = logging.getLogger("flowmetal.functions")
 
 
 class NonRetryable(Exception):
@@ -170,11 +168,8 @@ class FunctionWorker:
         try:
             result = _invoke(fn, ctx, args, kwargs)
         except Exception as e:
-            error = _error(e)
-            final = isinstance(e, NonRetryable)
-            log.warning("call %s (%s) attempt %d failed%s:\n%s", claim.name, claim.key, claim.attempt,
-                        " for good" if final else "", error.get("traceback") or f"{error['type']}: {error['message']}")
-            return CallOutcome(ok=False, error=error, retryable=not final)
+            # (the failed attempt is logged with this traceback by connectors/telemetry.py)
+            return CallOutcome(ok=False, error=_error(e), retryable=not isinstance(e, NonRetryable))
         try:
             json.dumps(result, allow_nan=False)
         except (TypeError, ValueError) as e:

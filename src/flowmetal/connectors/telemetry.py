@@ -31,5 +31,5 @@ def attempt(claim: CallClaim, span_name: str, run: Callable[[tracing.CallSpan], 
     if not outcome.ok:
         logs.event(log, logging.WARNING, "call attempt failed", program=claim.program_id, key=claim.key,
                    name=claim.name, attempt=claim.attempt, error=message, retryable=outcome.retryable,
-                   seconds=round(seconds, 6))
+                   seconds=round(seconds, 6), traceback=error.get("traceback"))
     return outcome

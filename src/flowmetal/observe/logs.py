@@ -4,7 +4,8 @@ Loggers live under "flowmetal": `flowmetal.programs` (started, completed, failed
 cancelled), `flowmetal.calls` (an attempt failed), `flowmetal.worker` (leases taken
 over, slices that broke), `flowmetal.store` (unavailable, back), `flowmetal.serve`.
 A record carries its structured fields in `extra={"fields": {...}}` (see `event()`);
-the human format appends them as `key=value`, the JSON format as members.
+the human format appends them as `key=value` (a `traceback` field, a foreign function's
+own, goes on indented lines below), the JSON format as members.
 
     2026-12-07T20:49:02.123Z WARNING calls: call attempt failed  key=abc:7 name=charge attempt=1 error="ValueError: no"
     {"time": "2026-12-07T20:49:02.123Z", "level": "warning", "logger": "flowmetal.calls", "message": "call attempt failed", "key": "abc:7", ...}
@@ -57,9 +58,12 @@ class HumanFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         parts = [f"{_time(record)} {record.levelname:<7} {_short_name(record)}: {record.getMessage()}"]
-        fields = _fields(record)
+        fields = dict(_fields(record))
+        trace = fields.pop("traceback", None)  # (a foreign function's own: on the lines below)
         if fields:
             parts.append("  " + " ".join(f"{k}={_human_value(v)}" for k, v in fields.items() if v is not None))
+        if isinstance(trace, str) and trace.strip():
+            parts.append("\n" + "\n".join("    " + line for line in trace.rstrip("\n").splitlines()))
         if record.exc_info:
             parts.append("\n" + self.formatException(record.exc_info))
         return "".join(parts)
