@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -428,3 +429,25 @@ def test_store_counts_programs_by_status_and_reports_lease_takeovers(any_store: 
     (taken,) = any_store.claim("w2", 999_998, "elsewhere", 5.0, 107.0, 1, only="p1")
     assert taken.program_id == "p1" and taken.took_over and taken.fence == second.fence + 1
     assert any_store.count_programs() == {"running": 2, "completed": 1}
+
+
+def test_a_worker_reports_taking_over_an_expired_lease(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from flowmetal.observe import metrics
+    from flowmetal.runtime.driver import Runtime
+    from flowmetal.runtime.worker import Worker
+
+    (tmp_path / "w.flow").write_text(WAITING)
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    rt = Runtime(store)
+    rt.start(str(tmp_path / "w.flow"), {}, program_id="taken")
+    # a worker on another machine claims it and is never heard from again
+    assert len(store.claim("gone", 999_999, "another-host", 0.05, time.time(), 1)) == 1
+    time.sleep(0.1)
+    before = metrics.LEASE_TAKEOVERS._value.get()
+    with caplog.at_level("INFO", logger="flowmetal"):
+        Worker(rt, notify=False).run(idle_exit=True)
+    assert store.get_program("taken").last_seq > 1  # this worker ran it
+    assert metrics.LEASE_TAKEOVERS._value.get() == before + 1
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("lease taken over")]
+    assert record.name == "flowmetal.worker" and record.fields == {"program": "taken"}  # type: ignore[attr-defined]
+    store.close()
