@@ -48,6 +48,21 @@ def main():
 CHILD = '''def main(n=1):
     return n + 1
 '''
+LONG = '''from flowmetal import now, receive, sleep, spawn, wait
+
+def busy(n):
+    for i in range(n):
+        now()
+        if i % 100 == 0:
+            sleep(0)
+    return n
+
+def main(n=700):
+    worker = spawn(busy, n)
+    got = receive()
+    wait(worker)
+    return got
+'''
 COUNTER = '''from flowmetal import receive
 
 def main():
@@ -62,7 +77,8 @@ def main():
 class Node:
     def __init__(self, tmp: Path) -> None:
         for name, text in (("hostile.flow", HOSTILE), ("failing.flow", FAILING), ("parent.flow", PARENT),
-                           ("child.flow", CHILD), ("counter.flow", COUNTER)):
+                           ("child.flow", CHILD), ("counter.flow", COUNTER),
+                           ("long.flow", LONG)):
             (tmp / name).write_text(text)
         self.tmp = tmp
         self.store = open_store(f"sqlite:///{tmp / 'console.db'}")
@@ -253,3 +269,33 @@ def test_actions_need_the_csrf_token_and_say_what_went_wrong(node: Node) -> None
         assert node.store.get_program("counter-1").status in ("cancelled", "completed")
         again = client.post(f"/ui/programs/{fork_id}/cancel", data={"csrf": csrf})
         assert "error=" in again.headers["location"] and "completed" in again.headers["location"]
+
+
+def test_a_long_history_is_shown_a_window_at_a_time(node: Node) -> None:
+    node.start("long.flow", "long")
+    node.run()
+    node.store.send("long", "inbox", {"late": True}, time.time())
+    node.run()
+    events = node.store.events("long")
+    last = events[-1].seq
+    assert node.store.get_program("long").status == "completed" and last > 1400
+    asked = next(e for e in events if e.type == "effect_requested" and e.data["kind"] == "receive")
+    answered = next(e for e in events if e.type == "message_received")
+    assert asked.seq < 10 and answered.seq > 1000  # asked at the start, answered 1,000 events later
+    with _client(node, token=None) as client:
+        page = client.get(f"/ui/programs/long?at={answered.seq}").text
+        rows = re.findall(r'<tr id="e(\d+)"', page)
+        assert len(rows) == 500 and int(rows[0]) <= answered.seq <= int(rows[-1]) and int(rows[0]) > asked.seq
+        # the answer names its request, asked long before the events shown
+        row = page.split(f'<tr id="e{answered.seq}"')[1].split("</tr>")[0]
+        assert 'received on &#34;inbox&#34;: {&#34;late&#34;: true}' in row
+        assert re.search(r'<td class="num">[0-9.]+ (ms|s)</td>\s*$', row)  # how long it waited
+        earlier = re.search(r'href="([^"]+)">« earlier events', page)
+        assert earlier
+        before = client.get(earlier.group(1).replace("&amp;", "&")).text
+        first_rows = re.findall(r'<tr id="e(\d+)"', before)
+        assert int(first_rows[-1]) == int(rows[0]) - 1
+        assert f"State at event {answered.seq}" in before  # the selection stays
+        start = client.get("/ui/programs/long?at=1").text
+        assert re.findall(r'<tr id="e(\d+)"', start)[0] == "1"
+        assert "started" in start and "later events »" in start

@@ -15,16 +15,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from flowmetal.api.context import api
+from flowmetal.api.context import Api, api
 from flowmetal.console.pages import form as read_form
 from flowmetal.console.pages import page, rendered
 from flowmetal.console.state import diff, marks, state_at
 from flowmetal.errors import UsageError
 from flowmetal.runtime.fork import fork_program
-from flowmetal.runtime.timeline import Timeline
-from flowmetal.store.base import FINISHED, ProgramFinished
+from flowmetal.runtime.timeline import ANSWERS, Entry, Timeline
+from flowmetal.store.base import FINISHED, CallRow, ProgramFinished, ProgramQuery, ProgramRow, Store
 
 WINDOW = 500  # events shown at once in the timeline
+LOOK_BACK = 1000  # events read at a time when looking further back for the requests shown answered
 
 
 def _int(raw: str | None) -> int | None:
@@ -41,14 +42,47 @@ def program_url(program_id: str, **params: Any) -> str:
     return f"/ui/programs/{quote(program_id, safe='')}" + (f"?{urlencode(shown)}" if shown else "")
 
 
+def _entries(store: Store, program_id: str, calls: list[CallRow], first: int, last: int) -> list[Entry]:
+    """Summaries of events first..last, reading only those (and the one before, for the time
+    since it), plus, further back, the requests answered among them: a page of a long
+    history costs about the same as a short one."""
+    events = store.events(program_id, max(0, first - 2), last)
+    asked = {e.data.get("request") for e in events if e.type == "effect_requested"}
+    missing = {e.data.get("request") for e in events if e.type in ANSWERS} - asked
+    timeline = Timeline(calls)
+    end = events[0].seq - 1 if events else 0
+    while missing and end > 0:  # (usually answered soon after they were asked: a step or two back)
+        earlier = store.events(program_id, max(0, end - LOOK_BACK), end)
+        found = [e for e in earlier if e.type == "effect_requested" and e.data.get("request") in missing]
+        timeline.learn(found)
+        missing -= {e.data.get("request") for e in found}
+        end -= LOOK_BACK
+    entries = timeline.feed(events)
+    return [e for e in entries if e.seq >= first]
+
+
+def _callbacks(a: Api, row: ProgramRow, entries: list[Entry]) -> list[str]:
+    """The callback URLs issued in the events shown, and those the program waits on now."""
+    urls = [e.callback_url for e in entries if e.callback_url]
+    for w in (row.waiting_on or {}).get("waits") or []:
+        if w.get("kind") == "callback_wait" and row.status == "waiting":
+            token = str(w.get("channel", "")).removeprefix("__cb__:")
+            urls.append(f"{a.runtime.public_url}/callbacks/{token}")
+    return list(dict.fromkeys(urls))
+
+
+def _children(a: Api, program_id: str) -> list[str]:
+    """Programs this one started (their ids are ID.N)."""
+    page = a.store.page_programs(ProgramQuery(text=f"{program_id}."), limit=200)
+    return [r.id for r in page.programs if r.parent_id == program_id]
+
+
 def _context(request: Request) -> dict[str, Any]:
     a = api(request)
     program_id = request.path_params["id"]
     params = request.query_params
     row = a.store.get_program(program_id)
-    events = a.store.events(program_id)
     calls = a.store.list_calls(program_id)
-    entries = Timeline(calls).feed(events)
     last = row.last_seq
     at = _int(params.get("at"))
     seq = min(max(at, 1), last) if at is not None else last
@@ -64,20 +98,23 @@ def _context(request: Request) -> dict[str, Any]:
     if start is None:
         start = max(1, seq - WINDOW // 2)
     start = min(max(1, start), max(1, last - WINDOW + 1))
-    window = entries[start - 1:start - 1 + WINDOW]
-    selected = entries[seq - 1] if 0 < seq <= len(entries) else None
+    window = _entries(a.store, program_id, calls, start, min(last, start + WINDOW - 1))
+    shown = {e.seq: e for e in window}
+    selected = shown.get(seq) or next(iter(_entries(a.store, program_id, calls, seq, seq)), None)
+    first = shown.get(1) or next(iter(_entries(a.store, program_id, calls, 1, 1)), None)
+    last_event = a.store.events(program_id, last - 1, last)
     return {
         "row": row, "live": row.status not in FINISHED, "seq": seq, "last": last, "at_latest": seq == last,
         "state": state, "against": against if changes is not None or before is not None else None,
         "before": before, "changes": changes, "selected": selected,
-        "source_lines": source.splitlines(), "marks": marks(state if state.error is None else None, filename,
-                                                            events, seq),
+        "source_lines": source.splitlines(),
+        "marks": marks(state if state.error is None else None, filename, last_event[-1] if last_event else None, seq),
         "entries": window, "window_start": start, "window_end": start + len(window) - 1,
         "earlier": max(1, start - WINDOW) if start > 1 else None,
         "later": start + WINDOW if start + WINDOW <= last else None,
-        "children": list(dict.fromkeys(e.link for e in entries if e.link and e.type == "effect_completed")),
-        "forked_from": entries[0].link if entries and entries[0].link else None,
-        "callbacks": [e.callback_url for e in entries if e.callback_url],
+        "children": _children(a, program_id),
+        "forked_from": first.link if first is not None else None,
+        "callbacks": _callbacks(a, row, window),
         "calls": calls, "notice": params.get("notice"), "error": params.get("error"),
         "url": lambda **kw: program_url(program_id, **kw),
     }

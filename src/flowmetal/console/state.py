@@ -61,7 +61,7 @@ def diff(before: State, after: State) -> list[Change]:
     return changes
 
 
-def marks(state: State | None, filename: str, events: list[Event], seq: int) -> dict[int, str]:
+def marks(state: State | None, filename: str, last_event: Event | None, seq: int) -> dict[int, str]:
     """Source line -> "current" (a task's innermost frame), "caller" (an outer frame), or
     "failing" (where the program's uncaught error was raised, at its last event)."""
     out: dict[int, str] = {}
@@ -71,8 +71,8 @@ def marks(state: State | None, filename: str, events: list[Event], seq: int) -> 
             for i, frame in enumerate(frames):
                 if out.get(frame["line"]) != "current":
                     out[frame["line"]] = "current" if i == len(frames) - 1 else "caller"
-    if events and events[-1].type == "failed" and seq == events[-1].seq:
-        lines = [int(line) for file, line in _FRAME.findall(str(events[-1].data.get("traceback") or ""))
+    if last_event is not None and last_event.type == "failed" and seq == last_event.seq:
+        lines = [int(line) for file, line in _FRAME.findall(str(last_event.data.get("traceback") or ""))
                  if file == filename]
         if lines:
             out[lines[-1]] = "failing"

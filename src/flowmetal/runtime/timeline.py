@@ -16,6 +16,7 @@ from flowmetal.store.base import CallRow, Event
 
 MAX_VALUE = 160  # characters of a value shown in a summary
 
+ANSWERS = ("effect_completed", "effect_failed", "timer_fired", "message_received")  # each names its request
 # immediate actions answered in the slice that asked: shown as `name() = value`
 _IMMEDIATE = ("now", "random", "randint", "uuid4", "program_id", "deadline", "send")
 
@@ -79,6 +80,15 @@ class Timeline:
     def feed(self, events: list[Event]) -> list[Entry]:
         return [self.entry(e) for e in events]
 
+    def learn(self, events: list[Event]) -> None:
+        """Note the requests among earlier `events` (not summarized), so answers to them fed
+        later can name them."""
+        last_at = self.last_at
+        for e in events:
+            if e.type == "effect_requested":
+                self.entry(e)
+        self.last_at = last_at
+
     def entry(self, e: Event) -> Entry:
         d = e.data
         entry = Entry(e.seq, e.at, e.type, "", max(0.0, e.at - self.last_at) if self.last_at is not None else 0.0)
@@ -101,7 +111,7 @@ class Timeline:
             asked[entry.request or 0] = (kind, text, e.at, d.get("key"))
             entry.task = d.get("task")
             entry.summary = f"task {entry.task}: {text}" if entry.task and entry.task != 1 else text
-        elif t in ("effect_completed", "effect_failed", "timer_fired", "message_received"):
+        elif t in ANSWERS:
             kind, text, at, key = asked.get(entry.request or 0, ("", f"request {entry.request}", e.at, None))
             entry.took = max(0.0, e.at - at) if (entry.request or 0) in asked else None
             call = self.by_key.get(key) if key else None
