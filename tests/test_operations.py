@@ -352,19 +352,29 @@ def _spans(stdout: str) -> list[dict[str, Any]]:
         spans.append(span)
 
 
+def _run_traced(node: Path, url: str, program_id: str, env: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """Run traced.flow to its end in a `flowmetal worker`; (its stdout, what the function got in ctx)."""
+    (node / "traced.flow").write_text(TRACED)
+    store = f"sqlite:///{node / 's.db'}"
+    _flowmetal(node, "start", "traced.flow", "--id", program_id, "--args", json.dumps({"url": url}), "--store", store)
+    db = open_store(store)
+    try:
+        out = _run_worker_until(node, store, lambda: db.get_program(program_id).status == "completed",
+                                "--functions", "fns.py", env=env).split("\n--stdout--\n")[1]
+        assert db.get_program(program_id).result == {"n": 42, "status": 200}
+    finally:
+        db.close()
+    (ctx,) = [json.loads(line) for line in (node / "ctx.jsonl").read_text().splitlines()]
+    return out, ctx
+
+
 def test_traces_follow_a_program_into_its_calls_and_http_requests(
         node: Path, echo_server: tuple[str, list[dict[str, str]]]) -> None:
     from flowmetal.observe.tracing import program_span_id, trace_id_for
 
     url, seen = echo_server
-    (node / "traced.flow").write_text(TRACED)
-    store = f"sqlite:///{node / 's.db'}"
-    _flowmetal(node, "start", "traced.flow", "--id", "tr-1", "--args", json.dumps({"url": url}), "--store", store)
-    db = open_store(store)
     env = _env(node, OTEL_TRACES_EXPORTER="console", OTEL_SERVICE_NAME="fm-test", OTEL_BSP_SCHEDULE_DELAY="100")
-    out = _run_worker_until(node, store, lambda: db.get_program("tr-1").status == "completed",
-                            "--functions", "fns.py", env=env).split("\n--stdout--\n")[1]
-    assert db.get_program("tr-1").result == {"n": 42, "status": 200}
+    out, ctx = _run_traced(node, url, "tr-1", env)
     spans = _spans(out)
     trace_id = trace_id_for("tr-1")
     assert {s["context"]["trace_id"] for s in spans} == {"0x" + trace_id}
@@ -382,11 +392,9 @@ def test_traces_follow_a_program_into_its_calls_and_http_requests(
     assert call["kind"] == "SpanKind.CLIENT" and call["attributes"]["flowmetal.call.name"] == "double"
     (request,) = by_name["HTTP GET"]
     # the function got the trace id and its span's context; the HTTP server its traceparent
-    (ctx,) = [json.loads(line) for line in (node / "ctx.jsonl").read_text().splitlines()]
     assert ctx["trace_id"] == trace_id
     assert ctx["traceparent"] == f"00-{trace_id}-{call['context']['span_id'][2:]}-01"
     assert seen[0]["traceparent"] == f"00-{trace_id}-{request['context']['span_id'][2:]}-01"
-    db.close()
 
 
 def test_without_tracing_the_trace_id_is_still_handed_on(
@@ -394,18 +402,11 @@ def test_without_tracing_the_trace_id_is_still_handed_on(
     from flowmetal.observe.tracing import trace_id_for
 
     url, seen = echo_server
-    (node / "traced.flow").write_text(TRACED)
-    store = f"sqlite:///{node / 's.db'}"
-    _flowmetal(node, "start", "traced.flow", "--id", "tr-2", "--args", json.dumps({"url": url}), "--store", store)
-    db = open_store(store)
-    out = _run_worker_until(node, store, lambda: db.get_program("tr-2").status == "completed",
-                            "--functions", "fns.py").split("\n--stdout--\n")[1]
+    out, ctx = _run_traced(node, url, "tr-2")
     assert out == ""  # no spans printed anywhere
-    (ctx,) = [json.loads(line) for line in (node / "ctx.jsonl").read_text().splitlines()]
     assert ctx["trace_id"] == trace_id_for("tr-2")
     version, trace, span, flags = seen[0]["traceparent"].split("-")
     assert (version, trace, flags) == ("00", trace_id_for("tr-2"), "00") and len(span) == 16
-    db.close()
 
 
 # -- what the store tells operators (both backends) ---------------------------------------------------
