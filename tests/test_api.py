@@ -313,7 +313,7 @@ def test_callbacks_deliver_once(srv: Server) -> None:
 
 
 # -- the call and callback protocol against calls created in the store ------------------------------
-def _park(store: Store, pid: str, calls: list[NewCall], callbacks: list[tuple[str, str]]) -> None:
+def _park(store: Store, pid: str, calls: list[NewCall], callbacks: list[tuple[str, str, Any]]) -> None:
     """Commit calls and callbacks for a program, as a slice of it would (no worker runs here)."""
     claims = store.claim("test", os.getpid(), "test-host", 60, time.time(), 1, only=pid)
     assert [c.program_id for c in claims] == [pid]
@@ -370,7 +370,7 @@ def test_claim_heartbeat_retry_stale_and_complete(bare: Server) -> None:
 
 def test_callback_requests_are_recorded_as_delivered(bare: Server) -> None:
     pid = bare.start(WAIT_FOR_MESSAGE)["id"]
-    _park(bare.store, pid, [], [("tok-small", "__cb__:tok-small"), ("tok-big", "__cb__:tok-big")])
+    _park(bare.store, pid, [], [("tok-small", "__cb__:tok-small", None), ("tok-big", "__cb__:tok-big", None)])
     with httpx.Client(base_url=bare.url, timeout=10) as outsider:  # no token needed
         assert_error(outsider.post("/callbacks/tok-big", content=b"x" * 1001), 413, "PayloadTooLarge")
         r = outsider.patch("/callbacks/tok-small", content="ça va?".encode(),

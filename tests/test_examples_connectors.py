@@ -279,7 +279,7 @@ def test_approval_escalates_to_the_manager_after_the_timeout(fm: Flowmetal, serv
         "outcome": "rejected", "escalated": True, "decided_by": people["manager"], "comment": "over budget"}
     assert result["waited_seconds"] >= 1
     assert f"{people['approver']} did not answer within 1 seconds" in fm.output(pid)
-    assert httpx.post(first, json={"approved": True}).status_code == 409  # too late: the program ended
+    assert httpx.post(first, json={"approved": True}).status_code == 410  # gone: the program ended
 
 
 def test_approval_after_escalation_the_first_answer_decides(fm: Flowmetal, services: Process) -> None:

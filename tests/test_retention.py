@@ -52,7 +52,8 @@ def rows_of(store: Store, program_id: str) -> dict[str, int]:
     while (ck := store.checkpoint(program_id, seq)) is not None:  # a dump carries only the latest
         checkpoints, seq = checkpoints + 1, ck[0] - 1
     return {"events": len(dump.events), "checkpoints": checkpoints, "inbox": len(dump.inbox),
-            "calls": len(dump.calls), "callbacks": len(dump.callbacks), "programs": 1}
+            "calls": len(dump.calls), "call_attempts": len(store.list_attempts(program_id)),
+            "callbacks": len(dump.callbacks), "programs": 1}
 
 
 def fm(store_url: str, *args: str) -> list[str]:

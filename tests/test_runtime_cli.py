@@ -304,7 +304,8 @@ def test_cancel(cli: CLI) -> None:
     pid = cli.create("cancel")
     assert cli.settle(pid) == "waiting"
     cli.ok("cancel", pid)
-    assert cli.resume(pid) == "cancelled"
+    r = cli("resume", pid)  # as `run` ends: exit 1, the error on stderr
+    assert r.returncode == 1 and "Cancelled" in r.stderr and r.stdout == "cancelled\ncleanup\n"
     st = cli.status(pid)
     assert st["status"] == "cancelled" and "Cancelled" in st["error"]
     r = cli("result", pid)
@@ -323,14 +324,15 @@ def test_resume_runs_until_waiting_then_finishes(cli: CLI) -> None:
     assert cli.ok("resume", pid) == "waiting\n"  # nothing new: returns at once, prints nothing again
     assert time.monotonic() - began < 10
     cli.ok("send", pid, "42")
-    assert cli.ok("resume", pid) == "got 42\ncompleted\n"
-    assert cli.ok("resume", pid) == "completed\n"
+    # it ends: the result is printed, as `run` prints it
+    assert cli.ok("resume", pid) == 'got 42\n{"tag": "x", "message": 42}\n'
+    assert cli.ok("resume", pid) == '{"tag": "x", "message": 42}\n'
     assert json.loads(cli.ok("result", pid)) == {"tag": "x", "message": 42}
 
 
 def test_resume_waits_for_timers(cli: CLI) -> None:
     pid = cli.create("cli_steps", {"n": 3, "delay": 0.1})
-    assert cli.ok("resume", pid) == "step 0\nstep 1\nstep 2\ncompleted\n"
+    assert cli.ok("resume", pid) == 'step 0\nstep 1\nstep 2\n{"steps": 3}\n'
     assert json.loads(cli.ok("result", pid)) == {"steps": 3}
 
 

@@ -508,6 +508,42 @@ def test_retryable_errors_back_off_then_fail_for_good(any_store: Store) -> None:
     (msg,) = any_store.inbox("p1")
     assert msg.message == {"ok": False, "error": boom, "attempts": 3}
     assert any_store.get_call(key).status == "failed"  # settled: delivered to the program as a failure
+    # every failed attempt is kept, not only the last
+    attempts = any_store.list_attempts("p1")
+    assert [(a.key, a.attempt, a.name, a.worker, a.error) for a in attempts] == [
+        (key, 1, "f", "c1", boom), (key, 2, "f", "c1", boom), (key, 3, "f", "c1", boom)]
+    assert attempts[0].to_json()["at_iso"] is not None
+
+
+def test_attempt_records_keep_tracebacks_and_lease_expiries(any_store: Store) -> None:
+    (key,) = start_calls(any_store, ("function", "f"), policy={"attempts": 3, "initial": 1.0})
+    any_store.claim_calls("c1", "function", None, 5.0, 10.0, 10)  # c1 goes quiet
+    any_store.claim_calls("c2", "function", None, 5.0, 20.0, 10)
+    (second,) = any_store.claim_calls("c2", "function", None, 5.0, 21.0, 10)
+    err = {"type": "ValueError", "message": "bad", "traceback": 'File "fns.py", line 3, in f\nValueError: bad\n'}
+    assert any_store.finish_call(key, "c2", second.attempt, CallOutcome(ok=False, error=err), 22.0) == "retrying"
+    (c,) = any_store.claim_calls("c2", "function", None, 5.0, 30.0, 10)
+    assert any_store.finish_call(key, "c2", c.attempt, CallOutcome(ok=True, result=1), 30.0) == "done"
+    got = [(a.attempt, a.worker, a.error["type"], a.error.get("traceback")) for a in any_store.list_attempts("p1")]
+    assert got == [(1, "c1", "LeaseExpired", None), (2, "c2", "ValueError", err["traceback"])]
+    assert any_store.list_attempts("nobody") == []
+
+
+def test_served_function_names_and_unserved_calls(any_store: Store) -> None:
+    start_calls(any_store, ("function", "billing.refund"), ("function", "inventory.reserve"), ("http", "http"))
+    assert any_store.last_served(["billing.refund"]) == {}
+    any_store.register_served("fw1", ["inventory.reserve", "other"], 50.0)
+    any_store.register_served("fw1", ["inventory.reserve"], 70.0)  # its heartbeat
+    any_store.register_served("fw2", ["inventory.reserve"], 60.0)
+    any_store.register_served("fw2", [], 60.0)
+    assert any_store.last_served(["inventory.reserve", "billing.refund", "other"]) == {
+        "inventory.reserve": 70.0, "other": 50.0}
+    # pending 60 s or more, and nobody registered the name in the last 60 s
+    assert any_store.unserved_calls(now=61.0, quiet=60.0) == []  # requested at 2.0: not quiet long enough
+    (un,) = any_store.unserved_calls(now=100.0, quiet=60.0)
+    assert (un.name, un.count, un.oldest, un.program_id) == ("billing.refund", 1, 2.0, "p1")
+    assert [u.name for u in any_store.unserved_calls(now=200.0, quiet=60.0)] == ["billing.refund",
+                                                                               "inventory.reserve"]
 
 
 def test_non_retryable_errors_fail_at_once(any_store: Store) -> None:
@@ -647,14 +683,29 @@ def test_callbacks_accept_one_delivery(any_store: Store) -> None:
     any_store.create_program(new(), 1.0)
     c = claim_one(any_store)
     any_store.commit([Commit("p1", c.fence, 1, events=[("effect_requested", {"request": 1})],
-                             callbacks=[("tok-1", "cb:1"), ("tok-2", "cb:2")])], 2.0)
+                             callbacks=[("tok-1", "cb:1", None), ("tok-2", "cb:2", {"title": "two"})])], 2.0)
     assert any_store.deliver_callback("nope", {}, 3.0) == "unknown"
     assert any_store.deliver_callback("tok-1", {"body": "hi"}, 3.0) == "accepted"
     assert any_store.deliver_callback("tok-1", {"body": "again"}, 3.0) == "duplicate"
     assert [(m.channel, m.message) for m in any_store.inbox("p1")] == [("cb:1", {"body": "hi"})]
     assert any_store.get_program("p1").runnable
+    assert any_store.get_callback("nope") is None
+    cb = any_store.get_callback("tok-2")
+    assert cb is not None
+    assert (cb.program_id, cb.status, cb.options, cb.created_at, cb.delivered_at) == ("p1", "open", {"title": "two"},
+                                                                                     2.0, None)
+    one = any_store.get_callback("tok-1")
+    assert one is not None and (one.status, one.options, one.delivered_at) == ("delivered", {}, 3.0)
+    # the program refused the delivery: the link takes another one
+    c = claim_one(any_store, now=3.5)
+    any_store.commit([Commit("p1", c.fence, 2, events=[("effect_requested", {"request": 2})],
+                             callbacks=[("tok-1", "cb:1", {"rejected": "not a number"})])], 3.5)
+    reopened = any_store.get_callback("tok-1")
+    assert reopened is not None and (reopened.status, reopened.options) == ("open", {"rejected": "not a number"})
+    assert any_store.deliver_callback("tok-1", {"body": "42"}, 3.6) == "accepted"
     finish(any_store, "p1", 4.0)
-    assert any_store.deliver_callback("tok-2", {"body": "too late"}, 5.0) == "duplicate"
+    assert any_store.deliver_callback("tok-2", {"body": "too late"}, 5.0) == "closed"
+    assert any_store.deliver_callback("tok-1", {"body": "too late"}, 5.0) == "duplicate"
 
 
 # -- wake-ups -------------------------------------------------------------------------------------
@@ -706,7 +757,7 @@ def populated(store: Store) -> str:
     store.make_runnable("m", 3.0)
     c = claim_one(store, now=3.0, only="m")
     store.commit([Commit("m", c.fence, 2, events=[("output", {"text": "hello"})], checkpoint=b"\x00state",
-                         callbacks=[("tok-m", "cb:m")], waiting_on={"waits": [{"request": 2}]}, wake_at=500.0)], 4.0)
+                         callbacks=[("tok-m", "cb:m", None)], waiting_on={"waits": [{"request": 2}]}, wake_at=500.0)], 4.0)
     store.send("m", "inbox", {"unread": True}, 5.0)
     return key
 
@@ -762,5 +813,5 @@ def test_mark_moved_detaches_the_program(any_store: Store) -> None:
     with pytest.raises(UnknownProgram):
         any_store.mark_moved("nope", "again", 12.0)
     assert any_store.get_call(key).status == "cancelled"
-    assert any_store.deliver_callback("tok-m", {}, 12.0) == "duplicate"
+    assert any_store.deliver_callback("tok-m", {}, 12.0) == "closed"
     assert any_store.next_wake() is None

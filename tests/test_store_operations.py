@@ -41,7 +41,8 @@ def rows_of(store: Store, program_id: str) -> dict[str, int]:
     """How many rows of each table belong to the program."""
     dump = store.export_program(program_id)
     return {"events": len(dump.events), "checkpoints": int(dump.checkpoint is not None), "inbox": len(dump.inbox),
-            "calls": len(dump.calls), "callbacks": len(dump.callbacks), "programs": 1}
+            "calls": len(dump.calls), "call_attempts": len(store.list_attempts(program_id)),
+            "callbacks": len(dump.callbacks), "programs": 1}
 
 
 # -- deployments ---------------------------------------------------------------------------------
@@ -107,12 +108,15 @@ def test_hooks_are_stored_replaced_and_deleted(any_store: Store) -> None:
 # -- pruning -------------------------------------------------------------------------------------
 
 def _busy_program(store: Store, pid: str, now: float, status: str | None = "completed") -> None:
-    """A program with rows in every table: events, a checkpoint, an inbox message, a call, a callback."""
+    """A program with rows in every table: events, a checkpoint, an inbox message, a call and a failed
+    attempt of it, a callback."""
     store.create_program(new(pid), now)
     c = claim_one(store, only=pid, now=now)
-    call = NewCall(f"{pid}:2", pid, f"__call__:{pid}:2", "function", "f", {"args": []}, normalize(None))
+    call = NewCall(f"{pid}:2", pid, f"__call__:{pid}:2", "function", f"f-{pid}", {"args": []}, normalize(None))
     store.commit([Commit(pid, c.fence, 1, events=[("effect_requested", {"request": 1})], checkpoint=b"ck",
-                         calls=[call], callbacks=[(f"tok-{pid}", "__cb__:x")])], now)
+                         calls=[call], callbacks=[(f"tok-{pid}", "__cb__:x", None)])], now)
+    (attempt,) = store.claim_calls("fw", "function", [f"f-{pid}"], 10.0, now, 1)
+    store.finish_call(attempt.key, "fw", 1, CallOutcome(ok=False, error={"type": "E", "message": "m"}), now)
     store.send(pid, "inbox", {"hello": pid}, now)
     if status is not None:
         finish(store, pid, now + 1, status)
@@ -134,6 +138,7 @@ def test_prune_deletes_everything_of_old_finished_programs_and_nothing_else(any_
     expected = {t: sum(rows[t] for rows in doomed.values()) for t in PROGRAM_TABLES}
     assert report.counts == expected
     assert expected["events"] >= 15 and expected["calls"] == 5 and expected["callbacks"] == 5
+    assert expected["call_attempts"] == 5
     for pid in doomed:
         with pytest.raises(Exception, match="no program"):
             any_store.get_program(pid)

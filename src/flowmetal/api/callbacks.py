@@ -53,10 +53,12 @@ async def deliver(request: Request) -> t.Accepted:
     if status == "duplicate":
         raise ApiError(409, "AlreadyDelivered",
                        "this callback accepts no more requests (it takes one, while its program runs)")
+    if status == "closed":
+        raise ApiError(410, "CallbackGone", "this callback's program has ended: it accepts no more requests")
     raise ApiError(404, "UnknownCallback", "no callback with this token")
 
 
 for _method in ("POST", "PUT", "PATCH"):
     ops.add(_method, "/callbacks/{token}",
             summary="Deliver the one request a callback accepts (any body; persisted before the answer)",
-            raw_body=True, public=True, responses={202: (t.Accepted, "accepted")}, errors=(404, 409))(deliver)
+            raw_body=True, public=True, responses={202: (t.Accepted, "accepted")}, errors=(404, 409, 410))(deliver)

@@ -181,15 +181,17 @@ async def cancel_program(request: Request) -> t.CancelRequested:
     return t.CancelRequested(program_id, "cancel_requested")
 
 
-@ops.add("GET", "/programs/{id}/calls", summary="The calls a program made",
+@ops.add("GET", "/programs/{id}/calls", summary="The calls a program made, with each failed attempt's error",
          responses={200: (t.CallList, "calls, oldest first")}, errors=(404,))
 async def program_calls(request: Request) -> t.CallList:
+    from flowmetal.runtime.calls import call_report
+
     a = api(request)
     program_id = request.path_params["id"]
 
-    def read() -> list[Any]:
+    def read() -> list[dict[str, Any]]:
         a.store.get_program(program_id)
-        return a.store.list_calls(program_id)
+        return call_report(a.store, program_id)
 
     calls = await a.run(read)
-    return t.CallList([typed(c.to_json(), t.Call) for c in calls])
+    return t.CallList([typed(c, t.Call) for c in calls])

@@ -261,6 +261,17 @@ class Finished(_Response):
     status: Literal["done", "retrying", "stale"]
 
 
+class FailedAttempt(_Response):
+    key: str
+    attempt: int
+    name: str
+    worker: str | None
+    error: Annotated[dict[str, Any], Meta(
+        description="type, message and, for a Python function, its traceback (truncated)")]
+    at: float
+    at_iso: Iso
+
+
 class Call(_Response):
     key: str
     program: str
@@ -277,6 +288,8 @@ class Call(_Response):
     created_at_iso: Iso
     updated_at: float
     updated_at_iso: Iso
+    failed_attempts: Annotated[list[FailedAttempt], Meta(
+        description="every failed attempt, oldest first (in a program's list of calls)")] | UnsetType = UNSET
 
 
 class CallList(_Response):

@@ -44,6 +44,7 @@ from flowmetal.cli.deploy import deploy, deployments  # noqa: E402
 from flowmetal.cli.logs import logs  # noqa: E402
 from flowmetal.cli.move import export_cmd, fork, import_cmd  # noqa: E402
 from flowmetal.cli.programs import (  # noqa: E402
+    calls,
     cancel,
     check,
     history,
@@ -60,7 +61,7 @@ from flowmetal.cli.retention import prune  # noqa: E402
 from flowmetal.cli.serve import serve  # noqa: E402
 from flowmetal.cli.workers import functions, worker  # noqa: E402
 
-for _command in (check, run, start, list_, status, result, send, history, inspect, logs, cancel, resume, worker,
+for _command in (check, run, start, list_, status, result, send, history, inspect, logs, calls, cancel, resume, worker,
                  functions, export_cmd, import_cmd, fork, serve, db, deploy, deployments,
                  prune):
     main.add_command(_command)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -83,8 +84,13 @@ def run(file: str, raw_args: str | None, program_id: str | None, store_url: str 
         row = run_embedded(rt, pid, services=services)
     finally:
         services.stop()
+    _report_end(rt, row)
+
+
+def _report_end(rt: Any, row: Any) -> None:
+    """What `run` and `resume` print when the program ends: its result, or its traceback."""
     if row.status == "failed":
-        ev = rt.store.events(pid, row.last_seq - 1)
+        ev = rt.store.events(row.id, row.last_seq - 1)
         tb = ev[-1].data.get("traceback") if ev else None
         click.echo(tb or row.error, err=True, nl=not (tb or "").endswith("\n"))
         sys.exit(1)
@@ -295,4 +301,26 @@ def resume(program_id: str, store_url: str | None, functions_file: str | None, p
             row = run_embedded(rt, program_id, until_waiting=True, services=services)
         finally:
             services.stop()
-    click.echo(row.status)
+    if row.status in ("completed", "failed", "cancelled"):
+        _report_end(rt, row)  # as `run` does: the result (or the traceback, exit 1)
+    click.echo(row.status)  # waiting for something only the outside can bring (or moved away)
+
+
+@click.command()
+@click.argument("program_id")
+@store_option
+@json_option
+def calls(program_id: str, store_url: str | None, as_json: bool) -> None:
+    """A program's calls (foreign functions and HTTP requests), each failed attempt with its error
+    and the function's traceback."""
+    from flowmetal.runtime.calls import call_report, format_calls
+
+    store = open_store_at(store_url, existing=True)
+    store.get_program(program_id)
+    report = call_report(store, program_id)
+    if as_json:
+        click.echo(json.dumps(report))
+    elif report:
+        click.echo(format_calls(report))
+    else:
+        click.echo(f"program {program_id} made no calls", err=True)

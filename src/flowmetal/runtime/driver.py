@@ -560,7 +560,7 @@ class _Slice:
             if args or kw:
                 raise TypeError("callback() takes no arguments")
             token = secrets.token_urlsafe(24)
-            self.commit.callbacks.append((token, f"__cb__:{token}"))
+            self.commit.callbacks.append((token, f"__cb__:{token}", None))
             return {"token": token, "url": f"{self.rt.public_url}/callbacks/{token}"}
         if name == "continue_as_new":
             if args:

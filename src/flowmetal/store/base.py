@@ -337,6 +337,45 @@ class CallRow:
 
 
 @dataclass
+class AttemptRow:
+    """One failed attempt of a call: its error as the connector reported it (`type`, `message`,
+    and for a Python function its `traceback`, truncated)."""
+
+    key: str
+    attempt: int
+    name: str
+    worker: str | None
+    error: dict[str, Any]
+    at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "attempt": self.attempt, "name": self.name, "worker": self.worker,
+                "error": self.error, "at": self.at, "at_iso": iso(self.at)}
+
+
+@dataclass
+class UnservedCall:
+    """Calls waiting for a function that no server has said it serves lately."""
+
+    name: str
+    count: int
+    oldest: float  # when the oldest of them was requested
+    program_id: str  # one of the programs waiting
+
+
+@dataclass
+class CallbackRow:
+    """A callback link: open (takes one delivery), delivered, or closed (its program ended)."""
+
+    token: str
+    program_id: str
+    status: str
+    options: dict[str, Any]  # what the program asked for: title, choices, json (see runtime/callbacks.py)
+    created_at: float
+    delivered_at: float | None
+
+
+@dataclass
 class CallOutcome:
     """What a connector reports for one attempt."""
 
@@ -419,7 +458,9 @@ class Commit:
     keep_lease: bool = False
     calls: list[NewCall] = field(default_factory=list)  # effects for connectors, visible once committed
     cancel_calls: list[str] = field(default_factory=list)  # keys of calls the program stopped waiting for
-    callbacks: list[tuple[str, str]] = field(default_factory=list)  # (token, channel) now accepting one delivery
+    # (token, channel, options) now accepting one delivery; a token already issued is opened again
+    # (the program refused the delivery it got and waits for another)
+    callbacks: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
     # outcomes of calls this commit's worker performed in process, recorded here instead of through
     # the inbox: (key, outcome message); each call must still be claimed by `call_owner` (else Conflict)
     done_calls: list[tuple[str, Any]] = field(default_factory=list)
@@ -570,7 +611,29 @@ class Store(OperationsStore):
     @abstractmethod
     def deliver_callback(self, token: str, request: Any, now: float) -> str:
         """Persist the first delivery to a callback and wake its program: "accepted";
-        "duplicate" for later deliveries; "unknown" for tokens never issued."""
+        "duplicate" for later deliveries; "closed" once its program has ended; "unknown" for
+        tokens never issued."""
+
+    @abstractmethod
+    def get_callback(self, token: str) -> CallbackRow | None: ...
+
+    # -- what people are shown about calls ------------------------------------------------
+    @abstractmethod
+    def list_attempts(self, program_id: str) -> list[AttemptRow]:
+        """The failed attempts of a program's calls, oldest first."""
+
+    @abstractmethod
+    def register_served(self, server: str, names: Sequence[str], now: float) -> None:
+        """A worker or function server says it serves these function names (its heartbeat)."""
+
+    @abstractmethod
+    def last_served(self, names: Sequence[str]) -> dict[str, float]:
+        """When some server last said it serves each of these names (names never served are left out)."""
+
+    @abstractmethod
+    def unserved_calls(self, now: float, quiet: float) -> list[UnservedCall]:
+        """Function calls pending for `quiet` seconds or more whose name no server has
+        registered in the last `quiet` seconds, grouped by name."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -43,7 +43,7 @@ _CALL_FIELDS: dict[str, str] = {
 _CALLBACK_FIELDS: dict[str, str] = {
     "token": "str", "program_id": "str", "channel": "str", "status": "str", "created_at": "number",
     "delivered_at": "number?",
-}
+}  # and "options" (JSON text or null), absent from files written before callbacks had options
 # the program row: ProgramRow's fields (the lease is never exported: it belongs to a worker of the origin)
 _PROGRAM_FIELDS: dict[str, str] = {
     "id": "str", "filename": "str", "source_hash": "str", "status": "str", "args": "object", "last_seq": "int",
@@ -179,6 +179,12 @@ class _Reader:
                  for i, c in enumerate(self.get(doc, "calls", "list", ""))]
         callbacks = [self.owned(self.record(c, _CALLBACK_FIELDS, f"callbacks[{i}]."), row.id, f"callbacks[{i}]")
                      for i, c in enumerate(self.get(doc, "callbacks", "list", ""))]
+        for cb, raw in zip(callbacks, self.get(doc, "callbacks", "list", "")):
+            # (what the link page shows: JSON text; absent from files written before it existed)
+            options = raw.get("options")
+            if options is not None and not isinstance(options, str):
+                raise self.fail("callbacks[].options", "a string or null", options)
+            cb["options"] = options
 
         meta = FmxMeta(version=doc["version"], exported_at=self.get(doc, "exported_at", "number", ""),
                        detached=self.get(doc, "detached", "bool", ""), origin=self.get(doc, "origin", "str", ""))

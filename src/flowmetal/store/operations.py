@@ -20,7 +20,7 @@ from typing import Any
 from flowmetal.errors import FlowmetalError
 
 # the tables a program's data lives in, the order prune deletes them (programs last)
-PROGRAM_TABLES = ("events", "checkpoints", "inbox", "calls", "callbacks", "programs")
+PROGRAM_TABLES = ("events", "checkpoints", "inbox", "calls", "call_attempts", "callbacks", "programs")
 OVERLAP_POLICIES = ("skip", "buffer", "allow", "cancel")
 
 

@@ -418,7 +418,7 @@ class SqlOperations(Store):
         r = tx.one("SELECT filename, source_hash, parent_id, deployment, run FROM programs WHERE id = ?",
                    (program_id,))
         assert r is not None  # the commit checked its fence
-        for table in ("events", "checkpoints", "calls", "callbacks"):
+        for table in ("events", "checkpoints", "calls", "call_attempts", "callbacks"):
             tx.run(f"DELETE FROM {table} WHERE program_id = ?", (program_id,))
         # messages on internal channels (results, callbacks, children) were for the old run
         tx.run("DELETE FROM inbox WHERE program_id = ? AND substr(channel, 1, 2) = '__'", (program_id,))

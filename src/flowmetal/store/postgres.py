@@ -53,7 +53,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from flowmetal.store import ops_sql
+from flowmetal.store import ops_sql, records_sql
 from flowmetal.store.base import (
     EVENT_VERSION,
     FINISHED,
@@ -96,7 +96,7 @@ from flowmetal.store.shared import (
     pid_alive,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -195,6 +195,8 @@ _MIGRATIONS: dict[int, list[str]] = {
     ],
     # deployments, schedules, hooks, retention, continue_as_new (the statements both backends run)
     4: [statement.replace(" REAL", " DOUBLE PRECISION") for statement in ops_sql.MIGRATION],
+    # failed attempts, served function names, callback options
+    5: [statement.replace(" REAL", " DOUBLE PRECISION") for statement in records_sql.MIGRATION],
 }
 
 # URL query parameters that are Flowmetal's, not libpq's
@@ -494,7 +496,7 @@ class _Tx:
         return self.conn.execute(query.replace("?", "%s"), params).rowcount
 
 
-class PostgresStore(ops_sql.SqlOperations):
+class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
     _LOCK_SKIP = " FOR UPDATE SKIP LOCKED"
     _LOCK = " FOR UPDATE"
 
@@ -876,11 +878,13 @@ class PostgresStore(ops_sql.SqlOperations):
         if cancel:
             conn.execute("UPDATE calls SET status = 'cancelled', lease_owner = NULL, updated_at = %s"
                          " WHERE key = ANY(%s) AND status IN ('pending', 'claimed')", (now, cancel))
-        callbacks = [(token, c.program_id, channel, now) for c in batch for token, channel in c.callbacks]
+        callbacks = [(token, c.program_id, channel, now, dumps(options) if options else None)
+                     for c in batch for token, channel, options in c.callbacks]
         if callbacks:
             with conn.cursor() as cur:
-                cur.executemany("INSERT INTO callbacks (token, program_id, channel, status, created_at)"
-                                " VALUES (%s, %s, %s, 'open', %s)", callbacks)
+                cur.executemany("INSERT INTO callbacks (token, program_id, channel, status, created_at, options)"
+                                " VALUES (%s, %s, %s, 'open', %s, %s) ON CONFLICT (token) DO UPDATE SET"
+                                " status = 'open', options = EXCLUDED.options", callbacks)
         self._update_programs(conn, batch, now)
         for c in batch:
             fence, _, owner = state[c.program_id]
@@ -1202,6 +1206,7 @@ class PostgresStore(ops_sql.SqlOperations):
                 program_status: str | None) -> str:
         """Apply one attempt's outcome: deliver it, or schedule the next attempt."""
         done = settle(json.loads(r["policy"]), r["attempt"], outcome, r["deadline"], now)
+        records_sql.record_attempt(_Tx(conn), r, outcome, now)
         if done.message is None:
             conn.execute("UPDATE calls SET status = 'pending', next_at = %s, lease_owner = NULL,"
                          " lease_expires = NULL, last_error = %s, updated_at = %s WHERE key = %s",
@@ -1251,7 +1256,7 @@ class PostgresStore(ops_sql.SqlOperations):
             r = conn.execute("SELECT status, program_id, channel FROM callbacks WHERE token = %s FOR UPDATE",
                              (token,)).fetchone()
             if r is None or r[0] != "open":
-                return "duplicate"
+                return "closed" if r is not None and r[0] == "closed" else "duplicate"
             conn.execute("UPDATE callbacks SET status = 'delivered', delivered_at = %s WHERE token = %s",
                          (now, token))
             self._enqueue(conn, r[1], r[2], request, now)

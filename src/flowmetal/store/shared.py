@@ -16,7 +16,7 @@ from flowmetal.store.base import CallRow, NewCall
 CALL_COLUMNS = ("key", "program_id", "channel", "kind", "name", "payload", "policy", "attempt_timeout",
                 "deadline", "status", "attempt", "next_at", "lease_owner", "lease_expires",
                 "attempt_deadline", "outcome", "last_error", "created_at", "updated_at")
-CALLBACK_COLUMNS = ("token", "program_id", "channel", "status", "created_at", "delivered_at")
+CALLBACK_COLUMNS = ("token", "program_id", "channel", "status", "created_at", "delivered_at", "options")
 
 HOST = socket.gethostname()  # what workers of this process record as their lease's host
 

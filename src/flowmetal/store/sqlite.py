@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from flowmetal.store import ops_sql
+from flowmetal.store import ops_sql, records_sql
 from flowmetal.store.base import (
     EVENT_VERSION,
     FINISHED,
@@ -66,7 +66,7 @@ from flowmetal.store.shared import (
 )
 from flowmetal.store.wake import SocketListener, notify_all
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 T = TypeVar("T")
 
 _MIGRATIONS: dict[int, list[str]] = {
@@ -164,6 +164,7 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX programs_status_created ON programs (status, created_at, id)",
     ],
     4: ops_sql.MIGRATION,  # deployments, schedules, hooks, retention, continue_as_new
+    5: records_sql.MIGRATION,  # failed attempts, served function names, callback options
 }
 
 
@@ -237,7 +238,7 @@ class _Tx:
         return self.conn.execute(query, params).rowcount
 
 
-class SQLiteStore(ops_sql.SqlOperations):
+class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
     def __init__(self, path: str, *, synchronous: str = "FULL", url: str | None = None) -> None:
         self.path = path
         self.url = url or f"sqlite:///{path}"
@@ -533,9 +534,11 @@ class SQLiteStore(ops_sql.SqlOperations):
             db.executemany("UPDATE calls SET status = 'cancelled', lease_owner = NULL, updated_at = ?"
                            " WHERE key = ? AND status IN ('pending', 'claimed')",
                            [(now, k) for k in c.cancel_calls])
-        for token, channel in c.callbacks:
-            db.execute("INSERT INTO callbacks (token, program_id, channel, status, created_at)"
-                       " VALUES (?, ?, ?, 'open', ?)", (token, c.program_id, channel, now))
+        for token, channel, options in c.callbacks:
+            db.execute("INSERT INTO callbacks (token, program_id, channel, status, created_at, options)"
+                       " VALUES (?, ?, ?, 'open', ?, ?) ON CONFLICT (token) DO UPDATE SET status = 'open',"
+                       " options = excluded.options", (token, c.program_id, channel, now,
+                                                       dumps(options) if options else None))
         lease_sql = "" if c.keep_lease else ", lease_owner = NULL, lease_expires = NULL"
         db.execute(
             "UPDATE programs SET status = ?, last_seq = ?, result = ?, error = ?, waiting_on = ?, wake_at = ?,"
@@ -647,7 +650,7 @@ class SQLiteStore(ops_sql.SqlOperations):
                 for cb in dump.callbacks:
                     values = dict(cb, program_id=r.id)
                     db.execute(f"INSERT INTO callbacks ({', '.join(CALLBACK_COLUMNS)}) VALUES"
-                               f" ({', '.join('?' * len(CALLBACK_COLUMNS))})", [values[c] for c in CALLBACK_COLUMNS])
+                               f" ({', '.join('?' * len(CALLBACK_COLUMNS))})", [values.get(c) for c in CALLBACK_COLUMNS])
             except sqlite3.IntegrityError as e:
                 # keys embed the program id, so only a corrupt dump (or store) collides
                 raise ProgramExists(f"cannot import {r.id!r} into {self.url}: {e}") from None
@@ -760,6 +763,7 @@ class SQLiteStore(ops_sql.SqlOperations):
     def _settle(self, db: sqlite3.Connection, r: sqlite3.Row, outcome: CallOutcome, now: float) -> str:
         """Apply one attempt's outcome: deliver it, or schedule the next attempt."""
         done = settle(json.loads(r["policy"]), r["attempt"], outcome, r["deadline"], now)
+        records_sql.record_attempt(_Tx(db), r, outcome, now)
         if done.message is None:
             db.execute("UPDATE calls SET status = 'pending', next_at = ?, lease_owner = NULL,"
                        " lease_expires = NULL, last_error = ?, updated_at = ? WHERE key = ?",
@@ -804,7 +808,7 @@ class SQLiteStore(ops_sql.SqlOperations):
             if r is None:
                 return "unknown"
             if r["status"] != "open":
-                return "duplicate"
+                return "closed" if r["status"] == "closed" else "duplicate"
             db.execute("UPDATE callbacks SET status = 'delivered', delivered_at = ? WHERE token = ?", (now, token))
             self._enqueue(db, r["program_id"], r["channel"], request, now)
             return "accepted"
