@@ -58,10 +58,11 @@ from flowmetal.cli.programs import (  # noqa: E402
     status,
 )
 from flowmetal.cli.retention import prune  # noqa: E402
+from flowmetal.cli.schedules import schedule  # noqa: E402
 from flowmetal.cli.serve import serve  # noqa: E402
 from flowmetal.cli.workers import functions, worker  # noqa: E402
 
 for _command in (check, run, start, list_, status, result, send, history, inspect, logs, calls, cancel, resume, worker,
                  functions, export_cmd, import_cmd, fork, serve, db, deploy, deployments,
-                 prune):
+                 prune, schedule):
     main.add_command(_command)

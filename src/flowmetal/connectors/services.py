@@ -1,6 +1,6 @@
 """Everything one process can run next to each other on background threads: the
 interpreter (a worker), the HTTP request connector, `--functions`, and a node's
-housekeeping (the pruner that applies retention) — so a single `flowmetal run`,
+housekeeping (the scheduler that starts schedules' runs, the pruner that applies retention) — so a single `flowmetal run`,
 `worker` or `serve` can do all the work."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from flowmetal.connectors.functions import FunctionWorker, load_functions_file
 from flowmetal.connectors.http import HttpConnector
 from flowmetal.runtime.driver import Runtime
 from flowmetal.runtime.retention import Pruner
+from flowmetal.runtime.schedules import Scheduler
 from flowmetal.runtime.worker import Worker
 from flowmetal.store.base import CallRow
 
@@ -22,6 +23,7 @@ class Services:
                  housekeeping: bool = False, retain: float | None = None) -> None:
         self.runtime = runtime
         self.pruner = Pruner(runtime.store, retain) if housekeeping else None
+        self.scheduler = Scheduler(runtime.store) if housekeeping else None
         self.functions: FunctionWorker | None = None
         if functions_file is not None:
             self.functions = FunctionWorker(runtime.store)
@@ -53,6 +55,8 @@ class Services:
             targets.append(("flowmetal-http", self.http.run))
         if self.pruner is not None:
             targets.append(("flowmetal-pruner", self.pruner.run))
+        if self.scheduler is not None:
+            targets.append(("flowmetal-scheduler", self.scheduler.run))
         for name, target in targets:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -67,6 +71,8 @@ class Services:
             self.http.stop()
         if self.pruner is not None:
             self.pruner.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         if self.functions is not None:
             self.functions.stop(timeout)
         for thread in self._threads:

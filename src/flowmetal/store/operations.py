@@ -114,6 +114,7 @@ class TickPlan:
     buffered: float | None = None
     skipped: int = 0
     missed: int = 0
+    error: str | None = None  # recorded as the schedule's last_error
 
 
 # plan(schedule, last run live?, now) -> TickPlan

@@ -308,8 +308,8 @@ class SqlOperations(Store):
         created, last, error = self._start_runs(tx, s, p.runs, now)
         tx.run("UPDATE schedules SET next_tick = ?, due_at = ?, buffered = ?, last_run = ?, runs = runs + ?,"
                " skipped = skipped + ?, missed = missed + ?, last_error = ?, updated_at = ? WHERE name = ?",
-               (p.next_tick, p.due_at, p.buffered, last or s.last_run, len(created), p.skipped, p.missed, error,
-                now, s.name))
+               (p.next_tick, p.due_at, p.buffered, last or s.last_run, len(created), p.skipped, p.missed,
+                error or p.error, now, s.name))
         return created
 
     def _start_runs(self, tx: Tx, s: ScheduleRow, runs: list[tuple[str, float]],
