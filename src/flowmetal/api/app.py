@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flowmetal import console
-from flowmetal.api import callbacks, functions, openapi, programs
+from flowmetal.api import callbacks, functions, openapi, programs, schedules
 from flowmetal.api import types as t
 from flowmetal.api.context import Api, api
 from flowmetal.api.http import JSON, ApiError, error_response
@@ -142,7 +142,8 @@ def create_app(store: Store, runtime: Runtime, *, token: str | None = None, max_
         finally:
             await hub.stop()
 
-    table = Operations([*programs.ops.items, *functions.ops.items, *callbacks.ops.items, *ops.items])
+    table = Operations([*programs.ops.items, *functions.ops.items, *callbacks.ops.items, *schedules.ops.items,
+                        *ops.items])
     routes: list[Any] = table.routes()
     # besides the API (not in its OpenAPI document): / and the web console's pages
     routes += [Route("/", to_console, methods=["GET"], include_in_schema=False), console.mount()]

@@ -30,6 +30,7 @@ _PATH_PARAMS = {
     "id": "the program's id",
     "key": "the call's key `PROGRAM:SEQ` (the ':' may be URL-encoded)",
     "token": "the callback's token",
+    "name": "the deployment's, schedule's or hook's name",
 }
 
 

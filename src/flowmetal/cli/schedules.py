@@ -14,15 +14,9 @@ from flowmetal.store.operations import OVERLAP_POLICIES, ScheduleRow
 
 
 def describe(s: ScheduleRow, now: float) -> dict[str, Any]:
-    """A schedule as the CLI and the API show it: its row, and its next run in its own zone."""
-    from flowmetal.runtime.schedules import run_id, zone
+    from flowmetal.runtime.schedules import schedule_json
 
-    out = s.to_json()
-    tz = zone(s.tz)
-    nxt = None if s.paused or s.next_tick is None else s.next_tick
-    out["next_run"] = run_id(s.name, nxt, tz) if nxt is not None else None
-    out["next_run_in"] = None if s.paused or s.due_at is None else max(0.0, s.due_at - now)
-    return out
+    return schedule_json(s, now)
 
 
 @click.group()

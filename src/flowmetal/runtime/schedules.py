@@ -248,6 +248,16 @@ def new_schedule(name: str, program: str, args: dict[str, Any], *, cron: str | N
     return row
 
 
+def schedule_json(s: ScheduleRow, now: float) -> dict[str, Any]:
+    """A schedule as the CLI and the API show it: its row, its next run's id (in its own zone)
+    and in how many seconds that run starts."""
+    out = s.to_json()
+    upcoming = not s.paused and s.next_tick is not None
+    out["next_run"] = run_id(s.name, s.next_tick, zone(s.tz)) if upcoming and s.next_tick is not None else None
+    out["next_run_in"] = max(0.0, s.due_at - now) if upcoming and s.due_at is not None else None
+    return out
+
+
 def pause(store: Store, name: str, now: float) -> ScheduleRow:
     return store.update_schedule(name, {"paused": True}, now)
 
