@@ -210,3 +210,19 @@ def test_continue_as_new_refuses_positional_and_non_json_arguments(env: Env, tmp
     env.rt.start(str(tmp_path / "b.flow"), {}, program_id="b")
     assert "JSON-representable" in (env.drive("b").error or "")
     assert env.row("a").run == env.row("b").run == 1
+
+
+def test_continue_as_new_shows_programs_nothing_of_the_host(env: Env, tmp_path: Path) -> None:
+    from flowmetal.errors import CheckFailed
+
+    for probe in ("continue_as_new._fm_name", "continue_as_new.__self__", "continue_as_new.__class__.__mro__"):
+        (tmp_path / "probe.flow").write_text(f"from flowmetal import continue_as_new\nx = {probe}\n")
+        with pytest.raises(CheckFailed):
+            env.rt.start(str(tmp_path / "probe.flow"), {})
+    # what a program can learn of it: its type's name and that it is callable
+    (tmp_path / "look.flow").write_text("from flowmetal import continue_as_new\n"
+                                        "def main():\n    return [type(continue_as_new).__name__, "
+                                        "repr(continue_as_new)]\n")
+    env.rt.start(str(tmp_path / "look.flow"), {}, program_id="look")
+    kind, shown = env.drive("look").result
+    assert "0x" not in shown and "flowmetal.runtime" not in shown and "EffectFunction" not in kind + shown

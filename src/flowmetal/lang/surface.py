@@ -247,8 +247,8 @@ MODULES: dict[str, ModuleSurface] = {
 # Members of the runtime-supplied modules, for the checker: the runtime's own table
 # (`runtime/actions.py`) must stay within these names (a test checks it).
 FLOWMETAL_MEMBERS: frozenset[str] = _names(
-    "sleep now random randint uuid4 receive send program_id start call callback spawn wait wait_any "
-    "timeout Timeout Cancelled ChildFailed CallError HttpError Retry http"
+    "sleep now random randint uuid4 receive send program_id start call callback continue_as_new spawn wait "
+    "wait_any timeout Timeout Cancelled ChildFailed CallError HttpError Retry http"
 )
 HTTP_MEMBERS: frozenset[str] = _names("request get post put delete patch head HttpError Response")
 
