@@ -483,7 +483,7 @@ def test_openapi_describes_every_route(bare: Server, tmp_path: Path) -> None:
               for route in app.routes if isinstance(route, Route) and route.include_in_schema]
     # besides the API: the redirect from / and the web console's pages (HTML) under /ui
     assert len(routes) == len(app.routes) - 2 and any(getattr(r, "path", "") == "/ui" for r in app.routes)
-    assert sum(len(ms) for _, ms in routes) == 32  # method-path pairs
+    assert sum(len(ms) for _, ms in routes) == 33  # method-path pairs
     for path, methods in routes:
         assert path in doc["paths"], path
         for method in methods:

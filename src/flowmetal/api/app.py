@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flowmetal import console
-from flowmetal.api import callbacks, functions, openapi, programs, schedules
+from flowmetal.api import callbacks, functions, hooks, openapi, programs, schedules
 from flowmetal.api import types as t
 from flowmetal.api.context import Api, api
 from flowmetal.api.http import JSON, ApiError, error_response
@@ -38,7 +38,7 @@ DEFAULT_MAX_BODY = 1_048_576
 READY_TIMEOUT = 5.0
 # routes anyone may call: liveness, and callbacks (their URL's token is the credential)
 _PUBLIC_EXACT = ("/health", "/")  # (/ only redirects to the console, which asks for the token)
-_PUBLIC_PREFIX = ("/callbacks/",)
+_PUBLIC_PREFIX = ("/callbacks/", "/hooks/")  # (a hook's signature is its credential)
 
 
 class BearerAuth:
@@ -143,7 +143,7 @@ def create_app(store: Store, runtime: Runtime, *, token: str | None = None, max_
             await hub.stop()
 
     table = Operations([*programs.ops.items, *functions.ops.items, *callbacks.ops.items, *schedules.ops.items,
-                        *ops.items])
+                        *hooks.ops.items, *ops.items])
     routes: list[Any] = table.routes()
     # besides the API (not in its OpenAPI document): / and the web console's pages
     routes += [Route("/", to_console, methods=["GET"], include_in_schema=False), console.mount()]

@@ -42,6 +42,7 @@ def main() -> None:
 from flowmetal.cli.db import db  # noqa: E402  (commands are registered after `main`)
 from flowmetal.cli.deploy import deploy, deployments  # noqa: E402
 from flowmetal.cli.logs import logs  # noqa: E402
+from flowmetal.cli.hooks import hook  # noqa: E402
 from flowmetal.cli.move import export_cmd, fork, import_cmd  # noqa: E402
 from flowmetal.cli.programs import (  # noqa: E402
     calls,
@@ -64,5 +65,5 @@ from flowmetal.cli.workers import functions, worker  # noqa: E402
 
 for _command in (check, run, start, list_, status, result, send, history, inspect, logs, calls, cancel, resume, worker,
                  functions, export_cmd, import_cmd, fork, serve, db, deploy, deployments,
-                 prune, schedule):
+                 prune, schedule, hook):
     main.add_command(_command)
