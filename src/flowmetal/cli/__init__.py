@@ -41,8 +41,8 @@ def main() -> None:
 
 from flowmetal.cli.db import db  # noqa: E402  (commands are registered after `main`)
 from flowmetal.cli.deploy import deploy, deployments  # noqa: E402
-from flowmetal.cli.logs import logs  # noqa: E402
 from flowmetal.cli.hooks import hook  # noqa: E402
+from flowmetal.cli.logs import logs  # noqa: E402
 from flowmetal.cli.move import export_cmd, fork, import_cmd  # noqa: E402
 from flowmetal.cli.programs import (  # noqa: E402
     calls,

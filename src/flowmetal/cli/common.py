@@ -16,14 +16,9 @@ from flowmetal.store.base import FINISHED
 
 
 def read_source(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise UsageError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise UsageError(f"{path}: {e.strerror}") from None
+    from flowmetal.runtime.deployments import read_program
+
+    return read_program(path)
 
 
 def parse_args(raw: str | None) -> dict[str, Any]:

@@ -59,7 +59,9 @@ def resolve(base_file: str, path: str) -> str:
     return posixpath.normpath(posixpath.join(posixpath.dirname(base_file), path))
 
 
-def _read(path: Path) -> str:
+def read_program(path: str | Path) -> str:
+    """A program file's text; UsageError saying why it cannot be read."""
+    path = Path(path)
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -85,7 +87,7 @@ def collect_bundle(files: list[str]) -> tuple[str, dict[str, tuple[str, str]]]:
         key = bundle_path(path)
         if key in bundle:
             continue
-        text = _read(path)
+        text = read_program(path)
         bundle[key] = (source_hash(text), text)
         for started in started_paths(text):
             target = (path.parent / started).resolve()

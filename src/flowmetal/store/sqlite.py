@@ -511,12 +511,7 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
             raise Conflict(f"{c.program_id!r}: an event after {c.base_seq} already exists") from None
         if c.checkpoint is not None:
             db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", (c.program_id, seq, c.checkpoint))
-        if c.consumed:
-            db.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in c.consumed])
-        for new in c.starts:
-            self._create(db, new, now)
-        for target, channel, message in c.sends:
-            self._enqueue(db, target, channel, message, now)
+        self._apply_messages(db, c, now)
         for call in c.calls:
             db.execute(
                 "INSERT INTO calls (key, program_id, channel, kind, name, payload, policy, attempt_timeout, deadline,"
@@ -558,13 +553,17 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
     def _apply_restart(self, db: sqlite3.Connection, c: Commit, now: float) -> None:
         """continue_as_new: what the last slice sent and started, then a fresh history."""
         assert c.restart_args is not None
+        self._apply_messages(db, c, now)
+        self._restart(_Tx(db), c.program_id, c.restart_args, now)
+
+    def _apply_messages(self, db: sqlite3.Connection, c: Commit, now: float) -> None:
+        """A commit's consumed messages, the programs it starts and the messages it sends."""
         if c.consumed:
             db.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in c.consumed])
         for new in c.starts:
             self._create(db, new, now)
         for target, channel, message in c.sends:
             self._enqueue(db, target, channel, message, now)
-        self._restart(_Tx(db), c.program_id, c.restart_args, now)
 
     # -- ops_sql's primitives ---------------------------------------------------------------
     def _ops_write(self, fn: Callable[[ops_sql.Tx], T]) -> T:
