@@ -8,17 +8,19 @@ one batch; finished programs are never claimed, so deleting them races with nobo
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 from collections.abc import Callable
 
+from flowmetal.observe.logs import event, logger
 from flowmetal.store.base import Store
 from flowmetal.store.operations import PruneReport, PruneRule
 
 MAX_INTERVAL = 60.0  # seconds between prunes
 MIN_INTERVAL = 1.0
 BATCH_PAUSE = 0.05  # seconds between two batches
+log = logger("retention")
 
 
 class Pruner:
@@ -38,6 +40,8 @@ class Pruner:
         rule = PruneRule(self.clock(), default_retain=self.retain, batch=self.batch)
         report = self.store.prune_all(rule, pause=self._pause)
         self.pruned.add(report)
+        if report.programs:
+            event(log, logging.INFO, "pruned finished programs", **report.counts)
         return report
 
     def _pause(self) -> None:
@@ -48,7 +52,7 @@ class Pruner:
             try:
                 self.prune_once()
             except Exception as e:  # the store is unreachable for now: try again next time
-                sys.stderr.write(f"flowmetal pruner: {e}\n")
+                event(log, logging.WARNING, "cannot prune", error=str(e))
 
     def stop(self) -> None:
         self.stop_requested.set()

@@ -27,10 +27,9 @@ pseudo-random amount below it, the same in every process (the id keeps the nomin
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
-import sys
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from flowmetal.errors import UsageError
+from flowmetal.observe.logs import event, logger
 from flowmetal.store.base import Store
 from flowmetal.store.operations import OVERLAP_POLICIES, ScheduleRow, TickPlan
 
@@ -48,6 +48,7 @@ MAX_DST_SHIFT = dt.timedelta(hours=3)  # more than any UTC offset change a zone 
 MAX_RUNS_PER_FIRE = 100  # a catch-up starts at most this many runs per transaction (the rest next)
 MAX_COUNT = 10_000  # ticks counted one by one when a long downtime is skipped
 MAX_BACKFILL = 1000
+log = logger("schedules")
 POLL = 1.0  # seconds between a scheduler's looks at the store, at most
 
 
@@ -327,6 +328,8 @@ class Scheduler:
         if ids:
             self.started += len(ids)
             self.store.notify()  # a worker may be asleep
+            for program_id in ids:
+                event(log, logging.INFO, "scheduled run started", program=program_id)
         return ids
 
     def run(self) -> None:
@@ -339,8 +342,7 @@ class Scheduler:
                     # (due already: another scheduler holds it; look again in a moment)
                     timeout = min(self.poll, max(0.05, due - self.clock()))
             except Exception as e:  # the store is unreachable for now: try again
-                with contextlib.suppress(Exception):
-                    sys.stderr.write(f"flowmetal scheduler: {e}\n")
+                event(log, logging.WARNING, "cannot start scheduled runs", error=str(e))
             self.stop_requested.wait(timeout)
 
     def stop(self) -> None:
