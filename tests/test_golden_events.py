@@ -42,7 +42,7 @@ GOLDEN_DIR = Path(__file__).parent / "golden" / "events"
 REGEN = os.environ.get("FLOWMETAL_REGEN_GOLDEN") == "1"
 T0 = 1_700_000_000.0
 
-GOLDEN = ["golden_basic", "golden_tasks", "golden_messages"]
+GOLDEN = ["golden_basic", "golden_tasks", "golden_messages", "golden_cancel"]
 ARGS: dict[str, dict[str, Any]] = {"golden_basic": {"name": "world"}}
 # (seconds after T0, channel, message): sent when the fake clock reaches that time
 INPUTS: dict[str, list[tuple[float, str, Any]]] = {

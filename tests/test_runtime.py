@@ -419,7 +419,7 @@ def test_cancel_with_tasks_and_durable_finally(tmp_path: Path, checkpoint_every:
     row = env.drive(pid)
     assert env.errors == []
     assert row.status == "cancelled", row.error
-    assert env.output(pid) == "main cleanup\nsub cleanup\nafter sleep in finally\n"
+    assert env.output(pid) == "sub cleanup\nmain cleanup\nafter sleep in finally\n"  # tasks first, then main
     assert_sound_history(env.store, pid)
 
 

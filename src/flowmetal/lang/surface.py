@@ -201,7 +201,9 @@ KINDS: dict[str, Kind] = {
         _exception("flowmetal.ChildFailed", "A child program started with `start()` failed."),
         _exception("flowmetal.CallError", "A foreign function call failed for good.", "attempts message type"),
         _exception("flowmetal.HttpError", "An HTTP request failed.", "status url"),
-        Kind("flowmetal.Task", "A task started by `spawn()`.", methods=_names("result"), group="flowmetal"),
+        Kind("flowmetal.Task", "A task started by `spawn()`: `result(timeout=None)` waits for its value, "
+             "`cancel()` raises `Cancelled` in it at its current wait.", methods=_names("cancel result"),
+             group="flowmetal"),
         Kind("flowmetal.Program", "A child program started by `start()`.", methods=_names("result"),
              data=_names("id"), group="flowmetal"),
         Kind("flowmetal.timeout", "The value of `timeout(seconds)`, used with `with`.", group="flowmetal"),

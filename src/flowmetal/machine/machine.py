@@ -102,6 +102,7 @@ class Machine:
         self.direct_depth = 0  # resumable calls running directly on the host stack
         self.stack_depth = 0  # frames of the task running now
         self.aborted: BaseException | None = None
+        self.cancelling = False  # the run after cancel() (never across a snapshot: runs are whole)
         self.ticks = make_ticker(self)
         self.programs: dict[str, Program] = {"main": program, "prelude": prelude.program()}
         self.globals: dict[str, dict[str, Any]] = {}
@@ -189,6 +190,9 @@ class Machine:
                     runnable = [t for t in self.tasks.values() if t.status == "runnable"]
                     if not runnable or main_task.status in ("done", "failed"):
                         break
+                    if self.cancelling and runnable[0] is main_task:
+                        # the tasks' cleanup runs before main's: main ending ends the program
+                        runnable = runnable[1:] + runnable[:1]
                     for task in runnable:
                         self._run_task(task)
                         if main_task.status in ("done", "failed"):
@@ -197,6 +201,7 @@ class Machine:
             self.aborted = abort
         finally:
             sys.setrecursionlimit(old_limit)
+            self.cancelling = False
         if self.aborted is not None:
             self.outcome = self._failed(self.aborted)
             return self.outcome
@@ -520,7 +525,9 @@ class Machine:
         task.stack[-1].throw = error
 
     def cancel(self, error: BaseException | None = None) -> None:
-        """Raise `Cancelled` (or `error`) at every task's current wait, so `finally` blocks run."""
+        """Raise `Cancelled` (or `error`) at every task's current wait, so `finally` blocks run:
+        in the next run the other tasks' first, then main's."""
+        self.cancelling = True
         for req_id in sorted(self.pending):
             self.reject(req_id, error or task_ops.Cancelled("the program was cancelled"))
         for task in self.tasks.values():

@@ -173,7 +173,7 @@ class Task:
     waiting: int | None = None  # id of the effect request it waits for
     start_call: tuple[Any, tuple[Any, ...], dict[str, Any]] | None = None  # a spawned task's call
     awaiting: list[int] | None = None  # tasks it waits for (wait / wait_any / result)
-    await_mode: str | None = None  # all | any | one
+    await_mode: str | None = None  # all | any | any_cancel (wait_any cancelling the rest) | one
     timer_request: int | None = None  # the timer racing that wait
     deadlines: list[float] = field(default_factory=list)  # open `with timeout()` scopes
     entering: int | None = None  # the deadline request of a `with timeout()` being entered

@@ -104,6 +104,8 @@ def _base_codec() -> Codec:
     def op_build(s: list[Any]) -> MachineOp:
         if s[0] == "result":
             return TaskHandle(s[1]).result
+        if s[0] == "cancel":
+            return TaskHandle(s[1]).cancel
         return ops[s[0]]
 
     codec.register(MachineOp, "fm.op", state=lambda o: [o._name, o._bound._task_id if o._bound else None],

@@ -11,6 +11,12 @@ request simply disappears from the pending list).
 `with timeout(s):` asks the host for an absolute deadline once (a recorded
 effect, so replays agree), and every effect requested inside carries the
 innermost deadline; the host answers a wait that outlives it with `Timeout`.
+
+`task.cancel()` raises `Cancelled` in the task at its current wait: its pending
+request is withdrawn (it disappears from the pending list, and the host abandons
+whatever call or HTTP request it stood for), so a cancellation is carried out
+entirely by the machine and replays like any other step of the program.
+`wait_any(..., cancel_rest=True)` cancels the tasks that did not finish first.
 """
 
 from __future__ import annotations
@@ -76,6 +82,10 @@ class TaskHandle:
     @property
     def result(self) -> MachineOp:
         return MachineOp("result", _op_result, self)
+
+    @property
+    def cancel(self) -> MachineOp:
+        return MachineOp("cancel", _op_cancel, self)
 
     def __repr__(self) -> str:
         return f"<task {self._task_id}>"
@@ -154,14 +164,54 @@ def op_wait(m: Machine, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any
 
 
 def op_wait_any(m: Machine, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    cancel_rest = kwargs.pop("cancel_rest", False)
+    if not isinstance(cancel_rest, bool):
+        raise TypeError(f"wait_any(): cancel_rest must be True or False, not {type(cancel_rest).__name__}")
     timeout = _timeout_kw(kwargs, "wait_any")
     ids = _handles(args, "wait_any")
     if not ids:
         raise ValueError("wait_any() needs at least one task")
     for i in ids:
         if m.tasks[i].status in ("done", "failed"):
+            if cancel_rest:
+                _cancel_others(m, ids, i)
             return TaskHandle(i)
-    return _block_on(m, task, ids, "any", timeout)
+    return _block_on(m, task, ids, "any_cancel" if cancel_rest else "any", timeout)
+
+
+def _cancel_others(m: Machine, ids: list[int], winner: int) -> None:
+    for i in ids:
+        if i != winner:
+            cancel_task(m, i, None)
+
+
+def _op_cancel(m: Machine, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], handle: TaskHandle) -> Any:
+    if args or kwargs:
+        raise TypeError("cancel() takes no arguments")
+    return cancel_task(m, handle._task_id, task)
+
+
+def cancel_task(m: Machine, task_id: int, caller: Task | None) -> bool:
+    """Raise `Cancelled` in a task at its current wait; False if it had already finished. A task
+    that never ran ends cancelled without running; a task cancelling itself gets `Cancelled`
+    right there, at the call."""
+    t = m.tasks[task_id]
+    if t.status in ("done", "failed"):
+        return False
+    error = Cancelled("the task was cancelled")
+    if t is caller:
+        raise error
+    if t.start_call is not None:
+        t.start_call = None
+        m._end_task(t, "failed", None, error)
+        return True
+    if t.waiting is not None and t.waiting in m.pending:
+        m.reject(t.waiting, error)  # withdraws the request (and a wait's racing timer)
+        return True
+    t.awaiting, t.await_mode, t.timer_request = None, None, None
+    t.status, t.rv = "runnable", None
+    t.stack[-1].throw = error
+    return True
 
 
 def _op_result(m: Machine, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], handle: TaskHandle) -> Any:
@@ -217,7 +267,7 @@ def task_finished(m: Machine, finished: Task) -> None:
         if t.status != "blocked" or not t.awaiting or finished.id not in t.awaiting:
             continue
         mode = t.await_mode
-        if mode == "any":
+        if mode in ("any", "any_cancel"):
             value: Any = TaskHandle(finished.id)
         elif all(m.tasks[i].status in ("done", "failed") for i in t.awaiting):
             value = None
@@ -229,6 +279,8 @@ def task_finished(m: Machine, finished: Task) -> None:
             m.pending.pop(t.timer_request, None)
             t.timer_request = None
         t.status = "runnable"
+        if mode == "any_cancel":
+            _cancel_others(m, ids, finished.id)
         try:
             if mode == "all":
                 value = [_outcome(m, i) for i in ids]

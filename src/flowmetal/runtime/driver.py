@@ -405,11 +405,32 @@ class _Slice:
                     continue
                 if self.handle_new(req):
                     progressed = True
-            self.waits = {k: w for k, w in self.waits.items() if k in m.pending}
+            self.drop_abandoned()
             if self.deliver():
                 progressed = True
             if not progressed:
                 return self.finish_waiting()
+
+    def drop_abandoned(self) -> None:
+        """Forget the waits the machine withdrew by itself (a cancelled task's, a wait's timer
+        that lost its race): their calls and HTTP requests are abandoned, as a scoped timeout
+        abandons them (never started if this slice requested them; else cancelled, and an
+        outcome that already arrived is dropped)."""
+        m = self.machine
+        for req_id in [k for k in self.waits if k not in m.pending]:
+            w = self.waits.pop(req_id)
+            key = w.get("call")
+            if not key:
+                continue
+            fresh = [c for c in self.commit.calls if c.key != key]
+            if len(fresh) < len(self.commit.calls):
+                self.commit.calls = fresh
+                continue
+            self.commit.cancel_calls.append(key)
+            msg = next((x for x in self.inbox if x.channel == w["channel"]), None)
+            if msg is not None:
+                self.inbox.remove(msg)
+                self.commit.consumed.append(msg.id)
 
     # -- inputs ------------------------------------------------------------------------
     def deliver(self) -> bool:
