@@ -171,7 +171,7 @@ def test_list_and_status_filter(cli: CLI) -> None:
     b = cli.create("cli_steps", {"n": 1, "delay": 0}, pid="b")
     assert cli.settle(b) == "completed"
     header, *lines = cli.ok("list").splitlines()
-    assert header.split() == ["ID", "STATUS", "CREATED", "UPDATED", "EVENTS", "FILE"]
+    assert header.split() == ["ID", "STATUS", "CREATED", "UPDATED", "EVENTS", "FILE", "WAITING", "FOR"]
     assert [line.split()[0] for line in lines] == [a, b]
     created = " ".join(lines[0].split()[2:4])
     assert time.strptime(created, "%Y-%m-%d %H:%M:%S")  # a readable UTC time
@@ -195,6 +195,10 @@ def test_list_and_status_filter(cli: CLI) -> None:
     rows = json.loads(cli.ok("list", "--json"))
     assert {r["id"]: r["status"] for r in rows} == {"a": "running", "b": "completed"}
     assert rows[0]["created_at_iso"].endswith("Z")
+    # what a waiting program waits for, in its words
+    assert cli.settle(a) == "waiting"
+    assert cli.ok("list", "--status", "waiting").splitlines()[1].endswith('cli_wait.flow  receive on "inbox"')
+    assert json.loads(cli.ok("list", "--json"))[0]["waiting_for"] == ['receive on "inbox"']
     assert cli("list", "--status", "bogus").returncode == 2
     for bad in (("--since", "yesterday"), ("--cursor", "nope"), ("--limit", "0")):
         r = cli("list", *bad)
@@ -216,7 +220,7 @@ def test_send_malformed_json_changes_nothing(cli: CLI) -> None:
 def test_send_delivers_and_finished_program_refuses(cli: CLI) -> None:
     pid = cli.create("cli_wait", {"tag": "t"})
     assert cli.settle(pid) == "waiting"
-    assert "waiting for receive on inbox" in cli.ok("status", pid)
+    assert 'waiting for receive on "inbox"' in cli.ok("status", pid)
     cli.ok("send", pid, '{"hello": [1, 2]}')
     assert cli.table("SELECT channel, message FROM inbox") == [("inbox", '{"hello":[1,2]}')]
     assert cli.settle(pid) == "completed"
@@ -282,7 +286,7 @@ def test_inspect_now_and_at_an_event(cli: CLI) -> None:
     assert f"program {pid} at event" in now
     assert "in helper" in now and "in main" in now
     assert "tag = 'zz'" in now and "note = 'waiting for zz'" in now
-    assert "waiting for receive" in now
+    assert 'waiting for receive on "inbox"' in now
     data = json.loads(cli.ok("inspect", pid, "--json"))
     assert data["id"] == pid
     assert [f["function"] for f in data["tasks"][0]["stack"]] == ["main", "helper"]
@@ -292,6 +296,7 @@ def test_inspect_now_and_at_an_event(cli: CLI) -> None:
     earlier = cli.ok("inspect", pid, "--at", str(receive))
     assert f"at event {receive}" in earlier
     assert "in helper" in earlier and "note = 'waiting for zz'" in earlier
+    assert 'waiting for receive on "inbox"' in earlier
     at_start = cli.ok("inspect", pid, "--at", "1")
     assert "in helper" not in at_start
     r = cli("inspect", pid, "--at", "9999")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
@@ -35,6 +35,8 @@ class Api:
     max_wait: float
     metrics: CollectorRegistry  # what /metrics reads from the store when scraped
     draining: bool = False  # the server is shutting down: long-polls answer now
+    # when each remote function worker last registered the names it serves (see register_served)
+    registered: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
 
     def drain(self) -> None:
         """Make every long-poll return now (call on the event loop, when shutting down)."""
@@ -50,6 +52,17 @@ class Api:
 
     def now(self) -> float:
         return self.runtime.clock()
+
+    async def register_served(self, worker: str, names: list[str]) -> None:
+        """A remote function worker's claims are its heartbeat: record the names it serves (at
+        most every few seconds per worker)."""
+        key, now = (worker, tuple(sorted(names))), self.now()
+        if now - self.registered.get(key, float("-inf")) < 5.0:
+            return
+        if len(self.registered) > 10_000:
+            self.registered.clear()
+        self.registered[key] = now
+        await self.run(self.store.register_served, f"http:{worker}", names, now)
 
     async def long_poll(self, request: Request, attempt: Callable[[], Awaitable[T | None]], wait: float,
                         next_due: Callable[[], Awaitable[float | None]] | None = None) -> T | None:

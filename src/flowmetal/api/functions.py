@@ -23,6 +23,7 @@ ops = Operations()
 async def claim(request: Request, body: t.Claim) -> t.Claimed:
     a = api(request)
     wait = min(body.wait, a.max_wait)
+    await a.register_served(body.worker, body.names)
 
     async def attempt() -> list[CallClaim] | None:
         got = await a.run(a.store.claim_calls, body.worker, KIND, body.names, body.lease, a.now(), body.limit)

@@ -13,6 +13,7 @@ from flowmetal.api.http import ApiError
 from flowmetal.api.operations import Operations, Reply, typed
 from flowmetal.runtime.deployments import is_deployment_name
 from flowmetal.runtime.inspect import describe
+from flowmetal.runtime.waits import describe_waits, unread_messages
 from flowmetal.store.base import FINISHED, BadCursor, ProgramQuery, ProgramRow, UnknownProgram
 
 ops = Operations()
@@ -76,7 +77,9 @@ async def list_programs(request: Request, query: t.ListQuery) -> t.ProgramList:
         page = await a.run(a.store.page_programs, selection, query.limit, query.cursor or None)
     except BadCursor as e:
         raise ApiError(422, "ValidationError", f"query parameter cursor: {e}") from None
-    return t.ProgramList([typed(r.to_json(), t.Program) for r in page.programs], page.next_cursor)
+    now = a.now()
+    return t.ProgramList([typed(dict(r.to_json(), waiting_for=describe_waits(None, r, now)), t.Program)
+                          for r in page.programs], page.next_cursor)
 
 
 def _epoch(when: Any) -> float | None:
@@ -87,8 +90,14 @@ def _epoch(when: Any) -> float | None:
          errors=(404,))
 async def get_program(request: Request) -> t.Program:
     a = api(request)
-    row = await a.run(a.store.get_program, request.path_params["id"])
-    return typed(row.to_json(), t.Program)
+
+    def read() -> dict[str, Any]:
+        row = a.store.get_program(request.path_params["id"])
+        now = a.now()
+        return dict(row.to_json(), waiting_for=describe_waits(a.store, row, now),
+                    unread=unread_messages(row, a.store.inbox(row.id)))
+
+    return typed(await a.run(read), t.Program)
 
 
 def _outcome(row: ProgramRow) -> t.Outcome:

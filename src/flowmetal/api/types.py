@@ -201,6 +201,13 @@ class Program(_Response):
     result: Any | UnsetType = UNSET
     error: str | UnsetType = UNSET
     warnings: list[str] | UnsetType = UNSET
+    waiting_for: Annotated[list[str], Meta(
+        description="what a waiting program waits for, in its words (`call billing.refund (attempt 2, next in "
+                    "4 s)`, `receive on \"go\"`, `callback URL`); names a call no function server serves")] \
+        | UnsetType = UNSET
+    unread: Annotated[list[str], Meta(
+        description="messages waiting on channels the program is not receiving on, one line per channel "
+                    "(with a program's status, not in listings)")] | UnsetType = UNSET
 
 
 class ProgramList(_Response):

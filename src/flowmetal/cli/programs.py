@@ -133,18 +133,33 @@ def list_(status: tuple[str, ...], file_part: str | None, since: str | None, bef
                          created_before=_time_option("--before", before), newest_first=newest_first)
     page = open_store_at(store_url, existing=True).page_programs(query, limit, cursor)
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in page.programs]))
+        import time
+
+        from flowmetal.runtime.waits import describe_waits
+
+        now = time.time()
+        click.echo(json.dumps([dict(r.to_json(), waiting_for=describe_waits(None, r, now)) for r in page.programs]))
     elif page.programs:
         def when(at: float) -> str:
             return (iso(at) or "")[:19].replace("T", " ")
 
-        rows = [(r.id, r.status, when(r.created_at), when(r.updated_at), str(r.last_seq), r.filename)
-                for r in page.programs]
-        header = ("ID", "STATUS", "CREATED", "UPDATED", "EVENTS", "FILE")
+        import time
+
+        from flowmetal.runtime.waits import describe_waits
+
+        now = time.time()
+
+        def waiting_for(r: Any) -> str:
+            waits = describe_waits(None, r, now)
+            return "" if not waits else waits[0] + (f" (+{len(waits) - 1} more)" if len(waits) > 1 else "")
+
+        rows = [(r.id, r.status, when(r.created_at), when(r.updated_at), str(r.last_seq), r.filename,
+                 waiting_for(r)) for r in page.programs]
+        header = ("ID", "STATUS", "CREATED", "UPDATED", "EVENTS", "FILE", "WAITING FOR")
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
         for row in [header, *rows]:
             cells = [cell.rjust(w) if i == 4 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
-            click.echo("  ".join([*cells, row[-1]]))
+            click.echo("  ".join([*cells, row[-1]]).rstrip())
     else:
         click.echo("no programs", err=True)
     if page.next_cursor is not None:
@@ -168,14 +183,22 @@ def _time_option(name: str, value: str | None) -> float | None:
 @json_option
 def status(program_id: str, store_url: str | None, as_json: bool) -> None:
     """A program's status: running, waiting, completed, failed or cancelled."""
-    row = open_store_at(store_url, existing=True).get_program(program_id)
+    import time
+
+    from flowmetal.runtime.waits import describe_waits, unread_messages
+
+    store = open_store_at(store_url, existing=True)
+    row = store.get_program(program_id)
+    waits = describe_waits(store, row, time.time())
+    unread = unread_messages(row, store.inbox(program_id))
     if as_json:
-        click.echo(json.dumps(row.to_json()))
+        click.echo(json.dumps(dict(row.to_json(), waiting_for=waits, unread=unread)))
         return
     click.echo(row.status)
-    if row.waiting_on and row.status == "waiting":
-        for w in row.waiting_on.get("waits") or []:
-            click.echo(f"  waiting for {w['kind']}" + (f" on {w['channel']}" if w.get("channel") else ""))
+    for line in waits:
+        click.echo(f"  waiting for {line}")
+    for line in unread:
+        click.echo(f"  unread: {line}")
 
 
 @click.command()
@@ -227,6 +250,12 @@ def send(program_id: str, message: str, channel: str, store_url: str | None) -> 
 
     store.send(program_id, channel, value, time.time())
     notify_store(store)
+    row = store.get_program(program_id)
+    receiving = sorted({str(w.get("channel")) for w in ((row.waiting_on or {}).get("waits") or [])
+                        if w.get("kind") == "receive"})
+    if row.status == "waiting" and receiving and channel not in receiving:
+        click.echo(f"note: program {program_id} is not receiving on {json.dumps(channel)} now (it receives on "
+                   f"{', '.join(json.dumps(c) for c in receiving)}); the message waits in its inbox", err=True)
 
 
 @click.command()

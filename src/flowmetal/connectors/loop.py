@@ -50,6 +50,7 @@ class CallLoop:
     def run(self) -> None:
         """Serve calls until `stop()`; in-flight attempts are finished before returning."""
         self.listener = self.store.listener()
+        self._register()
         heartbeat = threading.Thread(target=self._heartbeat, name=f"{self.label}-heartbeat", daemon=True)
         heartbeat.start()
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=self.label)
@@ -119,8 +120,16 @@ class CallLoop:
                 self._inflight.pop(claim.key, None)
             self.listener.interrupt()
 
+    def _register(self) -> None:
+        """Say which function names this loop serves (so a call to a name nobody serves can be
+        told apart from one whose server is busy); repeated with every heartbeat."""
+        if self.names:
+            with contextlib.suppress(Exception):
+                self.store.register_served(self.id, self.names, self.clock())
+
     def _heartbeat(self) -> None:
         while not self.stop_requested.wait(self.lease / 3):
+            self._register()
             with self._lock:
                 held = list(self._inflight.values())
             for claim in held:

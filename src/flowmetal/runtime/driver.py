@@ -55,6 +55,11 @@ Clock = Callable[[], float]
 # waits answered by an inbox message on the wait's channel
 _CHANNEL_WAITS = ("receive", "child_result", "call", "http", "callback_wait")
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8400"
+# Each attempt of a call() is given up (and retried per its policy) after this many seconds
+# unless the program says otherwise (`timeout=None`: no limit): a function that hangs must not
+# hold its call forever. There is no default for the call as a whole: a durable program waits
+# out a function server's outage (see docs/actions.md).
+DEFAULT_CALL_TIMEOUT = 300.0
 # what running the machine records (everything else in a log is a request or an answer)
 _RUN_PRODUCTS = ("output", "task_spawned", "task_finished")
 # A runtime that keeps each program's machine in memory between slices (a worker) snapshots a
@@ -591,11 +596,12 @@ class _Slice:
         if name == "callback_wait":
             token = args[0]
             timeout = args[1] if len(args) > 1 else kw.get("timeout")
-            return self.wait_channel(req, "callback_wait", f"__cb__:{token}", timeout, what="wait")
+            return self.wait_channel(req, "callback_wait", f"__cb__:{token}", timeout, what="wait",
+                                     url=f"{self.rt.public_url}/callbacks/{token}")
         raise RuntimeError(f"unknown durable action {name!r}")
 
-    def start_call(self, req: EffectRequest, key: str, name: Any = None, *args: Any, timeout: Any = None,
-                   retry: Any = None, **kwargs: Any) -> Any:
+    def start_call(self, req: EffectRequest, key: str, name: Any = None, *args: Any,
+                   timeout: Any = DEFAULT_CALL_TIMEOUT, retry: Any = None, **kwargs: Any) -> Any:
         if not isinstance(name, str) or not name:
             raise TypeError("call() needs the function's name (a non-empty str) first")
         payload = {"args": list(args), "kwargs": kwargs}

@@ -3,11 +3,13 @@ function, local variables, and what each task waits for."""
 
 from __future__ import annotations
 
+import time
 import types
 from typing import Any
 
 from flowmetal.machine.machine import Machine
 from flowmetal.machine.objects import Frame
+from flowmetal.runtime.waits import describe_wait
 
 
 def _line(frame: Frame) -> int:
@@ -56,6 +58,7 @@ def describe(machine: Machine, waits: list[dict[str, Any]] | None = None) -> dic
             extra = waits_by_request.get(req.id)
             if extra:
                 waiting.update({k: v for k, v in extra.items() if k in ("due", "channel", "child")})
+            waiting["description"] = describe_wait(extra or _wait_of(req), time.time())
         elif task.awaiting:
             waiting = {"action": "wait", "tasks": list(task.awaiting), "mode": task.await_mode}
         tasks.append({"task": task.id, "status": task.status, "stack": frames, "waiting_for": waiting,
@@ -63,6 +66,20 @@ def describe(machine: Machine, waits: list[dict[str, Any]] | None = None) -> dic
     globals_ = {k: _short(repr(v)) for k, v in machine.user_globals.items()
                 if k != "__builtins__" and not callable(v) and type(v).__name__ != "module"}
     return {"tasks": tasks, "globals": globals_}
+
+
+def _wait_of(req: Any) -> dict[str, Any]:
+    """What the runtime records for a wait, as far as the request alone tells (at a past event)."""
+    args, kw = req.args, req.kwargs
+    if req.name == "receive":
+        return {"kind": "receive", "channel": args[0] if args else kw.get("channel", "inbox")}
+    if req.name == "call":
+        return {"kind": "call", "name": args[0] if args else ""}
+    if req.name == "http":
+        return {"kind": "http", "what": f"http.request({' '.join(str(a) for a in args[:2])})"}
+    if req.name == "child_result":
+        return {"kind": "child_result", "child": args[0] if args else ""}
+    return {"kind": req.name, "what": req.name}
 
 
 def format_description(program_id: str, seq: int, desc: dict[str, Any]) -> str:
@@ -75,8 +92,12 @@ def format_description(program_id: str, seq: int, desc: dict[str, Any]) -> str:
                 lines.append(f"      {name} = {value}")
         if t["waiting_for"]:
             w = t["waiting_for"]
-            detail = ", ".join(f"{k}={v}" for k, v in w.items() if k != "action")
-            lines.append(f"  waiting for {w['action']}({detail})")
+            if "description" in w:
+                lines.append(f"  waiting for {w['description']}")
+            else:
+                tasks = ", ".join(map(str, w.get("tasks", [])))
+                mode = {"all": "all of them", "one": "its result"}.get(str(w.get("mode")), "the first")
+                lines.append(f"  waiting for tasks {tasks} ({mode})")
         if t["result"] is not None:
             lines.append(f"  result: {t['result']}")
     if desc["globals"]:

@@ -23,6 +23,7 @@ from flowmetal.observe import metrics
 from flowmetal.runtime import telemetry
 from flowmetal.runtime.driver import Runtime, SliceResult
 from flowmetal.runtime.inline import Functions, InlineCalls, Performer
+from flowmetal.runtime.waits import UnservedWatch
 from flowmetal.store.base import (
     FINISHED,
     Claim,
@@ -74,6 +75,7 @@ class Worker:
                        if functions is not None or http is not None else None)
         self._backoff = 0.0
         self._down_since: float | None = None  # when the store became unreachable
+        self.unserved = UnservedWatch(self.store)
 
     # -- lifecycle ------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -152,6 +154,8 @@ class Worker:
             for call in calls:
                 with contextlib.suppress(Exception):
                     self.store.heartbeat_call(call.key, self.id, call.attempt, self.lease, now)
+            with contextlib.suppress(Exception):
+                self.unserved.check(now)  # logs calls to functions nobody serves
 
     # -- one round ------------------------------------------------------------------
     def step(self) -> bool:
