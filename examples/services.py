@@ -2,7 +2,9 @@
 
 - a payment provider: POST /charges {amount, card, webhook, reference} -> 201 {charge_id};
   a moment later it POSTs the outcome to the webhook URL (approved or declined);
-  POST /charges/{id}/refund refunds an approved charge or voids a pending one;
+  POST /charges/{id}/refund refunds an approved charge or voids a pending one. Both need
+  `Authorization: Bearer KEY` (401 otherwise), KEY being $EXAMPLE_PAYMENTS_API_KEY
+  (default sk_test_flowmetal_example);
 - a warehouse: POST /inventory/holds {sku, qty, order} -> 201 {hold_id} (409 when out of
   stock); POST /inventory/holds/{id}/release and /ship {address};
 - a batch service: POST /jobs {dataset, rows} -> 201 {id}; GET /jobs/{id} -> {"state":
@@ -29,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -41,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+PAYMENTS_API_KEY = os.environ.get("EXAMPLE_PAYMENTS_API_KEY", "sk_test_flowmetal_example")
 APPROVED, DECLINED, INSUFFICIENT, EXPIRED, SILENT = (
     "4242424242424242", "4000000000000002", "4000000000009995", "4000000000000069", "4000000000000341")
 INITIAL_STOCK = {"WIDGET": 100, "GADGET": 100, "GIZMO": 3, "UNOBTAINIUM": 0}
@@ -103,8 +107,16 @@ def idempotent(handler: Handler) -> Callable[[Request], Awaitable[JSONResponse]]
 
 
 # -- payment provider -----------------------------------------------------------------------
+def _unauthorized(request: Request) -> Reply | None:
+    if request.headers.get("authorization") != f"Bearer {PAYMENTS_API_KEY}":
+        return reply(401, {"error": "give Authorization: Bearer <the payments API key>"})
+    return None
+
+
 @idempotent
 async def create_charge(request: Request, data: dict[str, Any]) -> Reply:
+    if (refused := _unauthorized(request)) is not None:
+        return refused
     w = world(request)
     amount, card, webhook = data.get("amount"), data.get("card"), data.get("webhook")
     if not isinstance(amount, int | float) or amount <= 0 or not isinstance(card, str) \
@@ -159,6 +171,8 @@ async def get_charge(request: Request) -> JSONResponse:
 
 @idempotent
 async def refund_charge(request: Request, data: dict[str, Any]) -> Reply:
+    if (refused := _unauthorized(request)) is not None:
+        return refused
     charge = world(request).charges.get(request.path_params["id"])
     if charge is None:
         return reply(404, {"error": "no such charge"})

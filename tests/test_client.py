@@ -125,9 +125,11 @@ def test_every_exception_is_importable_from_flowmetal() -> None:
 
 def test_non_retryable_carries_an_error_type_and_failures_keep_the_functions_traceback() -> None:
     from flowmetal import FunctionWorker, NonRetryable
+    from flowmetal.connectors.secrets import SecretSource
     from flowmetal.store.base import CallClaim
 
     worker = FunctionWorker.__new__(FunctionWorker)
+    worker.secrets = SecretSource(environ={})
 
     def out_of_stock(ctx: object, item: str) -> None:
         raise NonRetryable(f"no {item} left", type="OutOfStock")

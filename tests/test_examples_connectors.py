@@ -29,6 +29,7 @@ import pytest
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
 APPROVED, DECLINED, EXPIRED, SILENT = "4242424242424242", "4000000000000002", "4000000000000069", "4000000000000341"
+PAYMENTS_API_KEY = "sk_test_flowmetal_example"  # the default of examples/services.py
 
 
 def _free_port() -> int:
@@ -85,7 +86,8 @@ class Flowmetal(Process):
         self.store = f"sqlite:///{directory / 'examples.db'}"
         port = _free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMETAL_")}
-        self.env.update(FLOWMETAL_STORE=self.store, FLOWMETAL_EXAMPLE_SERVICES=services.url)
+        self.env.update(FLOWMETAL_STORE=self.store, FLOWMETAL_EXAMPLE_SERVICES=services.url,
+                        FLOWMETAL_SECRET_PAYMENTS_API_KEY=PAYMENTS_API_KEY)
         super().__init__([sys.executable, "-m", "flowmetal", "serve", "--port", str(port), "--public-url",
                           f"http://127.0.0.1:{port}", "--functions", str(EXAMPLES / "example_functions.py")],
                          port, directory, self.env, "/health")
@@ -164,11 +166,15 @@ def test_saga_charges_once_and_ships(fm: Flowmetal, services: Process) -> None:
     # the provider saw one charge request; repeating it with the program's idempotency key
     # (as a retry would) gets the same charge and charges nothing more
     [request] = [r for r in _requests(services, "/charges", "POST") if r["idempotency_key"].startswith(f"{pid}:")]
-    again = services.http.post("/charges", headers={"Idempotency-Key": request["idempotency_key"]},
+    again = services.http.post("/charges", headers={"Idempotency-Key": request["idempotency_key"],
+                                                    "Authorization": f"Bearer {PAYMENTS_API_KEY}"},
                                json={"amount": 1999, "card": APPROVED, "webhook": charge["webhook"]})
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json()["charge_id"] == charge["charge_id"]
     assert len(_charges(services, "OK-1")) == 1
+    # the API key went to the provider (it charged), but nowhere into the program's records
+    records = json.dumps(fm.history(pid)) + fm.cli("export", pid) + json.dumps(fm.http.get(f"/programs/{pid}/calls").json())
+    assert PAYMENTS_API_KEY not in records and "<secret PAYMENTS_API_KEY>" in records
 
 
 @pytest.mark.parametrize(("order", "card", "timeout", "status", "detail", "charge_status"), [

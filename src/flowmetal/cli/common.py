@@ -123,8 +123,15 @@ def make_runtime(store_url: str | None, public_url: str | None = None) -> Any:
     return Runtime(open_store_at(store_url), reuse_machines=True, public_url=public_url)
 
 
+secrets_option = click.option(
+    "--secrets", "secrets_file", type=click.Path(dir_okay=False), envvar="FLOWMETAL_SECRETS_FILE",
+    help="A file of the secrets programs may use with secret(\"NAME\"): a JSON object or NAME=value lines "
+         "(env FLOWMETAL_SECRETS_FILE; FLOWMETAL_SECRET_NAME variables work too).")
+
+
 def connector_options(fn: Any) -> Any:
-    """--functions, --public-url and --no-http: what a process serves besides the interpreter."""
+    """--functions, --public-url, --no-http and --secrets: what a process serves besides the interpreter."""
+    fn = secrets_option(fn)
     fn = click.option("--no-http", is_flag=True, help="Do not run the HTTP request connector here.")(fn)
     fn = click.option("--public-url", envvar="FLOWMETAL_PUBLIC_URL",
                       help="Base URL of `flowmetal serve` as the outside sees it, for callback() URLs "
@@ -135,13 +142,13 @@ def connector_options(fn: Any) -> Any:
 
 
 def make_services(rt: Any, functions_file: str | None, no_http: bool, worker: Any = None,
-                  housekeeping: bool = False, retain: str | None = None) -> Any:
+                  housekeeping: bool = False, retain: str | None = None, secrets_file: str | None = None) -> Any:
     from flowmetal.connectors.services import Services
     from flowmetal.durations import parse_duration
 
     keep = parse_duration(retain, "--retain") if retain is not None else None
     return Services(rt, functions_file=functions_file, http=not no_http, interpreter=worker is not None,
-                    worker=worker, housekeeping=housekeeping, retain=keep)
+                    worker=worker, housekeeping=housekeeping, retain=keep, secrets_file=secrets_file)
 
 
 retain_option = click.option(

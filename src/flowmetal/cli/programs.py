@@ -66,7 +66,7 @@ def source_of(target: str) -> str | None:
 @store_option
 @connector_options
 def run(file: str, raw_args: str | None, program_id: str | None, store_url: str | None,
-        functions_file: str | None, public_url: str | None, no_http: bool) -> None:
+        functions_file: str | None, public_url: str | None, no_http: bool, secrets_file: str | None) -> None:
     """Start a durable program and run it to its end in this process, streaming its output.
 
     If this process is killed, the program stays in the store: `flowmetal worker`
@@ -74,7 +74,8 @@ def run(file: str, raw_args: str | None, program_id: str | None, store_url: str 
     """
     args = parse_args(raw_args)
     rt = make_runtime(store_url, public_url)
-    services = make_services(rt, functions_file, no_http)  # checks --functions before anything is stored
+    # (checks --functions and --secrets before anything is stored)
+    services = make_services(rt, functions_file, no_http, secrets_file=secrets_file)
     pid = rt.start(file, args, program_id=program_id, source=source_of(file))
     program = rt.program_for(rt.store.get_program(pid))
     for d in program.diagnostics:
@@ -316,14 +317,14 @@ def cancel(program_id: str, store_url: str | None) -> None:
 @store_option
 @connector_options
 def resume(program_id: str, store_url: str | None, functions_file: str | None, public_url: str | None,
-           no_http: bool) -> None:
+           no_http: bool, secrets_file: str | None) -> None:
     """Run a program in this process until it finishes or waits for something that has not happened."""
     import time
 
     rt = make_runtime(store_url, public_url)
     row = rt.store.get_program(program_id)
     if row.status not in FINISHED:
-        services = make_services(rt, functions_file, no_http)
+        services = make_services(rt, functions_file, no_http, secrets_file=secrets_file)
         rt.store.make_runnable(program_id, time.time())
         services.start()
         try:

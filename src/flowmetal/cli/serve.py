@@ -18,7 +18,13 @@ from typing import Any
 
 import click
 
-from flowmetal.cli.common import observe_options, retain_option, start_observing, stop_observing
+from flowmetal.cli.common import (
+    observe_options,
+    retain_option,
+    secrets_option,
+    start_observing,
+    stop_observing,
+)
 from flowmetal.errors import UsageError
 
 DEFAULT_MAX_BODY = 1_048_576
@@ -56,14 +62,14 @@ def _is_loopback(host: str) -> bool:
 
 
 def _services(runtime: Any, functions_file: str | None, worker: bool, http: bool, concurrency: int,
-              retain: str | None) -> Any:
+              retain: str | None, secrets_file: str | None) -> Any:
     """What runs next to the API in this process (background threads; `.start()`, `.stop()`)."""
     from flowmetal.connectors.services import Services
     from flowmetal.durations import parse_duration
 
     keep = parse_duration(retain, "--retain") if retain is not None else None
     return Services(runtime, functions_file=functions_file, interpreter=worker, http=http,
-                    concurrency=concurrency, housekeeping=worker, retain=keep)
+                    concurrency=concurrency, housekeeping=worker, retain=keep, secrets_file=secrets_file)
 
 
 @click.command()
@@ -91,11 +97,13 @@ def _services(runtime: Any, functions_file: str | None, worker: bool, http: bool
               help="Largest accepted callback request body, in bytes.")
 @click.option("--max-wait", type=click.FloatRange(0.0, 3600.0), default=60.0, show_default=True,
               help="The longest a long-poll (a result, a function claim) is held, in seconds.")
+@secrets_option
 @retain_option
 @observe_options
 def serve(store_url: str | None, host: str, port: int, token: str | None, public_url: str | None,
           functions_file: str | None, no_worker: bool, no_http: bool, concurrency: int, max_body: int,
-          callback_max_body: int, max_wait: float, retain: str | None, log_format: str, log_level: str) -> None:
+          callback_max_body: int, max_wait: float, secrets_file: str | None, retain: str | None, log_format: str,
+          log_level: str) -> None:
     """Serve the HTTP API (JSON; the OpenAPI document is at /openapi.json), the web console
     (at /ui) and metrics (at /metrics) until SIGTERM/SIGINT."""
     import uvicorn
@@ -115,7 +123,7 @@ def serve(store_url: str | None, host: str, port: int, token: str | None, public
         # machines between slices, which an inspection must not take from it
         services = _services(Runtime(store, reuse_machines=True, public_url=public), functions_file,
                              worker=not no_worker, http=not (no_worker or no_http), concurrency=concurrency,
-                             retain=retain)
+                             retain=retain, secrets_file=secrets_file)
         app = create_app(store, Runtime(store, public_url=public), token=token or None, max_body=max_body,
                          callback_max_body=callback_max_body, max_wait=max_wait)
 

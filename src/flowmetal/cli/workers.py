@@ -12,6 +12,7 @@ from flowmetal.cli.common import (
     observe_options,
     open_store_at,
     retain_option,
+    secrets_option,
     serve_metrics,
     start_observing,
     stop_observing,
@@ -27,7 +28,8 @@ from flowmetal.cli.common import (
 @observe_options
 @metrics_port_option
 def worker(store_url: str | None, concurrency: int, functions_file: str | None, public_url: str | None,
-           no_http: bool, retain: str | None, log_format: str, log_level: str, metrics_port: int | None) -> None:
+           no_http: bool, secrets_file: str | None, retain: str | None, log_format: str, log_level: str,
+           metrics_port: int | None) -> None:
     """Run programs from the store (and HTTP requests, --functions and the retention policy) until
     SIGTERM/SIGINT."""
     from flowmetal.observe import logs
@@ -35,7 +37,8 @@ def worker(store_url: str | None, concurrency: int, functions_file: str | None, 
 
     start_observing(log_format, log_level, "flowmetal-worker")
     rt = make_runtime(store_url, public_url)
-    services = make_services(rt, functions_file, no_http, housekeeping=True, retain=retain)
+    services = make_services(rt, functions_file, no_http, housekeeping=True, retain=retain,
+                             secrets_file=secrets_file)
     w = Worker(rt, concurrency=concurrency, functions=services.functions, http=services.http)
     w.install_signal_handlers()
     serve_metrics(metrics_port, rt.store)
@@ -57,15 +60,18 @@ def worker(store_url: str | None, concurrency: int, functions_file: str | None, 
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Calls performed at once.")
 @click.option("--lease", type=float, default=30.0, show_default=True,
               help="Seconds a call stays ours without a heartbeat (a killed worker's calls move on after it).")
+@secrets_option
 @observe_options
 @metrics_port_option
-def functions(file: str, store_url: str | None, concurrency: int, lease: float, log_format: str, log_level: str,
-              metrics_port: int | None) -> None:
+def functions(file: str, store_url: str | None, concurrency: int, lease: float, secrets_file: str | None,
+              log_format: str, log_level: str, metrics_port: int | None) -> None:
     """Serve the @flowmetal.function("name") functions of a Python file until SIGTERM/SIGINT."""
     from flowmetal.connectors.functions import FunctionWorker, load_functions_file
+    from flowmetal.connectors.secrets import SecretSource
 
     start_observing(log_format, log_level, "flowmetal-functions")
-    fw = FunctionWorker(open_store_at(store_url), concurrency=concurrency, lease=lease)
+    fw = FunctionWorker(open_store_at(store_url), concurrency=concurrency, lease=lease,
+                        secrets=SecretSource(secrets_file))
     fw.add(load_functions_file(file))
     click.echo(f"flowmetal: serving {', '.join(sorted(fw.functions))}", err=True)
     serve_metrics(metrics_port, fw.store)

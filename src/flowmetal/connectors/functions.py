@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from flowmetal.connectors.loop import CallLoop
+from flowmetal.connectors.secrets import SecretMissing, SecretSource, resolve
 from flowmetal.connectors.telemetry import attempt
 from flowmetal.errors import FlowmetalError, UsageError
 from flowmetal.observe.tracing import CallSpan
@@ -105,8 +106,11 @@ def load_functions_file(path: str) -> dict[str, Callable[..., Any]]:
 class FunctionWorker:
     """Serves foreign functions to programs of one store."""
 
-    def __init__(self, store: str | Store | None = None, *, concurrency: int = 8, lease: float = 30.0) -> None:
+    def __init__(self, store: str | Store | None = None, *, concurrency: int = 8, lease: float = 30.0,
+                 secrets: SecretSource | None = None) -> None:
         self.store = store if isinstance(store, Store) else open_store(store)
+        # where `secret("NAME")` arguments get their values (FLOWMETAL_SECRET_NAME, a secrets file)
+        self.secrets = secrets if secrets is not None else SecretSource()
         self.functions: dict[str, Callable[..., Any]] = {}
         self.concurrency = concurrency
         self.lease = lease
@@ -163,19 +167,24 @@ class FunctionWorker:
             return CallOutcome(ok=False, error={"type": "LookupError", "message": f"no function {claim.name!r}"})
         ctx = CallContext(claim.key, claim.attempt, claim.program_id, claim.deadline, claim.name, span.trace_id,
                           span.traceparent)
-        payload = claim.payload or {}
+        try:
+            resolved = resolve(claim.payload or {}, self.secrets)
+        except SecretMissing as e:
+            return CallOutcome(ok=False, retryable=False, error={"type": "SecretMissing", "message": str(e)})
+        payload = resolved.payload
         args, kwargs = list(payload.get("args") or []), dict(payload.get("kwargs") or {})
         try:
             result = _invoke(fn, ctx, args, kwargs)
         except Exception as e:
-            # (the failed attempt is logged with this traceback by connectors/telemetry.py)
-            return CallOutcome(ok=False, error=_error(e), retryable=not isinstance(e, NonRetryable))
+            # (the failed attempt is logged with this traceback by connectors/telemetry.py); a secret the
+            # function was given and put into its error is hidden again
+            return CallOutcome(ok=False, error=resolved.redact(_error(e)), retryable=not isinstance(e, NonRetryable))
         try:
             json.dumps(result, allow_nan=False)
         except (TypeError, ValueError) as e:
             return CallOutcome(ok=False, retryable=False, error={
-                "type": "TypeError", "message": f"{claim.name} returned a value that is not JSON: {e}"})
-        return CallOutcome(ok=True, result=result)
+                "type": "TypeError", "message": resolved.redact(f"{claim.name} returned a value that is not JSON: {e}")})
+        return CallOutcome(ok=True, result=resolved.redact(result))
 
 
 def _invoke(fn: Callable[..., Any], ctx: CallContext, args: list[Any], kwargs: dict[str, Any]) -> Any:

@@ -9,6 +9,7 @@ request carries `Idempotency-Key: PROGRAM:SEQ`, the same on every attempt, and a
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import threading
 import time
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     import httpx
 
 from flowmetal.connectors.loop import CallLoop
+from flowmetal.connectors.secrets import SecretMissing, SecretSource, resolve
 from flowmetal.connectors.telemetry import attempt
 from flowmetal.observe.tracing import CallSpan
 from flowmetal.store.base import CallClaim, CallOutcome, Store
@@ -27,8 +29,9 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
 class HttpConnector:
     def __init__(self, store: Store, *, max_bytes: int = DEFAULT_MAX_BYTES, concurrency: int = 16,
-                 lease: float = 30.0) -> None:
+                 lease: float = 30.0, secrets: SecretSource | None = None) -> None:
         self.store = store
+        self.secrets = secrets if secrets is not None else SecretSource()
         self.max_bytes = max_bytes
         self.client: httpx.Client | None = None  # made when first needed: importing httpx costs start-up time
         self._client_lock = threading.Lock()
@@ -63,17 +66,32 @@ class HttpConnector:
         return attempt(claim, f"HTTP {p.get('method', '')}", lambda span: self._perform(claim, span))
 
     def _perform(self, claim: CallClaim, span: CallSpan) -> CallOutcome:
+        try:
+            resolved = resolve(claim.payload, self.secrets)
+        except SecretMissing as e:
+            return CallOutcome(ok=False, retryable=False, error={"type": "SecretMissing", "message": str(e)})
+        outcome = self._request(claim, resolved.payload, span)
+        # a service may echo what it was sent: no secret value goes into the record
+        return dataclasses.replace(outcome, result=resolved.redact(outcome.result),
+                                   error=resolved.redact(outcome.error),
+                                   final_result=resolved.redact(outcome.final_result))
+
+    def _request(self, claim: CallClaim, p: dict[str, Any], span: CallSpan) -> CallOutcome:
         import httpx
 
         client = self._client()
-        p: dict[str, Any] = claim.payload
         headers = dict(p.get("headers") or {})
+        auth = p.get("auth") or {}
+        if "header" in auth:
+            headers["Authorization"] = auth["header"]
         headers.setdefault("Idempotency-Key", claim.key)
         if not any(k.lower() == "traceparent" for k in headers):  # the program's own wins
             headers["traceparent"] = span.traceparent
         timeout = p.get("timeout")
         kwargs: dict[str, Any] = {"headers": headers, "params": p.get("params"),
                                   "timeout": httpx.Timeout(timeout) if timeout else None}
+        if "basic" in auth:
+            kwargs["auth"] = httpx.BasicAuth(*auth["basic"])
         if p.get("json") is not None:
             kwargs["json"] = p["json"]
         elif isinstance(p.get("data"), dict):

@@ -10,6 +10,7 @@ from typing import Any
 
 from flowmetal.connectors.functions import FunctionWorker, load_functions_file
 from flowmetal.connectors.http import HttpConnector
+from flowmetal.connectors.secrets import SecretSource
 from flowmetal.runtime.driver import Runtime
 from flowmetal.runtime.retention import Pruner
 from flowmetal.runtime.schedules import Scheduler
@@ -20,17 +21,18 @@ from flowmetal.store.base import CallRow
 class Services:
     def __init__(self, runtime: Runtime, *, functions_file: str | None = None, interpreter: bool = True,
                  http: bool = True, concurrency: int = 16, worker: Worker | None = None,
-                 housekeeping: bool = False, retain: float | None = None) -> None:
+                 housekeeping: bool = False, retain: float | None = None, secrets_file: str | None = None) -> None:
         self.runtime = runtime
+        secrets = SecretSource(secrets_file)  # what secret("NAME") stands for here (checked now)
         self.pruner = Pruner(runtime.store, retain) if housekeeping else None
         self.scheduler = Scheduler(runtime.store) if housekeeping else None
         self.functions: FunctionWorker | None = None
         if functions_file is not None:
-            self.functions = FunctionWorker(runtime.store)
+            self.functions = FunctionWorker(runtime.store, secrets=secrets)
             self.functions.add(load_functions_file(functions_file))
         # the interpreter performs calls to these functions itself (one commit per call); the
         # function worker serves the rest (retries, calls requested by other processes)
-        self.http = HttpConnector(runtime.store) if http else None
+        self.http = HttpConnector(runtime.store, secrets=secrets) if http else None
         self.worker = worker if worker is not None else (
             Worker(runtime, concurrency=concurrency, functions=self.functions, http=self.http)
             if interpreter else None)

@@ -211,6 +211,9 @@ KINDS: dict[str, Kind] = {
              data=_names("url"), group="flowmetal"),
         Kind("flowmetal.Request", "A request delivered to a callback URL.", methods=_names("json"),
              data=_names("headers method text"), group="flowmetal"),
+        Kind("flowmetal.Secret", "A handle on a secret of the node, made by `secret(\"NAME\")`: passed to "
+             "`http.*` and `call()`, it is replaced by the value only where the request is performed; it shows "
+             "as `<secret NAME>`.", data=_names("name"), group="flowmetal"),
         Kind("flowmetal.http.Response", "The response to an HTTP request.",
              methods=_names("json raise_for_status"), data=_names("headers method ok status text url"),
              group="flowmetal"),
@@ -250,7 +253,7 @@ MODULES: dict[str, ModuleSurface] = {
 # (`runtime/actions.py`) must stay within these names (a test checks it).
 FLOWMETAL_MEMBERS: frozenset[str] = _names(
     "sleep now random randint uuid4 receive send program_id start call callback continue_as_new spawn wait "
-    "wait_any timeout Timeout Cancelled ChildFailed CallError HttpError Retry http"
+    "wait_any timeout Timeout Cancelled ChildFailed CallError HttpError Retry http secret"
 )
 HTTP_MEMBERS: frozenset[str] = _names("request get post put delete patch head HttpError Response")
 

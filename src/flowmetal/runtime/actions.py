@@ -13,7 +13,7 @@ from flowmetal.machine.objects import EffectFunction
 from flowmetal.machine.show import register_leaf
 from flowmetal.machine.tasks import Cancelled, Timeout, make_ops
 from flowmetal.machine.values import Module
-from flowmetal.runtime import outside
+from flowmetal.runtime import outside, secrets
 
 EFFECTS = ("sleep", "now", "random", "randint", "uuid4", "receive", "send", "program_id", "start", "call",
            "callback", "continue_as_new")
@@ -56,7 +56,8 @@ def host_module() -> dict[str, Any]:
     members: dict[str, Any] = {name: EffectFunction(name) for name in EFFECTS}
     members.update(make_ops())
     members.update(Timeout=Timeout, Cancelled=Cancelled, ChildFailed=ChildFailed)
-    members.update(CallError=outside.CallError, HttpError=outside.HttpError, Retry=outside.Retry)
+    members.update(CallError=outside.CallError, HttpError=outside.HttpError, Retry=outside.Retry,
+                   secret=secrets.secret)
     http: dict[str, Any] = {"request": EffectFunction("http")}
     http.update({m.lower(): EffectFunction("http", (m,)) for m in HTTP_METHODS})
     http.update(HttpError=outside.HttpError, Response=visible_class(outside.Response))
@@ -69,6 +70,7 @@ def _register_kinds() -> None:
     register_kind(ChildFailed, "flowmetal.ChildFailed")
     register_leaf(ChildHandle)
     outside.register_kinds()
+    secrets.register_kinds()
 
 
 _register_kinds()
@@ -78,3 +80,4 @@ def register_codec(codec: Any) -> None:
     codec.register(ChildHandle, "fm.child", state=lambda c: c.id, build=ChildHandle)
     codec.register_exception(ChildFailed, "flowmetal.ChildFailed")
     outside.register_codec(codec)
+    secrets.register_codec(codec)

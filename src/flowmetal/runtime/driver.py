@@ -37,6 +37,7 @@ from flowmetal.machine.objects import EffectRequest
 from flowmetal.machine.tasks import Cancelled, Timeout
 from flowmetal.machine.tracebacks import error_line
 from flowmetal.runtime import actions, deployments, outside
+from flowmetal.runtime import secrets as handles
 from flowmetal.runtime.arguments import BadArguments, check_arguments, defines_main
 from flowmetal.store.base import (
     FINISHED,
@@ -604,8 +605,12 @@ class _Slice:
                    timeout: Any = DEFAULT_CALL_TIMEOUT, retry: Any = None, **kwargs: Any) -> Any:
         if not isinstance(name, str) or not name:
             raise TypeError("call() needs the function's name (a non-empty str) first")
-        payload = {"args": list(args), "kwargs": kwargs}
+        refs: list[dict[str, Any]] = []  # where secret handles were: the function server fills them in
+        payload = {"args": handles.extract(list(args), ("args",), refs),
+                   "kwargs": handles.extract(kwargs, ("kwargs",), refs)}
         _require_json(payload, f"call({name!r}): the arguments")
+        if refs:
+            payload["secrets"] = refs
         attempt_timeout = _seconds(timeout, "call(): timeout")
         self.commit.calls.append(NewCall(key, self.row.id, f"__call__:{key}", "function", name, payload,
                                          normalize_retry(retry), attempt_timeout, req.deadline))
@@ -614,24 +619,36 @@ class _Slice:
 
     def start_http(self, req: EffectRequest, key: str, method: Any = None, url: Any = None, *,
                    headers: Any = None, json: Any = None, data: Any = None, params: Any = None,
-                   timeout: Any = 30, retry: Any = None) -> Any:
+                   auth: Any = None, timeout: Any = 30, retry: Any = None) -> Any:
         if not isinstance(method, str) or method.upper() not in actions.HTTP_METHODS:
             raise ValueError(f"http.request(): unknown method {method!r} (use one of {', '.join(actions.HTTP_METHODS)})")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"http.request(): the url must be an http:// or https:// URL, not {url!r}")
         if json is not None and data is not None:
             raise TypeError("http.request(): pass json= or data=, not both")
-        if headers is not None and not (isinstance(headers, dict)
-                                        and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())):
-            raise TypeError("http.request(): headers must be a dict of str to str")
+        if headers is not None and not (isinstance(headers, dict) and all(
+                isinstance(k, str) and isinstance(v, str | handles.Secret) for k, v in headers.items())):
+            raise TypeError("http.request(): headers must be a dict of str to str (or to a secret)")
+        for k, v in (headers or {}).items():
+            if handles.mentions_handle(v):
+                raise ValueError(f"http.request(): header {k!r} holds the text of a secret handle ({v!r}): only the "
+                                 "handle itself is replaced by the value; pass it, e.g. "
+                                 "secret(\"NAME\", format=\"Bearer {}\")")
         if data is not None and not isinstance(data, str | bytes | dict):
             raise TypeError("http.request(): data must be str, bytes or a dict of form fields")
         if isinstance(data, bytes):
             data = data.decode("latin-1")
         attempt_timeout = _seconds(timeout, "http.request(): timeout")
-        payload = {"method": method.upper(), "url": url, "headers": headers or {}, "json": json, "data": data,
-                   "params": params, "timeout": attempt_timeout, "idempotency_key": key}
+        refs: list[dict[str, Any]] = []  # where secret handles were: the HTTP connector fills them in
+        payload = {"method": method.upper(), "url": url, "headers": handles.extract(headers or {}, ("headers",), refs),
+                   "json": handles.extract(json, ("json",), refs), "data": handles.extract(data, ("data",), refs),
+                   "params": handles.extract(params, ("params",), refs), "timeout": attempt_timeout,
+                   "idempotency_key": key}
+        if auth is not None:
+            payload["auth"] = _http_auth(auth, refs)
         _require_json(payload, "http.request(): the request")
+        if refs:
+            payload["secrets"] = refs
         # the attempt's lease outlives the request's own timeout, so the connector reports it
         lease_timeout = None if attempt_timeout is None else attempt_timeout + 10.0
         self.commit.calls.append(NewCall(key, self.row.id, f"__call__:{key}", "http", "http", payload,
@@ -658,6 +675,12 @@ class _Slice:
     def start_child(self, req: EffectRequest, path: Any = None, **args: Any) -> actions.ChildHandle:
         if not isinstance(path, str) or not path:
             raise TypeError("start() needs a program: a deployment's name or a .flow path")
+        refs: list[dict[str, Any]] = []
+        handles.extract(args, (), refs)
+        if refs:  # arguments are stored in the child's `started` event: pass a secret's name instead
+            raise TypeError("start(): a secret cannot be an argument of a program (arguments are stored); pass its "
+                            "name and call secret(name) in the program")
+        _require_json(args, "start(): the arguments")
         # (a later run, after continue_as_new, must not take the ids of the earlier runs' children)
         child_id = f"{self.row.id}.{req.id}" + (f".r{self.row.run}" if self.row.run > 1 else "")
         if deployments.is_deployment_name(path):
@@ -794,6 +817,17 @@ def _check_args(program: Program, source: str, args: dict[str, Any], where: str)
     if program.defines_main and not defines_main(source):
         return  # `main` is not a plain top-level def: it binds its arguments when called
     check_arguments(source, args, where)
+
+
+def _http_auth(auth: Any, refs: list[dict[str, Any]]) -> dict[str, Any]:
+    """`auth=secret(...)`: an `Authorization: Bearer VALUE` header (or the secret's own format);
+    `auth=(user, password)`: basic authentication (either may be a secret)."""
+    if isinstance(auth, handles.Secret):
+        bearer = auth if auth._format is not None else handles.Secret(auth._name, "Bearer {}")
+        return {"header": handles.extract(bearer, ("auth", "header"), refs)}
+    if isinstance(auth, tuple | list) and len(auth) == 2 and all(isinstance(x, str | handles.Secret) for x in auth):
+        return {"basic": handles.extract(list(auth), ("auth", "basic"), refs)}
+    raise TypeError("http.request(): auth must be a secret (a bearer token) or a (user, password) pair")
 
 
 def _require_json(value: Any, what: str) -> None:
