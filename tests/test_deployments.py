@@ -226,3 +226,33 @@ def test_continue_as_new_shows_programs_nothing_of_the_host(env: Env, tmp_path: 
     env.rt.start(str(tmp_path / "look.flow"), {}, program_id="look")
     kind, shown = env.drive("look").result
     assert "0x" not in shown and "flowmetal.runtime" not in shown and "EffectFunction" not in kind + shown
+
+
+def test_an_exported_program_keeps_its_deployment_retention_and_run(env: Env, tmp_path: Path) -> None:
+    import json as _json
+
+    from flowmetal.store import open_store
+    from flowmetal.store.fmx import dump_fmx, load_fmx
+
+    src = tmp_path / "src"
+    write(src, {"main.flow": MAIN, "lib/child.flow": CHILD})
+    main, bundle = collect_bundle([str(src / "main.flow")])
+    env.store.deploy("job", main, bundle, env.clock(), retain=3600.0, set_retain=True)
+    env.rt.start("job", {"n": 1}, program_id="moving")
+    env.drive("moving")
+    data = dump_fmx(env.store.export_program("moving"), detached=False, origin=env.url)
+    dump, _ = load_fmx(data)
+    assert (dump.row.deployment, dump.row.retain, dump.row.run) == ("job@1", 3600.0, 1)
+    other = open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        other.import_program(dump, env.clock())
+        row = other.get_program("moving")
+        assert (row.deployment, row.retain, row.run) == ("job@1", 3600.0, 1)
+    finally:
+        other.close()
+    # a file written before deployments existed: no deployment, no retention, the first run
+    doc = _json.loads(data)
+    for name in ("deployment", "retain", "run"):
+        del doc["program"][name]
+    old, _ = load_fmx(_json.dumps(doc).encode())
+    assert (old.row.deployment, old.row.retain, old.row.run) == (None, None, 1)

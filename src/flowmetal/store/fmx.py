@@ -52,6 +52,12 @@ _PROGRAM_FIELDS: dict[str, str] = {
 }
 
 
+# written since the deployments (schema 4); a file without them is a program of no deployment,
+# kept forever, in its first run
+_PROGRAM_LATER_FIELDS: dict[str, tuple[str, Any]] = {"deployment": ("str?", None), "retain": ("number?", None),
+                                                     "run": ("int", 1)}
+
+
 class FmxError(StoreError):
     """A malformed, foreign or too-new export file."""
 
@@ -69,7 +75,7 @@ def dump_fmx(dump: ProgramDump, detached: bool, origin: str, exported_at: float 
     doc = {
         "format": FORMAT,
         "version": VERSION,
-        "program": {name: getattr(row, name) for name in _PROGRAM_FIELDS},
+        "program": {name: getattr(row, name) for name in (*_PROGRAM_FIELDS, *_PROGRAM_LATER_FIELDS)},
         "source": dump.source,
         "events": [{"seq": e.seq, "type": e.type, "data": e.data, "at": e.at} for e in dump.events],
         "checkpoint": None if dump.checkpoint is None else {
@@ -139,7 +145,10 @@ class _Reader:
         return {name: self.get(obj, name, kind, path) for name, kind in fields.items()}
 
     def read(self, doc: dict[str, Any]) -> tuple[ProgramDump, FmxMeta]:
-        p = self.record(self.get(doc, "program", "object", ""), _PROGRAM_FIELDS, "program.")
+        raw = self.get(doc, "program", "object", "")
+        p = self.record(raw, _PROGRAM_FIELDS, "program.")
+        for name, (kind, default) in _PROGRAM_LATER_FIELDS.items():
+            p[name] = self.get(raw, name, kind, "program.") if name in raw else default
         if p["status"] not in STATUSES:
             raise self.fail("program.status", "one of " + ", ".join(STATUSES), p["status"])
         row = ProgramRow(lease_owner=None, **p)

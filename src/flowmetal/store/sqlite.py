@@ -626,12 +626,13 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
             # runnable and unleased, so a worker of this store picks it up and carries on
             db.execute(
                 "INSERT INTO programs (id, filename, source_hash, args, status, runnable, wake_at, waiting_on,"
-                " last_seq, result, error, cancel_requested, parent_id, fence, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " last_seq, result, error, cancel_requested, parent_id, fence, created_at, updated_at, deployment,"
+                " retain, run)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (r.id, r.filename, r.source_hash, dumps(r.args), r.status, int(r.status not in FINISHED),
                  r.wake_at, dumps(r.waiting_on) if r.waiting_on is not None else None, r.last_seq,
                  dumps(r.result) if r.status == "completed" else None, r.error, int(r.cancel_requested),
-                 r.parent_id, r.fence, r.created_at, r.updated_at))
+                 r.parent_id, r.fence, r.created_at, r.updated_at, r.deployment, r.retain, r.run))
             db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)",
                            [(r.id, e.seq, e.type, dumps(e.data), e.at) for e in dump.events])
             if dump.checkpoint is not None:
