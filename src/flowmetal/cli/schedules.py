@@ -10,7 +10,7 @@ import click
 
 from flowmetal.cli.common import json_option, open_store_at, parse_args, store_option
 from flowmetal.durations import format_duration, parse_duration
-from flowmetal.store.operations import OVERLAP_POLICIES, ScheduleRow
+from flowmetal.store.operations import OVERLAP_POLICIES, ScheduleExists, ScheduleRow
 
 
 def describe(s: ScheduleRow, now: float) -> dict[str, Any]:
@@ -56,6 +56,8 @@ def create(name: str, program: str, cron: str | None, every: str | None, tz: str
                        retain=parse_duration(retain, "--retain") if retain is not None else None, paused=paused,
                        now=now)
     store = open_store_at(store_url)
+    if any(s.name == name for s in store.list_schedules()):  # before deploying anything for it
+        raise ScheduleExists(f"a schedule named {name!r} exists already (delete it first)")
     if not is_deployment_name(program):
         from flowmetal.lang.program import compile_cached
         from flowmetal.runtime.deployments import collect_bundle
