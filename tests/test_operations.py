@@ -452,3 +452,14 @@ def test_a_worker_reports_taking_over_an_expired_lease(tmp_path: Path, caplog: p
     (record,) = [r for r in caplog.records if r.getMessage().startswith("lease taken over")]
     assert record.name == "flowmetal.worker" and record.fields == {"program": "taken"}  # type: ignore[attr-defined]
     store.close()
+
+
+def test_run_shows_failed_attempts_with_the_functions_traceback(node: Path) -> None:
+    store = f"sqlite:///{node / 's.db'}"
+    r = _flowmetal(node, "run", "failing.flow", "--functions", "fns.py", "--store", store)
+    assert r.returncode == 1 and r.stdout == "charging\n"
+    attempts = [line for line in r.stderr.splitlines() if "WARNING calls: call attempt failed" in line]
+    assert len(attempts) == 2 and "name=charge" in attempts[0]
+    assert 'fns.py", line 6, in charge' in r.stderr
+    assert "program failed" not in r.stderr  # the command reports the program's end itself
+    assert r.stderr.rstrip().endswith("flowmetal.CallError: ValueError: card declined")

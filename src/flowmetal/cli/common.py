@@ -45,10 +45,10 @@ def emit(text: str) -> None:
 
 def run_embedded(rt: Any, program_id: str, until_waiting: bool = False, services: Any = None) -> Any:
     """Run a program (and children it starts) in this process until it ends, streaming output."""
-    from flowmetal.observe.logs import quiet_programs
+    from flowmetal.observe.logs import for_foreground
     from flowmetal.runtime.worker import Worker
 
-    quiet_programs()  # this command shows the program's output and end itself
+    for_foreground()  # this command shows the program's output and end itself
 
     # output is read back from the log, so lines printed by slices another process ran on
     # the same store (a `serve` or `worker` sharing it) are shown too, each once, in order

@@ -90,26 +90,45 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+_installed: list[logging.Handler] = []  # the handlers configure() added
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record comes (a test may have swapped it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
 def configure(fmt: str = "human", level: str = "info", stream: IO[str] | None = None) -> logging.Handler:
     """Send Flowmetal's logs (and uvicorn's errors) to `stream` (stderr) in `fmt` at `level`."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown log format {fmt!r} (use {' or '.join(FORMATS)})")
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _Stderr()
     handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
     for name in (ROOT, "uvicorn.error"):
         log = logging.getLogger(name)
         for old in list(log.handlers):
-            if getattr(old, "_flowmetal", False):
+            if old in _installed:  # (configured again: replace, never add a second one)
                 log.removeHandler(old)
-        handler._flowmetal = True  # type: ignore[attr-defined]
         log.addHandler(handler)
         log.setLevel(level.upper())
         log.propagate = False
+    _installed.append(handler)
     return handler
 
 
-def quiet_programs() -> None:
-    """For commands that show a program themselves (`run`, `resume`): its end and its calls'
-    failed attempts are theirs to report, not the log's."""
-    for name in ("programs", "calls"):
-        logger(name).setLevel(logging.ERROR)
+def for_foreground() -> None:
+    """For commands that show a program themselves (`run`, `resume`): warnings only (a call
+    attempt that failed, with its function's traceback; the store gone), in the human
+    format; the program's end is the command's to report, not the log's."""
+    configure("human", "warning")
+    logger("programs").setLevel(logging.ERROR)
