@@ -463,3 +463,16 @@ def test_run_shows_failed_attempts_with_the_functions_traceback(node: Path) -> N
     assert 'fns.py", line 6, in charge' in r.stderr
     assert "program failed" not in r.stderr  # the command reports the program's end itself
     assert r.stderr.rstrip().endswith("flowmetal.CallError: ValueError: card declined")
+
+
+def test_listing_by_text_matches_the_id_or_the_file(any_store: Any) -> None:
+    from flowmetal.lang.program import source_hash
+    from flowmetal.store.base import NewProgram, ProgramQuery
+
+    source = "print(1)\n"
+    for pid, file in (("order-1", "a/shop.flow"), ("order-2", "b/billing.flow"), ("misc", "orders/x.flow")):
+        any_store.create_program(NewProgram(pid, file, source, source_hash(source), {}), 100.0)
+    ids = lambda text: sorted(r.id for r in any_store.page_programs(ProgramQuery(text=text)).programs)  # noqa: E731
+    assert ids("order") == ["misc", "order-1", "order-2"]  # ids, and a file under orders/
+    assert ids("billing") == ["order-2"] and ids("100%") == [] and ids("_") == []  # no LIKE wildcards
+    assert ids("Order") == []  # case-sensitive, like `file`
