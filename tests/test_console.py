@@ -228,6 +228,10 @@ def test_failing_line_calls_page_and_children(node: Node) -> None:
         page = client.get("/ui/programs/pay-1").text
         assert '<li id="L5" class="failing"' in page
         assert "failed: CallError: ValueError: card &lt;declined&gt;" in page
+        # the call with its failed attempt: the function's own traceback, escaped
+        call = page.split('<tr data-key="pay-1:3">')[1].split("</tr>")[0]
+        assert "attempt 1 at" in call and "ValueError: card &lt;declined&gt;" in call
+        assert "in charge" in call and '<pre class="traceback">' in call
         calls = client.get("/ui/calls?status=failed").text
         assert "pay-1:3" in calls and "ValueError: card &lt;declined&gt;" in calls
         parent = client.get("/ui/programs/par").text

@@ -22,7 +22,15 @@ from flowmetal.console.state import diff, marks, state_at
 from flowmetal.errors import UsageError
 from flowmetal.runtime.fork import fork_program
 from flowmetal.runtime.timeline import ANSWERS, Entry, Timeline
-from flowmetal.store.base import FINISHED, CallRow, ProgramFinished, ProgramQuery, ProgramRow, Store
+from flowmetal.store.base import (
+    FINISHED,
+    AttemptRow,
+    CallRow,
+    ProgramFinished,
+    ProgramQuery,
+    ProgramRow,
+    Store,
+)
 
 WINDOW = 500  # events shown at once in the timeline
 LOOK_BACK = 1000  # events read at a time when looking further back for the requests shown answered
@@ -71,6 +79,14 @@ def _callbacks(a: Api, row: ProgramRow, entries: list[Entry]) -> list[str]:
     return list(dict.fromkeys(urls))
 
 
+def _attempts(a: Api, program_id: str) -> dict[str, list[AttemptRow]]:
+    """Each call's failed attempts (with their errors and a Python function's traceback)."""
+    out: dict[str, list[AttemptRow]] = {}
+    for attempt in a.store.list_attempts(program_id):
+        out.setdefault(attempt.key, []).append(attempt)
+    return out
+
+
 def _children(a: Api, program_id: str) -> list[str]:
     """Programs this one started (their ids are ID.N)."""
     page = a.store.page_programs(ProgramQuery(text=f"{program_id}."), limit=200)
@@ -115,7 +131,8 @@ def _context(request: Request) -> dict[str, Any]:
         "children": _children(a, program_id),
         "forked_from": first.link if first is not None else None,
         "callbacks": _callbacks(a, row, window),
-        "calls": calls, "notice": params.get("notice"), "error": params.get("error"),
+        "calls": calls, "attempts": _attempts(a, program_id),
+        "notice": params.get("notice"), "error": params.get("error"),
         "url": lambda **kw: program_url(program_id, **kw),
     }
 
