@@ -186,7 +186,7 @@ def test_list_filters_pages_and_counts(node: Node) -> None:
         assert len(rest) == 7 and not set(rest) & set(ids)
         waiting = client.get("/ui/?status=waiting").text
         assert re.findall(r'data-id="([^"]+)"', waiting) == ["counter-1"]
-        assert "a message on &#34;inbox&#34;" in waiting
+        assert "receive on &#34;inbox&#34;" in waiting
         assert re.findall(r'data-id="([^"]+)"', client.get("/ui/?q=pay").text) == ["pay-1"]
         assert len(re.findall(r'data-id="', client.get("/ui/?q=child.flow").text)) == 50
         part = client.get("/ui/programs.part?status=failed").json()
@@ -217,6 +217,10 @@ def test_program_page_timeline_state_marks_and_diff(node: Node) -> None:
         assert "No variable changed." in same or "<table class=\"diff\"" in same
         assert client.get("/ui/programs/counter-1?at=999").status_code == 200  # clamped to the last event
         assert client.get("/ui/programs/counter-1/seq").json() == {"last_seq": last, "status": "waiting"}
+        assert re.search(r'id="waits"><div>receive on &#34;inbox&#34;</div>', page)
+        node.store.send("counter-1", "inbox ", 1, time.time())  # a mistyped channel
+        unread = client.get("/ui/programs/counter-1").text
+        assert "1 message on &#34;inbox &#34;, which it is not receiving on" in unread
 
 
 def test_failing_line_calls_page_and_children(node: Node) -> None:

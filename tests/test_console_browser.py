@@ -130,7 +130,7 @@ def test_console_time_travel_and_actions(node: dict[str, Any], web: Any) -> None
     web.find_element(By.ID, "login").click()
     _until(web, lambda d: d.current_url.rstrip("/").endswith("/ui"))
     row = web.find_element(By.CSS_SELECTOR, 'tr[data-id="order-1"]')
-    assert "waiting" in row.text and "order.flow" in row.text and "a message on \"inbox\"" in row.text
+    assert "waiting" in row.text and "order.flow" in row.text and 'receive on "inbox"' in row.text
     assert "waiting 1" in web.find_element(By.ID, "counts").text
     # live updates: a program started now shows up without a reload
     _start(node, "order-2", customer="bob", items=1)

@@ -22,6 +22,7 @@ from flowmetal.console.state import diff, marks, state_at
 from flowmetal.errors import UsageError
 from flowmetal.runtime.fork import fork_program
 from flowmetal.runtime.timeline import ANSWERS, Entry, Timeline
+from flowmetal.runtime.waits import describe_waits, unread_messages
 from flowmetal.store.base import (
     FINISHED,
     AttemptRow,
@@ -75,7 +76,7 @@ def _callbacks(a: Api, row: ProgramRow, entries: list[Entry]) -> list[str]:
     for w in (row.waiting_on or {}).get("waits") or []:
         if w.get("kind") == "callback_wait" and row.status == "waiting":
             token = str(w.get("channel", "")).removeprefix("__cb__:")
-            urls.append(f"{a.runtime.public_url}/callbacks/{token}")
+            urls.append(str(w.get("url") or f"{a.runtime.public_url}/callbacks/{token}"))
     return list(dict.fromkeys(urls))
 
 
@@ -132,6 +133,8 @@ def _context(request: Request) -> dict[str, Any]:
         "forked_from": first.link if first is not None else None,
         "callbacks": _callbacks(a, row, window),
         "calls": calls, "attempts": _attempts(a, program_id),
+        "waits": describe_waits(a.store, row, time.time()),
+        "unread": unread_messages(row, a.store.inbox(program_id)) if row.status == "waiting" else [],
         "notice": params.get("notice"), "error": params.get("error"),
         "url": lambda **kw: program_url(program_id, **kw),
     }

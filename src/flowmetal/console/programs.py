@@ -3,6 +3,7 @@ or file), with counts per status; scripts refresh the first page every few secon
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -11,38 +12,22 @@ from starlette.routing import Route
 
 from flowmetal.api.context import api
 from flowmetal.console.pages import html, page, rendered
-from flowmetal.runtime.timeline import short
+from flowmetal.runtime.waits import describe_waits
 from flowmetal.store.base import STATUSES, ProgramQuery, ProgramRow
 
 PAGE = 50
 
 
-def waiting_for(row: ProgramRow) -> str:
-    """What a live program waits for, in a few words."""
+def waiting_for(row: ProgramRow, now: float) -> str:
+    """What a live program waits for, in a few words (runtime/waits.py says it for every tool)."""
     if row.status not in ("running", "waiting"):
         return ""
     if row.cancel_requested:
         return "cancelling"
-    waits = (row.waiting_on or {}).get("waits") or []
-    if row.status == "running" or not waits:
+    if row.status == "running":
         return "to run" if row.runnable else ""
-    parts = []
-    for w in waits:
-        kind = w.get("kind")
-        if kind == "receive":
-            parts.append(f"a message on {short(w.get('channel', 'inbox'))}")
-        elif kind in ("sleep", "timer"):
-            parts.append("a timer")
-        elif kind in ("call", "http"):
-            parts.append(str(w.get("what") or kind))
-        elif kind == "child_result":
-            parts.append(f"program {w.get('child')}")
-        elif kind == "callback_wait":
-            parts.append("its callback")
-        else:
-            parts.append(str(kind))
-    shown = ", ".join(dict.fromkeys(parts))
-    return shown if len(shown) <= 120 else shown[:119] + "…"
+    shown = "; ".join(describe_waits(None, row, now))
+    return shown if len(shown) <= 160 else shown[:159] + "…"
 
 
 def _query(request: Request) -> tuple[ProgramQuery, str | None, dict[str, str]]:
@@ -61,7 +46,8 @@ def _context(request: Request) -> dict[str, Any]:
     query, cursor, filters = _query(request)
     listing = a.store.page_programs(query, limit=PAGE, cursor=cursor)
     counts = a.store.count_programs()
-    rows = [{"row": r, "waiting": waiting_for(r)} for r in listing.programs]
+    now = time.time()
+    rows = [{"row": r, "waiting": waiting_for(r, now)} for r in listing.programs]
     return {"rows": rows, "counts": [(s, counts.get(s, 0)) for s in STATUSES], "total": sum(counts.values()),
             "filters": filters, "status": query.status, "q": query.text or "", "next_cursor": listing.next_cursor,
             "paged": cursor is not None}
