@@ -295,11 +295,12 @@ def test_a_shell_worker_fails_a_call(srv: Server) -> None:
 
 # -- callbacks -----------------------------------------------------------------------------------
 def test_callbacks_deliver_once(srv: Server) -> None:
-    pid = srv.start('from flowmetal import callback\n\n'
+    pid = srv.start('from flowmetal import callback, receive\n\n'
                     'def main():\n'
                     '    cb = callback()\n'
                     '    print(cb.url)\n'
                     '    req = cb.wait()\n'
+                    '    receive("end")  # still running when the second POST comes\n'
                     '    return {"method": req.method, "json": req.json(), "sig": req.headers["x-signature"]}\n')["id"]
     url = srv.output(pid).strip()
     assert url.startswith(f"{srv.url}/callbacks/") and len(url) > len(srv.url) + 30
@@ -308,8 +309,10 @@ def test_callbacks_deliver_once(srv: Server) -> None:
         assert r.status_code == 202, r.text
         assert_error(outsider.post(url, json={"approved": False}), 409, "AlreadyDelivered")
         assert_error(outsider.post(f"{srv.url}/callbacks/not-a-token", content=b"x"), 404, "UnknownCallback")
+    assert srv.http.post(f"/programs/{pid}/messages", json={"message": 1, "channel": "end"}).status_code == 202
     r = srv.result(pid)
     assert r.json()["result"] == {"method": "PUT", "json": {"approved": True}, "sig": "abc"}
+    assert_error(httpx.post(url, json={"approved": False}), 410, "CallbackGone")  # its program has ended
 
 
 # -- the call and callback protocol against calls created in the store ------------------------------
@@ -461,7 +464,7 @@ def test_bad_requests_are_json_errors_and_change_nothing(bare: Server) -> None:
          422, None),
         (http.post("/functions/calls/nobody:1/heartbeat", json={"worker": "w", "attempt": 1}), 404, "UnknownCall"),
         (http.put("/callbacks/nobody", content=b"{}"), 404, "UnknownCallback"),
-        (http.get("/callbacks/nobody"), 405, "MethodNotAllowed"),
+        (http.delete("/callbacks/nobody"), 405, "MethodNotAllowed"),  # (a GET shows a page: test_callback_links)
         (http.get("/no/such/route"), 404, "NotFound"),
         (http.delete(f"/programs/{pid}"), 405, "MethodNotAllowed"),
     ]
@@ -483,7 +486,7 @@ def test_openapi_describes_every_route(bare: Server, tmp_path: Path) -> None:
               for route in app.routes if isinstance(route, Route) and route.include_in_schema]
     # besides the API: the redirect from / and the web console's pages (HTML) under /ui
     assert len(routes) == len(app.routes) - 2 and any(getattr(r, "path", "") == "/ui" for r in app.routes)
-    assert sum(len(ms) for _, ms in routes) == 33  # method-path pairs
+    assert sum(len(ms) for _, ms in routes) == 34  # method-path pairs
     for path, methods in routes:
         assert path in doc["paths"], path
         for method in methods:

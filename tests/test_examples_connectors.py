@@ -255,17 +255,29 @@ def test_approval_granted_in_time(fm: Flowmetal, services: Process) -> None:
     pid = fm.start("approval.flow", title="new laptop", amount=1800, approval_timeout=30, escalation_timeout=30,
                    notify=services.url, **people)
     # the link is in the program's output (its history), and in the message the approver got
-    asked = re.compile(rf"asked {re.escape(people['approver'])}: POST the answer to (\S+)")
+    asked = re.compile(rf"asked {re.escape(people['approver'])}: answer at (\S+)")
     link = _eventually("the approver's link", lambda: (m := asked.search(fm.output(pid))) and m[1])
     assert link.startswith(f"{fm.url}/callbacks/")
     assert _link(services, people["approver"]) == link
-    r = httpx.post(link, json={"approved": True, "comment": "go ahead"})
-    assert r.status_code == 202, r.text
+    # the approver opens the link: the question and one button per answer
+    page = httpx.get(link)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f"{people['requester']} asks for new laptop (1800): approve?" in page.text
+    assert 'name="choice" value="approve"' in page.text and 'name="choice" value="reject"' in page.text
+    # an answer that chooses neither is refused, and spends nothing
+    r = httpx.post(link, json={"approved": True})
+    assert r.status_code == 422 and r.json()["error"]["type"] == "BadChoice", r.text
+    assert httpx.post(link, content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    # one click (the page's form): approve, with a comment
+    r = httpx.post(link, data={"_flowmetal_page": "1", "comment": "go ahead", "choice": "approve"})
+    assert r.status_code == 202 and "your answer was delivered" in r.text, r.text
     result = fm.result(pid)
     assert {k: result[k] for k in ("outcome", "escalated", "decided_by", "comment")} == {
         "outcome": "approved", "escalated": False, "decided_by": people["approver"], "comment": "go ahead"}
     assert result["waited_seconds"] < 30
-    assert httpx.post(link, json={"approved": False}).status_code == 409  # single use
+    # single use; and the program has ended: gone
+    assert httpx.post(link, json={"choice": "reject"}).status_code == 410
+    assert httpx.get(link).status_code == 410
     [told] = services.http.get("/notify", params={"to": people["requester"]}).json()["messages"]
     assert told["subject"] == "new laptop: approved" and told["decision"] == result
     assert services.http.get("/notify", params={"to": people["manager"]}).json()["messages"] == []
@@ -279,13 +291,15 @@ def test_approval_escalates_to_the_manager_after_the_timeout(fm: Flowmetal, serv
     second = _link(services, people["manager"])  # comes only after approval_timeout
     [message] = services.http.get("/notify", params={"to": people["manager"]}).json()["messages"]
     assert f"escalated: {people['approver']} did not answer in 1 seconds" in message["subject"]
-    assert httpx.post(second, json={"approved": False, "comment": "over budget"}).status_code == 202
+    assert httpx.post(second, json={"choice": "reject", "comment": "over budget"}).status_code == 202
     result = fm.result(pid)
     assert {k: result[k] for k in ("outcome", "escalated", "decided_by", "comment")} == {
         "outcome": "rejected", "escalated": True, "decided_by": people["manager"], "comment": "over budget"}
     assert result["waited_seconds"] >= 1
     assert f"{people['approver']} did not answer within 1 seconds" in fm.output(pid)
-    assert httpx.post(first, json={"approved": True}).status_code == 410  # gone: the program ended
+    assert httpx.post(first, json={"choice": "approve"}).status_code == 410  # gone: the program ended
+    gone = httpx.get(first)
+    assert gone.status_code == 410 and "the program that made it has ended" in gone.text
 
 
 def test_approval_after_escalation_the_first_answer_decides(fm: Flowmetal, services: Process) -> None:
@@ -295,7 +309,7 @@ def test_approval_after_escalation_the_first_answer_decides(fm: Flowmetal, servi
     first = _link(services, people["approver"])
     _link(services, people["manager"])
     # the approver answers late, on their original link, before the manager does
-    assert httpx.post(first, json={"approved": True}).status_code == 202
+    assert httpx.post(first, json={"choice": "approve"}).status_code == 202
     result = fm.result(pid)
     assert (result["outcome"], result["escalated"], result["decided_by"]) == ("approved", True, people["approver"])
 

@@ -79,7 +79,11 @@ def _operation(op: Operation, secured: bool) -> Schema:
     if op.body or op.raw_body:
         errors.update((400, 413))
     for status in sorted(errors):
-        responses[str(status)] = _json(_ref(types.Error), _REASONS[status])
+        if op.html and status in op.errors:  # a page for people: its errors are pages too
+            responses[str(status)] = {"description": _REASONS[status],
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}
+        else:
+            responses[str(status)] = _json(_ref(types.Error), _REASONS[status])
     out: Schema = {"summary": op.summary, "operationId": f"{op.method.lower()}_{_slug(op.path)}",
                    "responses": responses}
     if op.description:

@@ -207,10 +207,12 @@ KINDS: dict[str, Kind] = {
         Kind("flowmetal.Program", "A child program started by `start()`.", methods=_names("result"),
              data=_names("id"), group="flowmetal"),
         Kind("flowmetal.timeout", "The value of `timeout(seconds)`, used with `with`.", group="flowmetal"),
-        Kind("flowmetal.Callback", "A single-use callback URL made by `callback()`.", methods=_names("wait"),
+        Kind("flowmetal.Callback", "A single-use callback URL made by `callback()`: `wait()` for its request, "
+             "`reject(reason)` to refuse the one it got and take another.", methods=_names("reject wait"),
              data=_names("url"), group="flowmetal"),
-        Kind("flowmetal.Request", "A request delivered to a callback URL.", methods=_names("json"),
-             data=_names("headers method text"), group="flowmetal"),
+        Kind("flowmetal.Request", "A request delivered to a callback URL (`choice`: the answer chosen when the "
+             "program asked for `choices`).", methods=_names("form json"),
+             data=_names("choice headers method text"), group="flowmetal"),
         Kind("flowmetal.Secret", "A handle on a secret of the node, made by `secret(\"NAME\")`: passed to "
              "`http.*` and `call()`, it is replaced by the value only where the request is performed; it shows "
              "as `<secret NAME>`.", data=_names("name"), group="flowmetal"),

@@ -39,7 +39,7 @@ CALL_ATTEMPTS = Counter("flowmetal_call_attempts", "Attempts at foreign calls an
 CALL_SECONDS = Histogram("flowmetal_call_duration_seconds", "Duration of one attempt at a call",
                          ["kind", "name", "outcome"], buckets=_SLOW, registry=REGISTRY)
 CALLBACKS = Counter("flowmetal_callback_deliveries", "Requests to callback URLs, by answer "
-                    "(accepted, duplicate, unknown)", ["status"], registry=REGISTRY)
+                    "(accepted, duplicate, unknown, refused: a body that does not fit)", ["status"], registry=REGISTRY)
 LEASE_TAKEOVERS = Counter("flowmetal_lease_takeovers", "Programs claimed from a holder whose lease ran out "
                           "or whose process died", registry=REGISTRY)
 WAKEUP_SECONDS = Histogram("flowmetal_wakeup_latency_seconds", "How late a timer (sleep, timeout) fired: "

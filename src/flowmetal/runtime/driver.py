@@ -584,11 +584,18 @@ class _Slice:
         if name == "http":
             return self.start_http(req, key, *args, **kw)
         if name == "callback":
-            if args or kw:
-                raise TypeError("callback() takes no arguments")
+            options = _callback_options(*args, **kw)
             token = secrets.token_urlsafe(24)
-            self.commit.callbacks.append((token, f"__cb__:{token}", None))
-            return {"token": token, "url": f"{self.rt.public_url}/callbacks/{token}"}
+            self.commit.callbacks.append((token, f"__cb__:{token}", options or None))
+            out = {"token": token, "url": f"{self.rt.public_url}/callbacks/{token}"}
+            return dict(out, options=options) if options else out
+        if name == "callback_reject":
+            token, options = args[0], args[1]
+            reason = args[2] if len(args) > 2 else kw.get("reason", "")
+            if not isinstance(reason, str) or len(reason) > 1000:
+                raise TypeError("reject() takes the reason the answer was refused (a str of up to 1000 characters)")
+            self.commit.callbacks.append((token, f"__cb__:{token}", dict(options or {}, rejected=reason or "refused")))
+            return None
         if name == "continue_as_new":
             if args:
                 raise TypeError("continue_as_new() takes the new run's arguments as keywords only")
@@ -828,6 +835,27 @@ def _http_auth(auth: Any, refs: list[dict[str, Any]]) -> dict[str, Any]:
     if isinstance(auth, tuple | list) and len(auth) == 2 and all(isinstance(x, str | handles.Secret) for x in auth):
         return {"basic": handles.extract(list(auth), ("auth", "basic"), refs)}
     raise TypeError("http.request(): auth must be a secret (a bearer token) or a (user, password) pair")
+
+
+def _callback_options(title: Any = None, choices: Any = None, json: Any = False) -> dict[str, Any]:
+    """`callback(title=None, choices=None, json=False)`: what the link's page shows and what a
+    delivery must look like (see api/callback_page.py)."""
+    options: dict[str, Any] = {}
+    if title is not None:
+        if not isinstance(title, str) or len(title) > 500:
+            raise TypeError("callback(): title must be a str of up to 500 characters")
+        options["title"] = title
+    if choices is not None:
+        if (not isinstance(choices, list | tuple) or not 1 <= len(choices) <= 20
+                or not all(isinstance(c, str) and 0 < len(c) <= 100 for c in choices)
+                or len(set(choices)) != len(choices)):
+            raise TypeError("callback(): choices must be a list of 1 to 20 distinct non-empty strs")
+        options["choices"] = list(choices)
+    if not isinstance(json, bool):
+        raise TypeError("callback(): json must be True or False")
+    if json:
+        options["json"] = True
+    return options
 
 
 def _require_json(value: Any, what: str) -> None:

@@ -100,37 +100,50 @@ class Response:
 
 
 class Request:
-    """A request delivered to a callback URL."""
+    """A request delivered to a callback URL. `choice` is the answer chosen when the program
+    asked for `choices`; `form()` reads a form-encoded body."""
 
-    __slots__ = ("headers", "method", "text")
+    __slots__ = ("choice", "headers", "method", "text")
 
-    def __init__(self, method: str, headers: dict[str, str], text: str) -> None:
+    def __init__(self, method: str, headers: dict[str, str], text: str, choice: str | None = None) -> None:
         self.method = method
         self.headers = headers
         self.text = text
+        self.choice = choice
 
     def json(self) -> Any:
         return _decode_json(self.text, "the delivered request body")
+
+    def form(self) -> dict[str, str]:
+        from urllib.parse import parse_qs
+
+        return {k: v[0] for k, v in parse_qs(self.text, keep_blank_values=True).items()}
 
     def __repr__(self) -> str:
         return f"<Request {self.method}>"
 
     def _state(self) -> list[Any]:
-        return [self.method, self.headers, self.text]
+        return [self.method, self.headers, self.text, self.choice]
 
 
 class Callback:
-    """What `callback()` returns: a single-use URL, and `.wait(timeout=None)` for its request."""
+    """What `callback()` returns: a single-use URL, `.wait(timeout=None)` for its request, and
+    `.reject(reason)` to refuse the request it got and take another one."""
 
-    __slots__ = ("_token", "url")
+    __slots__ = ("_options", "_token", "url")
 
-    def __init__(self, token: str, url: str) -> None:
+    def __init__(self, token: str, url: str, options: dict[str, Any] | None = None) -> None:
         self._token = token
         self.url = url
+        self._options = options or {}
 
     @property
     def wait(self) -> EffectFunction:
         return EffectFunction("callback_wait", (self._token,))
+
+    @property
+    def reject(self) -> EffectFunction:
+        return EffectFunction("callback_reject", (self._token, self._options))
 
     def __repr__(self) -> str:
         return f"<Callback {self.url}>"
@@ -155,9 +168,11 @@ def revive(kind: str, raw: Any) -> Any:
         return Response(int(raw["status"]), dict(raw["headers"]), str(raw["text"]), str(raw["url"]),
                         str(raw["method"]))
     if kind == "callback_wait":
-        return Request(str(raw.get("method", "POST")), dict(raw.get("headers") or {}), str(raw.get("body", "")))
+        choice = raw.get("choice")
+        return Request(str(raw.get("method", "POST")), dict(raw.get("headers") or {}), str(raw.get("body", "")),
+                       None if choice is None else str(choice))
     if kind == "callback":
-        return Callback(str(raw["token"]), str(raw["url"]))
+        return Callback(str(raw["token"]), str(raw["url"]), raw.get("options"))
     return raw
 
 
@@ -187,6 +202,7 @@ def register_kinds() -> None:
 def register_codec(codec: Any) -> None:
     codec.register(Response, "fm.http.response", state=Response._state, build=lambda s: Response(*s))
     codec.register(Request, "fm.callback.request", state=Request._state, build=lambda s: Request(*s))
-    codec.register(Callback, "fm.callback", state=lambda c: [c._token, c.url], build=lambda s: Callback(*s))
+    codec.register(Callback, "fm.callback", state=lambda c: [c._token, c.url, c._options],
+                   build=lambda s: Callback(*s))
     codec.register_exception(CallError, "flowmetal.CallError")
     codec.register_exception(HttpError, "flowmetal.HttpError")
