@@ -273,7 +273,7 @@ def test_a_scoped_timeout_abandons_the_call(env: Env) -> None:
                   '    except Timeout as e:\n'
                   '        return str(e)\n')
     assert row.status == "completed", row.error
-    assert row.result == "call('never.answered')() timed out"
+    assert row.result == "call('never.answered') timed out"
     assert [c.status for c in env.store.list_calls(row.id)] == ["cancelled"]
 
 

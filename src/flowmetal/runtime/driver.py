@@ -481,7 +481,8 @@ class _Slice:
                     self.event("timer_fired", request=req_id)
                     m.resolve(req_id, None)
                 else:
-                    err = Timeout(f"{w.get('what', kind)}() timed out")
+                    what = str(w.get("what", kind))
+                    err = Timeout(f"{what} timed out" if "(" in what else f"{what}() timed out")
                     self.event("effect_failed", request=req_id, error=_error_record(err))
                     m.reject(req_id, err)
                     if w.get("call"):  # nobody waits for it any more
