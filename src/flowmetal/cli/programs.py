@@ -61,7 +61,8 @@ def source_of(target: str) -> str | None:
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--args", "raw_args", help="The program's arguments as a JSON object (passed to main()).")
+@click.option("--args", "raw_args", help="The program's arguments as a JSON object (passed to main(); stored in "
+              "its history: pass a secret's name, and secret(name) in the program).")
 @click.option("--id", "program_id", help="Choose the program's id (default: a random one).")
 @store_option
 @connector_options
@@ -100,7 +101,8 @@ def _report_end(rt: Any, row: Any) -> None:
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--args", "raw_args", help="The program's arguments as a JSON object.")
+@click.option("--args", "raw_args", help="The program's arguments as a JSON object (stored in its history: "
+              "pass a secret's name, and secret(name) in the program).")
 @click.option("--id", "program_id", help="Choose the program's id (starting twice with one id is idempotent).")
 @store_option
 def start(file: str, raw_args: str | None, program_id: str | None, store_url: str | None) -> None:
