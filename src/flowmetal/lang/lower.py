@@ -45,7 +45,7 @@ from flowmetal.lang.lowering import (
     store,
 )
 from flowmetal.lang.scopes import COMPREHENSIONS, Scope
-from flowmetal.lang.translate import call, const, is_number_literal, modulo, name
+from flowmetal.lang.translate import CHECKED_OPS, call, const, is_number_literal, name
 
 
 class UnitLowerer(ExprLowerer):
@@ -87,8 +87,8 @@ class UnitLowerer(ExprLowerer):
             self.assign_to(s.target, self.lower(s.value))
 
     def stmt_AugAssign(self, s: ast.AugAssign) -> None:
-        if isinstance(s.op, ast.Mod) and not is_number_literal(s.value):
-            self._mod_assign(s)
+        if type(s.op) in CHECKED_OPS and not is_number_literal(s.value):
+            self._checked_assign(s, CHECKED_OPS[type(s.op)])
             return
         if isinstance(s.target, ast.Name) or not self.needs_lowering(s.value):
             target = self.lower_target(s.target)
@@ -104,12 +104,12 @@ class UnitLowerer(ExprLowerer):
         self.emit(ast.AugAssign(target=store(cur), op=s.op, value=v))
         self.emit(assign(ast.Subscript(value=obj, slice=idx, ctx=ast.Store()), name(cur)))
 
-    def _mod_assign(self, s: ast.AugAssign) -> None:
-        """`x %= v` may format a string: `x = x % v` through the machine's formatter."""
+    def _checked_assign(self, s: ast.AugAssign, checked: Callable[[ast.expr, ast.expr, ast.AST], ast.expr]) -> None:
+        """`x %= v` (may format) or `x **= v` (may be huge): `x = x % v` through the machine."""
         if isinstance(s.target, ast.Name):
             current = self.materialize(self.lower(ast.Name(id=s.target.id, ctx=ast.Load())))
             v = self.lower(s.value)
-            self.assign_to(s.target, modulo(current, v, s))
+            self.assign_to(s.target, checked(current, v, s))
             return
         assert isinstance(s.target, ast.Subscript)
         obj = self.materialize(self.lower(s.target.value))
@@ -117,7 +117,7 @@ class UnitLowerer(ExprLowerer):
         cur = self.temp()
         self.emit(assign(cur, ast.Subscript(value=obj, slice=idx, ctx=ast.Load())))
         v = self.lower(s.value)
-        self.emit(assign(ast.Subscript(value=obj, slice=idx, ctx=ast.Store()), modulo(name(cur), v, s)))
+        self.emit(assign(ast.Subscript(value=obj, slice=idx, ctx=ast.Store()), checked(name(cur), v, s)))
 
     def stmt_Delete(self, s: ast.Delete) -> None:
         for t in s.targets:

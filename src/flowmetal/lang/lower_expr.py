@@ -23,17 +23,17 @@ from flowmetal.lang.lowering import (
 from flowmetal.lang.scopes import Scope
 from flowmetal.lang.surface import ROUTED_ATTRIBUTES
 from flowmetal.lang.translate import (
+    CHECKED_OPS,
     H_CALLATTR,
     H_MKGEN,
     H_SET,
     Translator,
     call,
     const,
-    formatted_value,
     is_sequence_literal,
-    modulo,
     name,
     routed_attribute,
+    shown,
 )
 
 
@@ -277,7 +277,7 @@ class ExprLowerer:
         if suspend or any(self.needs_lowering(p) for p in parts):
             func = self.materialize(func)
         lowered = self.lower_seq(parts)
-        args = lowered[: len(e.args)]
+        args = self.translator().charged_args(e.func, lowered[: len(e.args)], e.args)
         kw_values = lowered[len(e.args):]
         keywords = [ast.keyword(arg=k.arg, value=v) for k, v in zip(e.keywords, kw_values)]
         if not suspend:
@@ -374,8 +374,9 @@ class ExprLowerer:
         left, right = self.lower_seq([e.left, e.right])
         if isinstance(e.op, ast.Mult) and (is_sequence_literal(e.left) or is_sequence_literal(e.right)):
             return call("_fm_rep", left, right)
-        if isinstance(e.op, ast.Mod):
-            return modulo(left, right, e)
+        checked = CHECKED_OPS.get(type(e.op))
+        if checked is not None:
+            return checked(left, right, e)
         return ast.BinOp(left=left, op=e.op, right=right)
 
     def lower_UnaryOp(self, e: ast.UnaryOp) -> ast.expr:
@@ -422,7 +423,7 @@ class ExprLowerer:
             if isinstance(v, ast.FormattedValue):
                 inner = self.materialize(self.lower(v.value))
                 spec = self.lower(v.format_spec) if v.format_spec is not None else None
-                values.append(formatted_value(inner, v.conversion, spec, v))
+                values.append(ast.FormattedValue(value=shown(inner, v), conversion=v.conversion, format_spec=spec))
             else:
                 values.append(v)
         return ast.JoinedStr(values=values)

@@ -43,7 +43,6 @@ H_MKFN = "_fm_mkfn"
 H_MKGEN = "_fm_mkgen"
 H_GETATTR = "_fm_getattr"
 H_CALLATTR = "_fm_callattr"
-H_FV = "_fm_fv"
 H_PERCENT = "_fm_percent"
 H_MOD = "_fm_mod"
 H_STR = "_fm_str"
@@ -51,12 +50,22 @@ H_HOSTSTR = "_fm_hoststr"
 H_ITER = "_fm_iter"
 H_GUARD = "_fm_guard"
 H_BASE_EXC = "_fm_BaseException"
+H_CHARGE = "_fm_charge"
+H_ZIP = "_fm_zip"
+H_TICKS = "_fm_ticks"
+H_TYPE = "_fm_type"
+H_SAFE = "_fm_SAFE"
+H_SHOWN = "_fm_shown"
+H_STR1 = "_fm_str1"
+H_MATERIALIZE = "_fm_materialize"
+H_POW = "_fm_pow"
+H_LSHIFT = "_fm_lshift"
 
 # Every helper generated code may use: the parameters of the function that encloses all
 # generated code (`program._compile_tree`), whose cells each machine fills (`runtime_builtins`).
 HELPERS: tuple[str, ...] = (
-    H_SET, H_REP, H_TICK, H_IMPORT, H_MKFN, H_MKGEN, H_GETATTR, H_CALLATTR, H_FV, H_PERCENT, H_MOD, H_STR,
-    H_HOSTSTR, H_ITER, H_GUARD, H_BASE_EXC, "_fm_locals", "_fm_next", "_fm_isinstance", "_fm_Cell",
+    H_SET, H_REP, H_TICK, H_IMPORT, H_MKFN, H_MKGEN, H_GETATTR, H_CALLATTR, H_PERCENT, H_MOD, H_STR,
+    H_HOSTSTR, H_ITER, H_GUARD, H_BASE_EXC, H_CHARGE, H_MATERIALIZE, H_POW, H_LSHIFT, H_ZIP, H_TICKS, H_TYPE, H_SAFE, H_SHOWN, H_STR1, "_fm_locals", "_fm_next", "_fm_isinstance", "_fm_Cell",
     "_fm_FunctionType", "_fm_Generator", "_fm_Function", "_fm_Suspension", "_fm_invoke", "_fm_END",
     "_fm_AssertionError", "_fm_in_handler", "_fm_take_throw", "_fm_enter", "_fm_exit",
 )
@@ -81,6 +90,28 @@ def tick_stmt() -> ast.stmt:
     return ast.Expr(value=call(H_TICK))
 
 
+def ticking(iterable: ast.expr, target: ast.expr, at: ast.AST) -> tuple[ast.expr, ast.expr]:
+    """A `for` loop's (or comprehension clause's) iterable and target, so that each iteration
+    also takes one tick: `for x in xs` becomes `for x, _fm_k in zip(xs, ticks)`, all in C."""
+    zipped = ast.copy_location(call(H_ZIP, iterable, name(H_TICKS)), at)
+    pair = ast.copy_location(ast.Tuple(elts=[target, name("_fm_k", ast.Store())], ctx=ast.Store()), at)
+    return zipped, pair
+
+
+def is_simple(node: ast.expr) -> bool:
+    """Evaluating it twice is the same as once (a name of a local, or a constant)."""
+    return isinstance(node, ast.Name | ast.Constant)
+
+
+def shown(value: ast.expr, at: ast.AST) -> ast.expr:
+    """`value` as CPython's own formatting may see it: itself when its text cannot contain
+    an address (ints, strs, ...), else a stand-in that writes itself through `show.py`."""
+    if is_simple(value):
+        safe = ast.Compare(left=call(H_TYPE, value), ops=[ast.In()], comparators=[name(H_SAFE)])
+        return ast.copy_location(ast.IfExp(test=safe, body=value, orelse=call(H_SHOWN, value)), at)
+    return ast.copy_location(call(H_SHOWN, value), at)
+
+
 def is_format_literal(node: ast.expr) -> bool:
     """A string (or bytes) written in the source: `%` on it formats."""
     if isinstance(node, ast.JoinedStr):
@@ -102,10 +133,39 @@ def modulo(left: ast.expr, right: ast.expr, at: ast.AST) -> ast.expr:
     return ast.copy_location(call(H_MOD, left, right), at)
 
 
-def formatted_value(value: ast.expr, conversion: int, spec: ast.expr | None, at: ast.AST) -> ast.FormattedValue:
-    """One f-string field, written by the machine (no conversion or spec left for CPython)."""
-    text = call(H_FV, value, const(conversion), spec if spec is not None else const(""))
-    return ast.copy_location(ast.FormattedValue(value=text, conversion=-1, format_spec=None), at)
+def _small_int(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and type(node.value) is int and node.value <= 64
+
+
+def power(left: ast.expr, right: ast.expr, at: ast.AST) -> ast.expr:
+    """`left ** right`, checking first that the result can be held (unless the exponent is a
+    small literal, or a float, as in `x ** 2` or `x ** 0.5`)."""
+    if _small_int(right) or (isinstance(right, ast.Constant) and type(right.value) is float):
+        return ast.copy_location(ast.BinOp(left=left, op=ast.Pow(), right=right), at)
+    return ast.copy_location(call(H_POW, left, right), at)
+
+
+def lshift(left: ast.expr, right: ast.expr, at: ast.AST) -> ast.expr:
+    """`left << right`, checking first that the result can be held (unless right is a small literal)."""
+    if _small_int(right):
+        return ast.copy_location(ast.BinOp(left=left, op=ast.LShift(), right=right), at)
+    return ast.copy_location(call(H_LSHIFT, left, right), at)
+
+
+# operators the machine carries out itself when they may format text or build huge integers
+CHECKED_OPS: dict[type, Callable[[ast.expr, ast.expr, ast.AST], ast.expr]] = {
+    ast.Mod: modulo, ast.Pow: power, ast.LShift: lshift,
+}
+
+# Built-ins that consume an iterable in C: direct calls charge fuel for it first
+# (`_fm_charge`), and those that store every element also check the size (`_fm_materialize`).
+CONSUMERS: dict[str, str] = {
+    "sum": H_CHARGE, "min": H_CHARGE, "max": H_CHARGE, "any": H_CHARGE, "all": H_CHARGE,
+    "sorted": H_MATERIALIZE, "list": H_MATERIALIZE, "tuple": H_MATERIALIZE, "set": H_MATERIALIZE,
+    "frozenset": H_MATERIALIZE, "dict": H_MATERIALIZE, "bytes": H_MATERIALIZE,
+}
+_COUNTS_ITSELF = (ast.GeneratorExp, ast.ListComp, ast.SetComp, ast.DictComp, ast.List, ast.Tuple, ast.Set,
+                  ast.Dict, ast.Constant, ast.JoinedStr)
 
 
 def routed_attribute(value: ast.expr, attr: str, at: ast.AST) -> ast.expr:
@@ -195,11 +255,34 @@ class Translator(ast.NodeTransformer):
             keywords = [ast.keyword(arg=k.arg, value=self.visit(k.value)) for k in node.keywords]
             return ast.copy_location(call(H_CALLATTR, receiver, const(func.attr), *args, keywords=keywords), node)
         if self.is_builtin(func, "str"):
+            if len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Starred):
+                # `str(x)`: CPython's own str when x's text cannot contain an address
+                arg = self.visit(node.args[0])
+                if is_simple(arg):
+                    safe = ast.Compare(left=call(H_TYPE, arg), ops=[ast.In()], comparators=[name(H_SAFE)])
+                    return ast.copy_location(ast.IfExp(test=safe, body=call(H_HOSTSTR, arg),
+                                                       orelse=call(H_STR1, arg)), node)
+                return ast.copy_location(call(H_STR1, arg), node)
             node.func = name(H_STR)
         elif self.is_builtin(func, "isinstance") and len(node.args) == 2 and not node.keywords:
             node.args[1] = self._host_types(node.args[1])
+        else:
+            node.args = self.charged_args(func, node.args)
         self.generic_visit(node)
         return node
+
+    def charged_args(self, func: ast.expr, args: list[ast.expr], source: list[ast.expr] | None = None
+                     ) -> list[ast.expr]:
+        """The arguments of a call, with the iterable a consuming built-in will run through in C
+        wrapped so that it is charged for (see CONSUMERS). `source`: the arguments as written,
+        when `args` are their lowered forms."""
+        written = source if source is not None else args
+        if (isinstance(func, ast.Name) and func.id in CONSUMERS and self.is_builtin(func, func.id)
+                and args and not isinstance(written[0], (ast.Starred, *_COUNTS_ITSELF))
+                and (func.id not in ("min", "max") or len(args) == 1)):
+            first = args[0]
+            return [ast.copy_location(call(CONSUMERS[func.id], first), first), *args[1:]]
+        return args
 
     def _host_types(self, node: ast.expr) -> ast.expr:
         """`isinstance(x, str)`: test against the host type directly (no Python-level check)."""
@@ -210,29 +293,33 @@ class Translator(ast.NodeTransformer):
         return node
 
     def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.expr:
-        value = self.visit(node.value)
-        spec = self.visit(node.format_spec) if node.format_spec is not None else None
-        return formatted_value(value, node.conversion, spec, node)
+        node.value = shown(self.visit(node.value), node)
+        if node.format_spec is not None:
+            node.format_spec = self.visit(node.format_spec)
+        return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
         self.generic_visit(node)
         if isinstance(node.op, ast.Mult) and (is_sequence_literal(node.left) or is_sequence_literal(node.right)):
             return ast.copy_location(call(H_REP, node.left, node.right), node)
-        if isinstance(node.op, ast.Mod):
-            return modulo(node.left, node.right, node)
+        checked = CHECKED_OPS.get(type(node.op))
+        if checked is not None:
+            return checked(node.left, node.right, node)
         return node
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.stmt]:
-        if not isinstance(node.op, ast.Mod) or is_number_literal(node.value):
+        checked = CHECKED_OPS.get(type(node.op))
+        if checked is None or is_number_literal(node.value):
             self.generic_visit(node)
             return node
-        # `x %= v` may format: `x = _fm_mod(x, v)`, evaluating a subscript's parts once
+        # `x %= v` may format, `x **= v` may be huge: `x = _fm_mod(x, v)`, evaluating a
+        # subscript's parts once
         value = self.visit(node.value)
         target = node.target
         if isinstance(target, ast.Name):
             load = self.visit(ast.Name(id=target.id, ctx=ast.Load()))
             store = self.visit(ast.Name(id=target.id, ctx=ast.Store()))
-            return ast.copy_location(ast.Assign(targets=[store], value=modulo(load, value, node)), node)
+            return ast.copy_location(ast.Assign(targets=[store], value=checked(load, value, node)), node)
         assert isinstance(target, ast.Subscript)  # attribute targets are rejected by the checker
         self.aug_temps = getattr(self, "aug_temps", 0) + 1
         obj, idx = f"_fm_ao{self.aug_temps}", f"_fm_ai{self.aug_temps}"
@@ -240,7 +327,7 @@ class Translator(ast.NodeTransformer):
             ast.Assign(targets=[name(obj, ast.Store())], value=self.visit(target.value)),
             ast.Assign(targets=[name(idx, ast.Store())], value=self.visit(target.slice)),
             ast.Assign(targets=[ast.Subscript(value=name(obj), slice=name(idx), ctx=ast.Store())],
-                       value=modulo(ast.Subscript(value=name(obj), slice=name(idx), ctx=ast.Load()), value, node)),
+                       value=checked(ast.Subscript(value=name(obj), slice=name(idx), ctx=ast.Load()), value, node)),
         ]
         return [ast.copy_location(s, node) for s in out]
 
@@ -261,9 +348,11 @@ class Translator(ast.NodeTransformer):
                 if i:
                     gen.iter = self.visit(gen.iter)
                 gen.target = self.visit(gen.target)
-                # every iteration ticks the fuel counter, as a loop does (`not None` is true)
-                tick = ast.UnaryOp(op=ast.Not(), operand=call(H_TICK))
-                gen.ifs = [ast.copy_location(tick, node), *[self.visit(c) for c in gen.ifs]]
+                gen.ifs = [self.visit(c) for c in gen.ifs]
+                if i:  # every iteration ticks the fuel counter, as a loop does
+                    gen.iter, gen.target = ticking(gen.iter, gen.target, node)
+            first = node.generators[0]
+            first.iter, first.target = ticking(first.iter, first.target, node)
             if isinstance(node, ast.DictComp):
                 node.key = self.visit(node.key)
                 node.value = self.visit(node.value)
@@ -379,16 +468,15 @@ class Translator(ast.NodeTransformer):
         return out or [ast.Pass()]
 
     # -- statements ----------------------------------------------------------
-    def _loop(self, node: ast.For | ast.While) -> ast.AST:
+    def visit_For(self, node: ast.For) -> ast.AST:
+        self.generic_visit(node)
+        node.iter, node.target = ticking(node.iter, node.target, node)
+        return node
+
+    def visit_While(self, node: ast.While) -> ast.AST:
         self.generic_visit(node)
         node.body.insert(0, ast.copy_location(tick_stmt(), node))
         return node
-
-    def visit_For(self, node: ast.For) -> ast.AST:
-        return self._loop(node)
-
-    def visit_While(self, node: ast.While) -> ast.AST:
-        return self._loop(node)
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> ast.AST:
         self.generic_visit(node)

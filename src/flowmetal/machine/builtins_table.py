@@ -16,6 +16,7 @@ from typing import Any
 from flowmetal.lang.names import BUILTIN_NAMES
 from flowmetal.machine import kinds as _kinds  # noqa: F401  (registers every kind of value)
 from flowmetal.machine.access import STR, TYPE, builtin_function
+from flowmetal.machine.limits import power
 from flowmetal.machine.show import fm_ascii, fm_format, fm_repr
 from flowmetal.machine.values import FmFrozenSet, FmSet
 
@@ -31,6 +32,11 @@ ProgramMemoryError.__module__ = "builtins"
 
 __all__ = ["make_builtins"]
 
+
+def _pow(base: Any, exp: Any, mod: Any = None) -> Any:
+    """`pow()`: refuses integers too large to hold before computing them."""
+    return power(base, exp, mod)
+
 _OVERRIDES: dict[str, object] = {
     "set": FmSet,
     "frozenset": FmFrozenSet,
@@ -40,6 +46,7 @@ _OVERRIDES: dict[str, object] = {
     "ascii": builtin_function(fm_ascii, "ascii"),
     "format": builtin_function(fm_format, "format"),
     "MemoryError": ProgramMemoryError,
+    "pow": builtin_function(_pow, "pow"),
 }
 
 

@@ -23,23 +23,18 @@ from typing import Any
 
 from flowmetal.machine import access
 from flowmetal.machine.access import BoundBuiltin, UnboundBuiltin, fm_getattr, register_kind
+from flowmetal.machine.limits import ACTIVE, SELF_COUNTING, register_sized
 from flowmetal.machine.objects import EffectFunction, Function, Generator, MemoryLimitExceeded
 from flowmetal.machine.show import fm_repr, register_leaf, safe_format, safe_format_map
 from flowmetal.machine.tasks import Cancelled, MachineOp, TaskHandle, Timeout, TimeoutScope
 from flowmetal.machine.values import FmFrozenSet, FmSet, Match, Module, Pattern
 from flowmetal.machine.views import ItemsView, KeysView, ValuesView, view_of
 
-__all__ = ["SIZE_LIMIT", "set_size_limit"]
-
-SIZE_LIMIT = [100_000_000]  # items one call may create; the running machine's Limits.max_sequence
-
-
-def set_size_limit(n: int) -> None:
-    SIZE_LIMIT[0] = n
+__all__: list[str] = []
 
 
 def _too_big(n: int, what: str) -> None:
-    limit = SIZE_LIMIT[0]
+    limit = ACTIVE[0].max_sequence
     if n > limit:
         raise MemoryLimitExceeded(f"MemoryLimitExceeded: {what} would create {n} items (limit {limit})")
 
@@ -73,7 +68,7 @@ def _replace(method: Callable[..., Any]) -> Callable[..., Any]:
     def replace(s: Any, old: Any, new: Any, count: Any = -1, /) -> Any:
         if (isinstance(s, str | bytes) and type(old) is type(s) and type(new) is type(s)
                 and len(new) > len(old) and type(count) is int):
-            if len(s) + (len(s) + 1) * (len(new) - len(old)) > SIZE_LIMIT[0]:
+            if len(s) + (len(s) + 1) * (len(new) - len(old)) > ACTIVE[0].max_sequence:
                 n = len(s) + 1 if not old else s.count(old)  # type: ignore[arg-type]
                 if count >= 0:
                     n = min(n, count)
@@ -167,6 +162,8 @@ def _register_builtins() -> None:
     register_kind(Cancelled, "flowmetal.Cancelled")
     register_kind(TaskHandle, "flowmetal.Task")
     register_kind(TimeoutScope, "flowmetal.timeout")
+    register_sized(FmSet, FmFrozenSet, KeysView, ValuesView, ItemsView)
+    SELF_COUNTING.add(Generator)
     for leaf in (FmSet, FmFrozenSet, Pattern, Match, Module, KeysView, ValuesView, ItemsView, Function, Generator,
                  EffectFunction, MachineOp, TaskHandle, TimeoutScope, re.RegexFlag):
         register_leaf(leaf)

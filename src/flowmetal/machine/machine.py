@@ -27,9 +27,10 @@ from typing import Any
 from flowmetal.errors import MachineError
 from flowmetal.lang.lower import UnitInfo
 from flowmetal.lang.program import Program
+from flowmetal.machine import kinds as _kinds  # noqa: F401  (registers the kinds of values)
 from flowmetal.machine import prelude
 from flowmetal.machine import tasks as task_ops
-from flowmetal.machine.limits import Limits, make_ticker
+from flowmetal.machine.limits import Limits, make_ticker, set_active
 from flowmetal.machine.objects import (
     END,
     EffectFunction,
@@ -51,6 +52,7 @@ from flowmetal.machine.values import Module
 _PUSHED = task_ops.PUSHED
 _BLOCKED = object()
 _ENDED = object()
+INT_MAX_STR_DIGITS = 4300  # CPython's default; fixed for programs (see docs/language.md)
 _DIRECT_LIMIT = 150  # resumable calls nested on the host stack before the machine takes over
 _VIA_MACHINE = Suspension([], None)
 _BLOCKING_OPS = frozenset({"wait", "wait_any", "result", "enter"})
@@ -180,6 +182,11 @@ class Machine:
             return self.outcome
         old_limit = sys.getrecursionlimit()
         sys.setrecursionlimit(_host_depth() + self.limits.depth + 50)
+        # Flowmetal's own digit limit for int <-> str, whatever the host's setting, so a
+        # program converts (or fails to convert) the same numbers everywhere
+        old_digits = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(INT_MAX_STR_DIGITS)
+        set_active(self.limits)
         self.ticks.start()
         main_task = self.tasks[1]
         try:
@@ -202,6 +209,7 @@ class Machine:
         finally:
             sys.setrecursionlimit(old_limit)
             self.cancelling = False
+            sys.set_int_max_str_digits(old_digits)
         if self.aborted is not None:
             self.outcome = self._failed(self.aborted)
             return self.outcome

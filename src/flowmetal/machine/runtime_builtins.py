@@ -22,7 +22,7 @@ from flowmetal.machine.objects import (
     MemoryLimitExceeded,
     Suspension,
 )
-from flowmetal.machine.show import fm_format_value, fm_mod, fm_percent, fm_str, str_call
+from flowmetal.machine.show import SAFE_TYPES, fm_mod, fm_percent, fm_str, shown, str_call
 from flowmetal.machine.stdmods import get_module
 from flowmetal.machine.tasks import MachineOp, op_enter, op_exit
 from flowmetal.machine.values import FmSet
@@ -89,13 +89,22 @@ def make_helpers(machine: Machine, program_key: str) -> dict[str, Any]:
         _fm_set=FmSet,
         _fm_getattr=fm_getattr,
         _fm_callattr=fm_callattr,
-        _fm_fv=fm_format_value,
+        _fm_zip=host.zip,
+        _fm_ticks=machine.ticks.chain,
+        _fm_type=host.type,
+        _fm_SAFE=SAFE_TYPES,
+        _fm_shown=shown,
+        _fm_str1=fm_str,
         _fm_percent=fm_percent,
         _fm_mod=fm_mod,
         _fm_str=str_call,
         _fm_hoststr=host.str,
         _fm_guard=guard,
         _fm_BaseException=host.BaseException,
+        _fm_charge=machine.ticks.consume,
+        _fm_materialize=machine.ticks.materialize,
+        _fm_pow=limits_mod.power,
+        _fm_lshift=limits_mod.lshift,
         _fm_rep=lambda a, b: limits_mod.repeat(machine.limits, a, b),
         _fm_tick=machine.ticks.tick,
         _fm_import=fm_import,

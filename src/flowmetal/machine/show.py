@@ -27,10 +27,11 @@ from typing import Any
 
 __all__ = [
     "BUILTIN_FUNCTION_NAMES",
+    "SAFE_TYPES",
+    "Shown",
     "fm_ascii",
     "fm_exc_str",
     "fm_format",
-    "fm_format_value",
     "fm_mod",
     "fm_percent",
     "fm_repr",
@@ -38,6 +39,7 @@ __all__ = [
     "register_leaf",
     "safe_format",
     "safe_format_map",
+    "shown",
 ]
 
 # Types whose repr never depends on the process: CPython's own scalars, and the
@@ -205,15 +207,32 @@ def fm_format(value: Any, spec: Any = "") -> str:
     return format(value, spec)
 
 
-def fm_format_value(value: Any, conversion: int, spec: str) -> str:
-    """One f-string field: `{value!conversion:spec}` (conversion -1, 's', 'r' or 'a' as ord)."""
-    if conversion == 114:  # 'r'
-        value = fm_repr(value)
-    elif conversion == 115:  # 's'
-        value = fm_str(value)
-    elif conversion == 97:  # 'a'
-        value = fm_ascii(value)
-    return fm_format(value, spec)
+class Shown:
+    """A value whose text may contain an address, as an f-string field (`{x}`, `{x!r:>10}`)
+    sees it: CPython's f-string machinery asks it for its repr, str or format, and it
+    answers with fm_repr, fm_str and fm_format of the value."""
+
+    __slots__ = ("_fm_value",)
+
+    def __init__(self, value: Any) -> None:
+        self._fm_value = value
+
+    def __repr__(self) -> str:
+        return fm_repr(self._fm_value)
+
+    def __str__(self) -> str:
+        return fm_str(self._fm_value)
+
+    def __format__(self, spec: str) -> str:
+        return fm_format(self._fm_value, spec)
+
+
+def shown(value: Any) -> Any:
+    """An f-string field's value: itself when its text cannot contain an address."""
+    return value if type(value) in _LEAF else Shown(value)
+
+
+SAFE_TYPES = _LEAF  # the same set (kinds register more), for generated code's inline test
 
 
 # --------------------------------------------------------------------------------

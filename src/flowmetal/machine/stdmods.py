@@ -16,6 +16,7 @@ from typing import Any
 
 from flowmetal.machine import kinds as _kinds  # noqa: F401  (registers the kinds of values)
 from flowmetal.machine.access import visible_class
+from flowmetal.machine.limits import checked_math
 from flowmetal.machine.values import Match, Module, Pattern
 
 __all__ = ["STD_MODULE_EXPORTS", "get_module"]
@@ -124,7 +125,11 @@ def _json_members() -> dict[str, Any]:
 
 
 def _math_members() -> dict[str, Any]:
-    return {name: getattr(_math, name) for name in dir(_math) if not name.startswith("_")}
+    members = {name: getattr(_math, name) for name in dir(_math) if not name.startswith("_")}
+    # results that can be too large to hold are refused before they are computed
+    for name in ("factorial", "comb", "perm"):
+        members[name] = checked_math(name, members[name])
+    return members
 
 
 _BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {

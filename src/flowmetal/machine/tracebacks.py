@@ -10,9 +10,10 @@ entries from `__traceback__` to the front of the exception's `_fm_trace` list
 
 from __future__ import annotations
 
-import traceback as host_traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from flowmetal.machine.show import fm_exc_str
 
 if TYPE_CHECKING:
     from flowmetal.lang.program import Program
@@ -51,32 +52,82 @@ def _entries(exc: BaseException, programs: Mapping[str, Program]) -> list[tuple[
 
 
 def error_line(exc: BaseException) -> str:
-    """The last line CPython prints for an uncaught exception, e.g. `KeyError: 'x'`."""
-    return host_traceback.format_exception_only(type(exc), exc)[-1].rstrip("\n")
+    """The last line CPython prints for an uncaught exception, e.g. `KeyError: 'x'` (its
+    arguments written without memory addresses)."""
+    t = type(exc)
+    name = t.__qualname__
+    if t.__module__ not in ("builtins", "__main__"):
+        name = f"{t.__module__}.{name}"
+    try:
+        text = fm_exc_str(exc)
+    except Exception:
+        text = "<exception str() failed>"
+    return f"{name}: {text}" if text else name
+
+
+MAX_CHAIN = 100  # chained exceptions written out; the rest are counted
+_REPEAT_SHOWN = 3  # as CPython: identical consecutive entries beyond this are folded
 
 
 def format_exception(exc: BaseException, programs: Mapping[str, Program]) -> str:
+    """The traceback CPython would print, for the program's own frames. Iterative, so a
+    chain of any length (each exception raised while handling the last) cannot overflow it."""
     sources = {p.filename: p.source.splitlines() for p in programs.values()}
-    parts: list[str] = []
+    chain: list[tuple[BaseException, str]] = []  # innermost cause first, each with its link text
     seen: set[int] = set()
-
-    def emit(e: BaseException) -> None:
+    e: BaseException | None = exc
+    link = ""
+    while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if e.__cause__ is not None and id(e.__cause__) not in seen:
-            emit(e.__cause__)
-            parts.append("\nThe above exception was the direct cause of the following exception:\n\n")
-        elif e.__context__ is not None and not e.__suppress_context__ and id(e.__context__) not in seen:
-            emit(e.__context__)
-            parts.append("\nDuring handling of the above exception, another exception occurred:\n\n")
-        entries = _entries(e, programs)
-        if entries:
-            parts.append("Traceback (most recent call last):\n")
-            for filename, line, func in entries:
-                parts.append(f'  File "{filename}", line {line}, in {func}\n')
-                lines = sources.get(filename)
-                if lines and 0 < line <= len(lines) and lines[line - 1].strip():
-                    parts.append(f"    {lines[line - 1].strip()}\n")
-        parts.append(error_line(e) + "\n")
-
-    emit(exc)
+        chain.append((e, link))
+        if e.__cause__ is not None:
+            e, link = e.__cause__, _CAUSE
+        elif e.__context__ is not None and not e.__suppress_context__:
+            e, link = e.__context__, _CONTEXT
+        else:
+            e = None
+    parts: list[str] = []
+    if len(chain) > MAX_CHAIN:
+        parts.append(f"[{len(chain) - MAX_CHAIN} earlier chained exceptions not shown]\n\n")
+        chain = chain[:MAX_CHAIN]
+    for e, link in reversed(chain):
+        _format_one(e, programs, sources, parts)
+        parts.append(link)
     return "".join(parts)
+
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def _format_one(e: BaseException, programs: Mapping[str, Program], sources: Mapping[str, list[str]],
+                parts: list[str]) -> None:
+    entries = _entries(e, programs)
+    if entries:
+        parts.append("Traceback (most recent call last):\n")
+        last = None
+        repeats = 0
+        for entry in entries:
+            if entry == last:
+                repeats += 1
+                if repeats >= _REPEAT_SHOWN:
+                    continue
+            else:
+                _fold(repeats, parts)
+                last, repeats = entry, 0
+            filename, line, func = entry
+            parts.append(f'  File "{filename}", line {line}, in {func}\n')
+            lines = sources.get(filename)
+            if lines and 0 < line <= len(lines) and lines[line - 1].strip():
+                parts.append(f"    {lines[line - 1].strip()}\n")
+        _fold(repeats, parts)
+    parts.append(error_line(e) + "\n")
+    notes = getattr(e, "__notes__", None)
+    if isinstance(notes, list):
+        parts.extend(f"{note}\n" if isinstance(note, str) else "<note str() failed>\n" for note in notes)
+
+
+def _fold(repeats: int, parts: list[str]) -> None:
+    hidden = repeats - _REPEAT_SHOWN + 1
+    if hidden > 0:
+        parts.append(f"  [Previous line repeated {hidden} more time{'s' if hidden > 1 else ''}]\n")

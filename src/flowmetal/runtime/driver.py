@@ -47,7 +47,9 @@ from flowmetal.store.base import (
     NewCall,
     NewProgram,
     ProgramRow,
+    ReservedChannel,
     Store,
+    user_channel,
 )
 from flowmetal.store.operations import DeploymentRow
 from flowmetal.store.retry import normalize as normalize_retry
@@ -77,6 +79,14 @@ def revive(kind: str, raw: Any) -> Any:
         return actions.ChildHandle(str(raw["id"]))
     return outside.revive(kind, raw)
 
+
+
+def _own_channel(action: str, channel: Any) -> None:
+    """A program sends and receives on its own channels, never on the runtime's (`__...`)."""
+    try:
+        user_channel(channel)
+    except ReservedChannel as e:
+        raise ValueError(f"{action}(): {e}") from None
 
 class ReplayDiverged(FlowmetalError):
     """Re-running a program did not reproduce its recorded history."""
@@ -575,6 +585,7 @@ class _Slice:
             raise _Wait(info)
         if name == "receive":
             channel = args[0] if args else kw.get("channel", "inbox")
+            _own_channel("receive", channel)
             timeout = args[1] if len(args) > 1 else kw.get("timeout")
             return self.wait_channel(req, "receive", str(channel), timeout)
         if name == "child_result":
@@ -671,6 +682,7 @@ class _Slice:
         raise _Wait({"request": req.id, "kind": kind, "channel": channel, "due": due, "task": req.task, **extra})
 
     def send(self, program_id: Any, message: Any, channel: str = "inbox") -> None:
+        _own_channel("send", channel)
         try:
             json.dumps(message, allow_nan=False)
         except (TypeError, ValueError) as e:

@@ -60,6 +60,27 @@ class StoreUnavailable(StoreError):
     Nothing is known to be lost: trying again later may succeed."""
 
 
+class ReservedChannel(UsageError):
+    """A message addressed to a channel only the runtime delivers on (see `user_channel`)."""
+
+
+RESERVED_CHANNEL_PREFIX = "__"
+
+
+def user_channel(channel: str) -> str:
+    """`channel`, if senders may use it. Outcomes of calls, HTTP requests, child programs and
+    callbacks reach a program on channels starting with `__` (`__call__:...`, `__child__:...`,
+    `__cb__:...`); refusing them at every door (the API, the CLI, the client, programs' own
+    `send`) means no one can forge another program's results."""
+    if not isinstance(channel, str) or not channel:
+        raise ReservedChannel("a channel is a non-empty string")
+    if channel.startswith(RESERVED_CHANNEL_PREFIX):
+        raise ReservedChannel(f"channel {channel!r} is reserved: channels starting with "
+                              f"{RESERVED_CHANNEL_PREFIX!r} carry the outcomes of calls, child programs and "
+                              "callbacks, which only the runtime delivers")
+    return channel
+
+
 class BadCursor(UsageError):
     """A listing cursor that this store did not hand out (or for another order)."""
 

@@ -82,6 +82,7 @@ from flowmetal.store.base import (
     finish_page,
     page_clause,
     started_data,
+    user_channel,
 )
 from flowmetal.store.retry import settle
 from flowmetal.store.shared import (
@@ -693,6 +694,7 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
             raise error
 
     def send(self, program_id: str, channel: str, message: Any, now: float) -> None:
+        user_channel(channel)
         # one statement: the message is queued only if the program is live, which it marks runnable
         def run(conn: Conn) -> StoreError | None:
             cur = conn.execute(

@@ -51,6 +51,7 @@ from flowmetal.store.base import (
     finish_page,
     page_clause,
     started_data,
+    user_channel,
 )
 from flowmetal.store.retry import settle
 from flowmetal.store.shared import (
@@ -391,6 +392,7 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
         return r
 
     def send(self, program_id: str, channel: str, message: Any, now: float) -> None:
+        user_channel(channel)
         with self._write() as db:
             self._live(db, program_id)
             self._enqueue(db, program_id, channel, message, now)
