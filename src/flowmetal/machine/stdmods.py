@@ -121,7 +121,22 @@ def _json_members() -> dict[str, Any]:
     # The host encoder already rejects FmSet with CPython's wording, because
     # it builds the message from the type's __name__, which is "set".
     # dump/load are absent: they need files.
-    return {"dumps": _json.dumps, "loads": _json.loads, "JSONDecodeError": _json.JSONDecodeError}
+    return {"dumps": _no_cls(_json.dumps), "loads": _no_cls(_json.loads), "JSONDecodeError": _json.JSONDecodeError}
+
+
+def _no_cls(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """json's own function without `cls=`: an encoder or decoder class is host code to run, and
+    programs have every other option (`default=`, `object_hook=`, ...) for what it would do."""
+
+    def without_cls(*args: Any, **kwargs: Any) -> Any:
+        if "cls" in kwargs:
+            raise TypeError(f"{fn.__name__}() got an unexpected keyword argument 'cls' "
+                            "(encoder and decoder classes are not available in Flowmetal)")
+        return fn(*args, **kwargs)
+
+    without_cls.__name__ = without_cls.__qualname__ = fn.__name__
+    without_cls.__doc__ = fn.__doc__
+    return without_cls
 
 
 def _math_members() -> dict[str, Any]:
