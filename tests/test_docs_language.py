@@ -4,6 +4,8 @@
   exactly the names a program sees, and each exists at run time.
 * The forbidden-names table (between `<!-- forbidden-table -->` markers)
   lists exactly `FORBIDDEN_BUILTINS`.
+* The values table (between `<!-- surface-table -->` markers) is exactly what
+  `lang/surface.py` renders: the documentation is generated from the allow-list.
 * Every exported name of `json` and `re` is mentioned.
 * Code examples run. A fence opened with `` ```python flow `` is a program; its
   trailing comment block states what it does:
@@ -157,6 +159,14 @@ def test_builtins_table_matches_the_language() -> None:
     required = BUILTIN_FUNCTIONS | BUILTIN_EXCEPTIONS | BUILTIN_CONSTANTS
     missing = sorted(required - set(names))
     assert not missing, f"built in but not documented: {missing}"
+
+
+def test_surface_table_is_generated_from_the_allow_list() -> None:
+    from flowmetal.lang.surface import render_markdown
+
+    assert _region(_doc(), "surface-table").strip() == render_markdown().strip(), (
+        "docs/language.md's values table differs from lang/surface.py: "
+        "regenerate it with `python -m flowmetal.lang.surface`")
 
 
 def test_forbidden_table_matches_the_language() -> None:

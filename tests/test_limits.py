@@ -223,6 +223,7 @@ def test_repetition_of_a_variable_is_limited() -> None:
         ("print(sorted(map(abs, range(10**15)))[:1])", "FuelExhausted"),
         ("print(any(x < 0 for x in iter(int, 1)))", "FuelExhausted"),
         ("print([x for x in iter(int, 1)])", "FuelExhausted"),
+        ("print(len(''.join(iter(lambda: 'a', None))))", "FuelExhausted"),
         ("print(len(list(range(10**12))))", "MemoryLimitExceeded"),
         ("print(len(bytes(10**12)))", "MemoryLimitExceeded"),
         ("x = 2 ** 10**10", "MemoryLimitExceeded"),

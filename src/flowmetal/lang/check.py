@@ -29,8 +29,11 @@ Warnings alone do not make a program invalid; see `has_errors`.
 from __future__ import annotations
 
 import ast
+import contextlib
+import sys
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from flowmetal.lang.check_scopes import check_names
 from flowmetal.lang.diagnostics import Diagnostic
@@ -58,7 +61,7 @@ def check_source(
     if source.startswith("\ufeff"):
         source = source[1:]  # a byte-order mark is invisible to editors
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), stack_for_compiling():
             warnings.simplefilter("ignore")  # e.g. invalid escape sequences
             tree = ast.parse(source, filename)
     except SyntaxError as exc:
@@ -79,6 +82,24 @@ def check_source(
             diagnostics.append(compile_error)
     diagnostics.sort(key=lambda d: (d.line, d.col))
     return tree, diagnostics
+
+
+@contextlib.contextmanager
+def stack_for_compiling() -> Iterator[None]:
+    """The same recursion budget above the caller for parsing and every compiler pass, however
+    deep the caller's own stack is, so `check` and `run` accept and refuse the same programs.
+    (The passes recurse once per level of nesting; MAX_DEPTH levels need far less than this.)"""
+    old = sys.getrecursionlimit()
+    depth = 0
+    frame: Any = sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    sys.setrecursionlimit(depth + 12 * MAX_DEPTH)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def has_errors(diagnostics: Iterable[Diagnostic]) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import sys
 import types
 import warnings
 from collections import OrderedDict
@@ -20,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from flowmetal.errors import CheckFailed
-from flowmetal.lang.check import MAX_DEPTH, check_source, has_errors
+from flowmetal.lang.check import check_source, has_errors, stack_for_compiling
 from flowmetal.lang.classify import classify
 from flowmetal.lang.diagnostics import Diagnostic
 from flowmetal.lang.lower import ProgramFacts, UnitInfo, default_facts_builtin, lower_unit
@@ -62,25 +61,11 @@ def compile_program(
     all_resumable: bool = False,
 ) -> Program:
     """Check and compile a program; raises `CheckFailed` listing every error."""
-    # The passes recurse once per level of nesting; the checker refuses programs deeper than
-    # check.MAX_DEPTH, and this leaves every pass room for that depth whatever the caller's stack.
-    old_limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old_limit, _stack_depth() + 12 * MAX_DEPTH))
     try:
-        return _compile_program(source, filename, modules, effect_modules, checked, all_resumable)
+        with stack_for_compiling():
+            return _compile_program(source, filename, modules, effect_modules, checked, all_resumable)
     except (RecursionError, MemoryError):
         raise CheckFailed([Diagnostic(filename, 1, 1, "error", "the program is nested too deeply to compile")]) from None
-    finally:
-        sys.setrecursionlimit(old_limit)
-
-
-def _stack_depth() -> int:
-    depth = 0
-    frame = sys._getframe()
-    while frame is not None:
-        depth += 1
-        frame = frame.f_back  # type: ignore[assignment]
-    return depth
 
 
 def _compile_program(source: str, filename: str, modules: Mapping[str, frozenset[str] | None] | None,

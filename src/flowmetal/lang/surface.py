@@ -52,6 +52,9 @@ class Kind:
     methods: frozenset[str] = frozenset()
     data: frozenset[str] = frozenset()  # attributes that are not methods
     routed: frozenset[str] = frozenset()  # attributes Flowmetal implements itself
+    # names the host type has that programs may not read (they are routed, so the checked
+    # getattr refuses them: e.g. a generator's `send`, which is also a `flowmetal` action)
+    refused: frozenset[str] = frozenset()
     type_reachable: bool = False  # programs hold the type object itself (e.g. `int`)
     group: str = "values"  # how the documentation groups it
 
@@ -142,7 +145,8 @@ KINDS: dict[str, Kind] = {
             "dict_reverseitemiterator", "callable_iterator", "iterator")],
         *[Kind(n, f"The lazy iterator `{n}()` returns.", type_reachable=True, group="iterators")
           for n in ("enumerate", "zip", "map", "filter", "reversed")],
-        Kind("generator", "A generator (from a generator expression).", group="iterators"),
+        Kind("generator", "A generator (from a generator expression).", data=_CALLABLE_DATA,
+             refused=_names("send"), group="iterators"),
         # -- code -----------------------------------------------------------------------
         Kind("function", "A function defined by the program (`def` or `lambda`).", data=_CALLABLE_DATA,
              group="code"),
@@ -166,7 +170,7 @@ KINDS: dict[str, Kind] = {
              data=_names("endpos lastgroup lastindex pos re regs string"), group="modules"),
         Kind("re.RegexFlag", "A regular expression flag (`re.IGNORECASE`); an integer.",
              methods=_INT_METHODS, data=_INT_DATA | _names("name value"), routed=_names("to_bytes"),
-             group="modules"),
+             refused=_names("ASCII DOTALL IGNORECASE MULTILINE UNICODE VERBOSE __name__ __qualname__"), group="modules"),
         # -- exceptions ---------------------------------------------------------------------
         _exception("BaseException", "The root of the exception hierarchy."),
         _exception("Exception", "The base of all ordinary errors."),
@@ -275,9 +279,32 @@ ALL_ATTRIBUTES: frozenset[str] = _all_attributes()
 ROUTED_ATTRIBUTES: frozenset[str] = frozenset(
     name
     for kind in KINDS.values()
-    for name in kind.routed | (kind.data if kind.type_reachable else frozenset())
+    for name in kind.routed | kind.refused | (kind.data if kind.type_reachable else frozenset())
 )
 """Attribute names the compiler reads through the machine's checked getattr."""
+
+
+_GROUPS = (
+    ("values", "Values"),
+    ("iterators", "Iterators and generators"),
+    ("code", "Functions, methods, types and modules"),
+    ("modules", "Values of the standard modules"),
+    ("exceptions", "Exceptions"),
+    ("flowmetal", "Values of the `flowmetal` module"),
+)
+
+
+def render_markdown() -> str:
+    """The table's section of `docs/language.md` (a test keeps the two equal;
+    `python -m flowmetal.lang.surface` prints it)."""
+    out: list[str] = []
+    for group, title in _GROUPS:
+        out += [f"#### {title}", "", "| Kind | What it is | Attributes |", "| --- | --- | --- |"]
+        for kind in sorted((k for k in KINDS.values() if k.group == group), key=lambda k: k.name.lower()):
+            names = [f"`{n}()`" for n in sorted(kind.methods)] + [f"`{n}`" for n in sorted(kind.data)]
+            out.append(f"| `{kind.name}` | {kind.doc} | {', '.join(names) or '—'} |")
+        out.append("")
+    return "\n".join(out)
 
 
 def is_readable_name(name: str) -> bool:
@@ -298,4 +325,9 @@ __all__ = [
     "Kind",
     "ModuleSurface",
     "is_readable_name",
+    "render_markdown",
 ]
+
+
+if __name__ == "__main__":
+    print(render_markdown())

@@ -266,6 +266,9 @@ class Translator(ast.NodeTransformer):
             node.func = name(H_STR)
         elif self.is_builtin(func, "isinstance") and len(node.args) == 2 and not node.keywords:
             node.args[1] = self._host_types(node.args[1])
+        elif (isinstance(func, ast.Attribute) and func.attr == "join" and is_format_literal(func.value)
+              and len(node.args) == 1 and not isinstance(node.args[0], (ast.Starred, *_COUNTS_ITSELF))):
+            node.args[0] = ast.copy_location(call(H_CHARGE, node.args[0]), node.args[0])  # `", ".join(xs)`
         else:
             node.args = self.charged_args(func, node.args)
         self.generic_visit(node)
