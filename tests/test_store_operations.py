@@ -179,7 +179,8 @@ def test_prune_keeps_a_finished_parent_until_its_children_end(any_store: Store) 
 def test_restart_commit_starts_the_program_over_under_its_id(any_store: Store) -> None:
     _busy_program(any_store, "loop", 10.0, status=None)
     any_store.create_program(new("friend"), 10.0)
-    any_store.send("loop", "__cb__:x", {"internal": True}, 11.0)
+    # an internal message (a callback's request, on a channel only the runtime delivers on)
+    assert any_store.deliver_callback("tok-loop", {"internal": True}, 11.0) == "accepted"
     c = claim_one(any_store, only="loop", now=12.0)
     base = any_store.get_program("loop").last_seq
     child = NewProgram("kid", "child.flow", "def main():\n    return 2\n", "ch", {}, parent_id="loop")

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from attack import attempt, no_host_effect, stopped
+
+from security.attack import attempt, no_host_effect, stopped
 
 ESCAPES = {
     # The published exploit: a property of the Match type is built from attrgetter.

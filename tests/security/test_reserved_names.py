@@ -6,9 +6,9 @@ for the machine's own checks (fuel, memory, uncatchable stops)."""
 from __future__ import annotations
 
 import pytest
-from attack import attempt
 
 from flowmetal.machine.api import Limits
+from security.attack import attempt
 
 BINDINGS = {
     "assign": "_fm_tick = None\n",

@@ -266,9 +266,6 @@ class Translator(ast.NodeTransformer):
             node.func = name(H_STR)
         elif self.is_builtin(func, "isinstance") and len(node.args) == 2 and not node.keywords:
             node.args[1] = self._host_types(node.args[1])
-        elif (isinstance(func, ast.Attribute) and func.attr == "join" and is_format_literal(func.value)
-              and len(node.args) == 1 and not isinstance(node.args[0], (ast.Starred, *_COUNTS_ITSELF))):
-            node.args[0] = ast.copy_location(call(H_CHARGE, node.args[0]), node.args[0])  # `", ".join(xs)`
         else:
             node.args = self.charged_args(func, node.args)
         self.generic_visit(node)
@@ -280,12 +277,16 @@ class Translator(ast.NodeTransformer):
         wrapped so that it is charged for (see CONSUMERS). `source`: the arguments as written,
         when `args` are their lowered forms."""
         written = source if source is not None else args
-        if (isinstance(func, ast.Name) and func.id in CONSUMERS and self.is_builtin(func, func.id)
-                and args and not isinstance(written[0], (ast.Starred, *_COUNTS_ITSELF))
-                and (func.id not in ("min", "max") or len(args) == 1)):
-            first = args[0]
-            return [ast.copy_location(call(CONSUMERS[func.id], first), first), *args[1:]]
-        return args
+        if not args or isinstance(written[0], (ast.Starred, *_COUNTS_ITSELF)):
+            return args
+        if isinstance(func, ast.Name) and func.id in CONSUMERS and self.is_builtin(func, func.id) and (
+                func.id not in ("min", "max") or len(args) == 1):
+            helper = CONSUMERS[func.id]
+        elif isinstance(func, ast.Attribute) and func.attr == "join" and is_format_literal(func.value):
+            helper = H_CHARGE  # `", ".join(xs)`
+        else:
+            return args
+        return [ast.copy_location(call(helper, args[0]), args[0]), *args[1:]]
 
     def _host_types(self, node: ast.expr) -> ast.expr:
         """`isinstance(x, str)`: test against the host type directly (no Python-level check)."""

@@ -1,0 +1,1 @@
+"""The security suite: one file per kind of attack (see each file's docstring)."""
