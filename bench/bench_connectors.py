@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from common import raw_commits
 from flowmetal.connectors.functions import FunctionWorker
 from flowmetal.connectors.http import HttpConnector
 from flowmetal.runtime.driver import Runtime
@@ -66,21 +66,6 @@ def main(url, n):
         ok += http.get(url).status == 200
     return ok
 """
-
-
-def raw_commits(path: Path, seconds: float = 1.5) -> float:
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT INTO t VALUES (?)", (n,))
-        db.execute("COMMIT")
-        n += 1
-    db.close()
-    return n / (time.perf_counter() - start)
 
 
 class Services:

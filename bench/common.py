@@ -3,7 +3,10 @@ program (the same one on SQLite and PostgreSQL, so the two latencies compare).""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 WAKE = """\
 from flowmetal import now, receive
@@ -51,3 +54,20 @@ def markdown(rows: list[Row]) -> str:
     out = ["| figure | value | target | met? |", "|---|---:|---|---|"]
     out += [f"| {r.figure.strip()} | {r.value} | {r.target} | {_mark(r.met)} |" for r in rows]
     return "\n".join(out)
+
+
+def raw_commits(path: Path, seconds: float = 1.5) -> float:
+    """Single-row commits/s on `path` as the store makes them (WAL, synchronous=FULL, BEGIN
+    IMMEDIATE): the baseline the runtime's figures are read against."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t VALUES (?)", (n,))
+        db.execute("COMMIT")
+        n += 1
+    db.close()
+    return n / (time.perf_counter() - start)

@@ -195,11 +195,11 @@ def test_list_pages_and_filters(srv: Server) -> None:
 
 
 def test_start_from_path_idempotent_id_and_check_errors(srv: Server, tmp_path: Path) -> None:
-    path = tmp_path / "doubler.flow"
+    path = srv.db.parent / "doubler.flow"  # the server's program directory (its working directory)
     path.write_text(SLEEPY)
-    body = {"path": str(path), "args": {"n": 5}, "id": "doubler-1"}
+    body = {"path": "doubler.flow", "args": {"n": 5}, "id": "doubler-1"}
     first = srv.http.post("/programs", json=body)
-    assert first.status_code == 201 and first.json()["file"] == str(path)
+    assert first.status_code == 201 and first.json()["file"] == "doubler.flow"
     again = srv.http.post("/programs", json=body)
     assert again.status_code == 200 and again.json()["id"] == "doubler-1"
     assert again.json()["created_at"] == first.json()["created_at"]
@@ -213,7 +213,22 @@ def test_start_from_path_idempotent_id_and_check_errors(srv: Server, tmp_path: P
     assert "bad.flow:1:" in error["message"] and error["diagnostics"][0]["line"] == 1
     error = assert_error(srv.http.post("/programs", json={"source": "import os\n"}), 422, "CheckFailed")
     assert "os" in error["message"]
-    assert_error(srv.http.post("/programs", json={"path": str(tmp_path / "missing.flow")}), 422)
+    assert_error(srv.http.post("/programs", json={"path": "missing.flow"}), 422)
+
+
+def test_start_from_path_only_inside_the_program_directories(srv: Server, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.flow"
+    secret.write_text("sk = 'sk-live-123'\n")
+    (srv.db.parent / "creds.json").write_text('{"token": "sk-live-456"}')
+    for path, why in [("/etc/passwd", "absolute"), (str(secret), "absolute"), ("../x.flow", "'..'"),
+                      ("sub/../../secret.flow", "'..'"), ("./creds.json", ".flow"), ("~root/x.flow", "absolute")]:
+        error = assert_error(srv.http.post("/programs", json={"path": path}), 422, "ValidationError")
+        assert why in error["message"], (path, error)
+        assert "sk-live" not in str(error) and "root:" not in str(error)
+    # a symlink inside the directory that leads out of it
+    (srv.db.parent / "link.flow").symlink_to(secret)
+    error = assert_error(srv.http.post("/programs", json={"path": "link.flow"}), 422, "ValidationError")
+    assert "outside the program directories" in error["message"] and "sk-live" not in str(error)
 
 
 def test_messages_history_state_and_cancel(srv: Server) -> None:

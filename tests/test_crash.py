@@ -197,7 +197,7 @@ class Exclusive:
     def wrap(self, rt: Runtime, worker_name: str) -> None:
         original = rt.run_slice
 
-        def run_slice(claim: Any) -> Any:
+        def run_slice(claim: Any, outcomes: Any = None) -> Any:
             with self.lock:
                 other = self.running.get(claim.program_id)
                 if other is not None:
@@ -206,7 +206,7 @@ class Exclusive:
                 self.slices[worker_name] += 1
             try:
                 time.sleep(0.001)  # widen the window a double run would need
-                return original(claim)
+                return original(claim, outcomes)
             finally:
                 with self.lock:
                     self.running.pop(claim.program_id, None)

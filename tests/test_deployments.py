@@ -19,6 +19,7 @@ from flowmetal.api import create_app
 from flowmetal.client import Client
 from flowmetal.runtime.deployments import collect_bundle, is_deployment_name
 from flowmetal.runtime.driver import Runtime
+from flowmetal.runtime.programdirs import ProgramDirs
 from flowmetal.store.operations import UnknownDeployment
 from test_runtime import Env
 
@@ -50,7 +51,7 @@ def deploy(env: Env, root: Path, name: str = "job", *files: str) -> int:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Env:
-    e = Env(tmp_path / "store")
+    e = Env(tmp_path / "store", programs=ProgramDirs([tmp_path]))  # where start("x.flow") may read
     yield e
     e.store.close()
 

@@ -89,7 +89,8 @@ class Flowmetal(Process):
         self.env.update(FLOWMETAL_STORE=self.store, FLOWMETAL_EXAMPLE_SERVICES=services.url,
                         FLOWMETAL_SECRET_PAYMENTS_API_KEY=PAYMENTS_API_KEY)
         super().__init__([sys.executable, "-m", "flowmetal", "serve", "--port", str(port), "--public-url",
-                          f"http://127.0.0.1:{port}", "--functions", str(EXAMPLES / "example_functions.py")],
+                          f"http://127.0.0.1:{port}", "--functions", str(EXAMPLES / "example_functions.py"),
+                          "--programs", str(EXAMPLES)],
                          port, directory, self.env, "/health")
         self.directory = directory
 
@@ -101,7 +102,7 @@ class Flowmetal(Process):
 
     def start(self, example: str, **args: Any) -> str:
         """Start an example through the API (POST /programs); its id."""
-        r = self.http.post("/programs", json={"path": str(EXAMPLES / example), "args": args})
+        r = self.http.post("/programs", json={"path": example, "args": args})
         assert r.status_code == 201, r.text
         program_id: str = r.json()["id"]
         return program_id

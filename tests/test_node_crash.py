@@ -83,7 +83,7 @@ def _free_port() -> int:
 class Node:
     def __init__(self, store_url: str, port: int, log: Path) -> None:
         self.cmd = [sys.executable, "-m", "flowmetal", "serve", "--store", store_url, "--port", str(port),
-                    "--public-url", f"http://127.0.0.1:{port}"]
+                    "--public-url", f"http://127.0.0.1:{port}", "--programs", str(log.parent)]
         self.base = f"http://127.0.0.1:{port}"
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -133,7 +133,7 @@ def test_node_killed_with_requests_and_callbacks_in_flight(tmp_path: Path) -> No
     try:
         pids = []
         for n in range(PROGRAMS):
-            r = httpx.post(node.base + "/programs", json={"path": str(tmp_path / "job.flow"), "id": f"job{n}",
+            r = httpx.post(node.base + "/programs", json={"path": "job.flow", "id": f"job{n}",
                                                           "args": {"base": outside.url, "n": n}})
             assert r.status_code == 201, r.text
             pids.append(f"job{n}")

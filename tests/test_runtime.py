@@ -714,7 +714,7 @@ def test_heartbeat_renews_leases_on_the_runtime_clock(env: Env) -> None:
     pid = env.start("sleep_day")
     w = Worker(env.rt, lease=0.3, notify=False)
     (claim,) = env.store.claim(w.id, w.pid, w.host, w.lease, env.clock(), 1)
-    w._held.add(pid)
+    w._held[pid] = 0.0
     renewed: list[float] = []
     original = env.store.renew
 

@@ -24,7 +24,7 @@ _REASONS = {
     410: "gone: the program behind it has ended",
     413: "the request body is too large",
     422: "a field is missing or has the wrong type; or the program does not pass checking",
-    503: "the store is unreachable",
+    503: "the store is unreachable (or, for /state, the program's replay could not finish)",
 }
 _PATH_PARAMS = {
     "id": "the program's id",

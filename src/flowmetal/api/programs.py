@@ -12,7 +12,8 @@ from flowmetal.api.context import api
 from flowmetal.api.http import ApiError
 from flowmetal.api.operations import Operations, Reply, typed
 from flowmetal.runtime.deployments import is_deployment_name
-from flowmetal.runtime.inspect import describe
+from flowmetal.runtime.executors import ExecutorError
+from flowmetal.runtime.programdirs import ProgramPathError
 from flowmetal.runtime.waits import describe_waits, unread_messages
 from flowmetal.store.base import FINISHED, BadCursor, ProgramQuery, ProgramRow, UnknownProgram
 
@@ -24,9 +25,9 @@ ops = Operations()
          responses={201: (t.Program, "created"),
                     200: (t.Program, "a program with this id, source and args already exists")},
          errors=(404, 409, 422),
-         description="One of `source` (with an optional `filename`), `path` (a file the server reads, "
-                     "relative to its working directory) or `program` (a deployment's name, with an "
-                     "optional `version`).")
+         description="One of `source` (with an optional `filename`), `path` (a `.flow` file the server "
+                     "reads from its program directories, `--programs`; relative, without `..`) or "
+                     "`program` (a deployment's name, with an optional `version`).")
 async def start_program(request: Request, body: t.StartFromSource | t.StartFromPath | t.StartDeployment) -> Reply:
     a = api(request)
     program_id = body.id or None
@@ -37,7 +38,7 @@ async def start_program(request: Request, body: t.StartFromSource | t.StartFromP
     elif isinstance(body, t.StartFromSource):
         source, path = body.source, body.filename
     else:
-        # whoever holds the token may name any file the server can read
+        # read by the server, only from its program directories (`--programs`)
         source, path = None, body.path
 
     def create() -> tuple[bool, ProgramRow, list[str]]:
@@ -52,7 +53,8 @@ async def start_program(request: Request, body: t.StartFromSource | t.StartFromP
         if source is None and is_deployment_name(path):
             new_id = a.runtime.start_deployment(path, body.args, program_id, version)
         else:
-            new_id = a.runtime.start(path, body.args, program_id=program_id, source=source)
+            filename, text = (path, source) if source is not None else _read_program(a.runtime, path)
+            new_id = a.runtime.start(filename, body.args, program_id=program_id, source=text)
         row = a.store.get_program(new_id)
         warnings = [d.format() for d in a.runtime.program_for(row).diagnostics]
         if not existed:
@@ -64,6 +66,13 @@ async def start_program(request: Request, body: t.StartFromSource | t.StartFromP
     if warnings:
         out["warnings"] = warnings
     return Reply(200 if existed else 201, typed(out, t.Program))
+
+
+def _read_program(runtime: Any, path: str) -> tuple[str, str]:
+    try:
+        return runtime.read_program(path, what="path")
+    except ProgramPathError as e:
+        raise ApiError(422, "ValidationError", str(e)) from None
 
 
 @ops.add("GET", "/programs", summary="List programs, a page at a time", query=t.ListQuery,
@@ -145,7 +154,7 @@ async def get_history(request: Request, query: t.HistoryQuery) -> t.History:
 
 
 @ops.add("GET", "/programs/{id}/state", summary="A program's state at an event: tasks, stacks, variables, waits",
-         query=t.StateQuery, responses={200: (t.State, "the state")}, errors=(404, 422))
+         query=t.StateQuery, responses={200: (t.State, "the state")}, errors=(404, 422, 503))
 async def get_state(request: Request, query: t.StateQuery) -> t.State:
     a = api(request)
     program_id = request.path_params["id"]
@@ -155,9 +164,10 @@ async def get_state(request: Request, query: t.StateQuery) -> t.State:
         row = a.store.get_program(program_id)
         if at is not None and at > row.last_seq:
             raise ApiError(404, "UnknownEvent", f"program {program_id!r} has no event {at} (it has {row.last_seq})")
-        machine, seq = a.runtime.load(row, at)
-        waits = (row.waiting_on or {}).get("waits") if at is None else None
-        return {"id": program_id, "seq": seq, **describe(machine, waits)}
+        try:  # replayed in an executor process when the node has them (`flowmetal serve`)
+            return {"id": program_id, **a.runtime.describe(row, at)}
+        except ExecutorError as e:
+            raise ApiError(503, "ReplayFailed", str(e)) from None
 
     return typed(await a.run(inspect), t.State)
 

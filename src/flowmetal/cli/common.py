@@ -4,8 +4,11 @@ program here until it ends."""
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +120,87 @@ def open_store_at(store_url: str | None, existing: bool = False) -> Any:
     return open_store(store_url)
 
 
-def make_runtime(store_url: str | None, public_url: str | None = None) -> Any:
+def make_runtime(store_url: str | None, public_url: str | None = None, node: NodeOptions | None = None) -> Any:
+    """A runtime for the store; with `node`, one that runs programs in executor processes."""
     from flowmetal.runtime.driver import Runtime
 
-    return Runtime(open_store_at(store_url), reuse_machines=True, public_url=public_url)
+    if node is None:
+        return Runtime(open_store_at(store_url), reuse_machines=True, public_url=public_url)
+    return Runtime(open_store_at(store_url), reuse_machines=True, public_url=public_url, executors=node.executors,
+                   programs=node.programs)
+
+
+@dataclass
+class NodeOptions:
+    """How a process that runs programs isolates them (see docs/security.md)."""
+
+    executors: Any  # ExecutorSettings
+    programs: Any  # ProgramDirs
+    programs_given: bool = True  # --programs was given (else: the current directory)
+    egress: Any = None  # EgressPolicy
+
+    def with_program_dir(self, directory: str) -> NodeOptions:
+        from flowmetal.runtime.programdirs import ProgramDirs
+
+        return NodeOptions(self.executors, ProgramDirs([*self.programs.dirs, Path(directory)]), self.programs_given,
+                           self.egress)
+
+
+_SIZE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*")
+
+
+def parse_size(text: str, what: str) -> int | None:
+    """`512M`, `2G`, `1048576` or `none` -> bytes (None: no limit)."""
+    if text.strip().lower() in ("none", "off", "0"):
+        return None
+    m = _SIZE.fullmatch(text)
+    if m is None:
+        raise UsageError(f"{what}: expected a size such as 512M or 2G (or none), not {text!r}")
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+def node_options(fn: Any) -> Any:
+    """--executors, --slice-timeout, --memory-limit and --programs: for commands that run programs."""
+    from flowmetal.runtime.executors import SLICE_TIMEOUT
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, executors: int | None, slice_timeout: float, memory_limit: str,
+                program_dirs: tuple[str, ...], allow_hosts: tuple[str, ...], deny_hosts: tuple[str, ...],
+                **kwargs: Any) -> Any:
+        from flowmetal.connectors.egress import DEFAULT_DENY, EgressPolicy, PolicyError
+        from flowmetal.runtime.executors import ExecutorSettings, default_processes
+        from flowmetal.runtime.programdirs import ProgramDirs
+
+        try:
+            egress = EgressPolicy(allow_hosts, deny_hosts or DEFAULT_DENY)
+        except PolicyError as e:
+            raise UsageError(f"--allow-hosts/--deny-hosts: {e}") from None
+
+        settings = ExecutorSettings(processes=executors or default_processes(), slice_timeout=slice_timeout,
+                                    memory_limit=parse_size(memory_limit, "--memory-limit"))
+        kwargs["node"] = NodeOptions(settings, ProgramDirs(program_dirs or ["."]), bool(program_dirs), egress)
+        return fn(*args, **kwargs)
+
+    for option in reversed([
+        click.option("--executors", type=click.IntRange(1, 256), default=None,
+                     help="Executor processes that run program slices (default: one per CPU core)."),
+        click.option("--slice-timeout", type=click.FloatRange(0.1), default=SLICE_TIMEOUT, show_default=True,
+                     help="CPU seconds a program may compute without waiting before it fails (SliceTimeout)."),
+        click.option("--memory-limit", default="512M", show_default=True,
+                     help="Memory each executor process may use beyond its start-up size (e.g. 1G, or none)."),
+        click.option("--programs", "program_dirs", multiple=True, type=click.Path(file_okay=False),
+                     help="A directory start() and the API's \"path\" may read programs from (repeatable; "
+                          "default: the current directory)."),
+        click.option("--allow-hosts", multiple=True, metavar="HOSTS",
+                     help="Only these hosts, addresses, networks or classes may be requested by http "
+                          "(comma-separated, repeatable; default: all that are not denied)."),
+        click.option("--deny-hosts", multiple=True, metavar="HOSTS",
+                     help="Hosts, addresses, networks or classes http may never request (default: "
+                          "link-local,metadata — cloud metadata services; 'none' allows all)."),
+    ]):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 secrets_option = click.option(
@@ -142,13 +222,15 @@ def connector_options(fn: Any) -> Any:
 
 
 def make_services(rt: Any, functions_file: str | None, no_http: bool, worker: Any = None,
-                  housekeeping: bool = False, retain: str | None = None, secrets_file: str | None = None) -> Any:
+                  housekeeping: bool = False, retain: str | None = None, secrets_file: str | None = None,
+                  node: NodeOptions | None = None) -> Any:
     from flowmetal.connectors.services import Services
     from flowmetal.durations import parse_duration
 
     keep = parse_duration(retain, "--retain") if retain is not None else None
     return Services(rt, functions_file=functions_file, http=not no_http, interpreter=worker is not None,
-                    worker=worker, housekeeping=housekeeping, retain=keep, secrets_file=secrets_file)
+                    worker=worker, housekeeping=housekeeping, retain=keep, secrets_file=secrets_file,
+                    egress=node.egress if node is not None else None)
 
 
 retain_option = click.option(

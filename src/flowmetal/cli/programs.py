@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from flowmetal.cli.common import (
+    NodeOptions,
     connector_options,
     finish,
     json_option,
     make_runtime,
     make_services,
+    node_options,
     notify_store,
     open_store_at,
     parse_args,
@@ -66,18 +69,23 @@ def source_of(target: str) -> str | None:
 @click.option("--id", "program_id", help="Choose the program's id (default: a random one).")
 @store_option
 @connector_options
+@node_options
 def run(file: str, raw_args: str | None, program_id: str | None, store_url: str | None,
-        functions_file: str | None, public_url: str | None, no_http: bool, secrets_file: str | None) -> None:
+        functions_file: str | None, public_url: str | None, no_http: bool, secrets_file: str | None,
+        node: NodeOptions) -> None:
     """Start a durable program and run it to its end in this process, streaming its output.
 
     If this process is killed, the program stays in the store: `flowmetal worker`
     or `flowmetal resume ID` finishes it.
     """
     args = parse_args(raw_args)
-    rt = make_runtime(store_url, public_url)
+    source = source_of(file)
+    if not node.programs_given and source is not None:  # the program's own directory, for its children
+        node = node.with_program_dir(str(Path(file).parent))
+    rt = make_runtime(store_url, public_url, node)
     # (checks --functions and --secrets before anything is stored)
-    services = make_services(rt, functions_file, no_http, secrets_file=secrets_file)
-    pid = rt.start(file, args, program_id=program_id, source=source_of(file))
+    services = make_services(rt, functions_file, no_http, secrets_file=secrets_file, node=node)
+    pid = rt.start(file, args, program_id=program_id, source=source)
     program = rt.program_for(rt.store.get_program(pid))
     for d in program.diagnostics:
         click.echo(d.format(), err=True)
@@ -318,15 +326,16 @@ def cancel(program_id: str, store_url: str | None) -> None:
 @click.argument("program_id")
 @store_option
 @connector_options
+@node_options
 def resume(program_id: str, store_url: str | None, functions_file: str | None, public_url: str | None,
-           no_http: bool, secrets_file: str | None) -> None:
+           no_http: bool, secrets_file: str | None, node: NodeOptions) -> None:
     """Run a program in this process until it finishes or waits for something that has not happened."""
     import time
 
-    rt = make_runtime(store_url, public_url)
+    rt = make_runtime(store_url, public_url, node)
     row = rt.store.get_program(program_id)
     if row.status not in FINISHED:
-        services = make_services(rt, functions_file, no_http, secrets_file=secrets_file)
+        services = make_services(rt, functions_file, no_http, secrets_file=secrets_file, node=node)
         rt.store.make_runnable(program_id, time.time())
         services.start()
         try:

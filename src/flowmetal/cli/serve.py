@@ -19,6 +19,8 @@ from typing import Any
 import click
 
 from flowmetal.cli.common import (
+    NodeOptions,
+    node_options,
     observe_options,
     retain_option,
     secrets_option,
@@ -62,14 +64,15 @@ def _is_loopback(host: str) -> bool:
 
 
 def _services(runtime: Any, functions_file: str | None, worker: bool, http: bool, concurrency: int,
-              retain: str | None, secrets_file: str | None) -> Any:
+              retain: str | None, secrets_file: str | None, egress: Any) -> Any:
     """What runs next to the API in this process (background threads; `.start()`, `.stop()`)."""
     from flowmetal.connectors.services import Services
     from flowmetal.durations import parse_duration
 
     keep = parse_duration(retain, "--retain") if retain is not None else None
     return Services(runtime, functions_file=functions_file, interpreter=worker, http=http,
-                    concurrency=concurrency, housekeeping=worker, retain=keep, secrets_file=secrets_file)
+                    concurrency=concurrency, housekeeping=worker, retain=keep, secrets_file=secrets_file,
+                    egress=egress)
 
 
 @click.command()
@@ -100,10 +103,11 @@ def _services(runtime: Any, functions_file: str | None, worker: bool, http: bool
 @secrets_option
 @retain_option
 @observe_options
+@node_options
 def serve(store_url: str | None, host: str, port: int, token: str | None, public_url: str | None,
           functions_file: str | None, no_worker: bool, no_http: bool, concurrency: int, max_body: int,
           callback_max_body: int, max_wait: float, secrets_file: str | None, retain: str | None, log_format: str,
-          log_level: str) -> None:
+          log_level: str, node: NodeOptions) -> None:
     """Serve the HTTP API (JSON; the OpenAPI document is at /openapi.json), the web console
     (at /ui) and metrics (at /metrics) until SIGTERM/SIGINT."""
     import uvicorn
@@ -121,11 +125,14 @@ def serve(store_url: str | None, host: str, port: int, token: str | None, public
         public = (public_url or base).rstrip("/")
         # the API's own runtime only starts and inspects programs; the worker's keeps its
         # machines between slices, which an inspection must not take from it
-        services = _services(Runtime(store, reuse_machines=True, public_url=public), functions_file,
+        services = _services(Runtime(store, reuse_machines=True, public_url=public, executors=node.executors,
+                                     programs=node.programs), functions_file,
                              worker=not no_worker, http=not (no_worker or no_http), concurrency=concurrency,
-                             retain=retain, secrets_file=secrets_file)
-        app = create_app(store, Runtime(store, public_url=public), token=token or None, max_body=max_body,
-                         callback_max_body=callback_max_body, max_wait=max_wait)
+                             retain=retain, secrets_file=secrets_file, egress=node.egress)
+        # (its replays for /state run in an executor of their own, under the slice budget)
+        app = create_app(store, Runtime(store, public_url=public, programs=node.programs, executors=node.executors),
+                         token=token or None, max_body=max_body, callback_max_body=callback_max_body,
+                         max_wait=max_wait)
 
         class Server(uvicorn.Server):
             async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

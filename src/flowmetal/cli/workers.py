@@ -5,10 +5,12 @@ from __future__ import annotations
 import click
 
 from flowmetal.cli.common import (
+    NodeOptions,
     connector_options,
     make_runtime,
     make_services,
     metrics_port_option,
+    node_options,
     observe_options,
     open_store_at,
     retain_option,
@@ -27,18 +29,19 @@ from flowmetal.cli.common import (
 @retain_option
 @observe_options
 @metrics_port_option
+@node_options
 def worker(store_url: str | None, concurrency: int, functions_file: str | None, public_url: str | None,
            no_http: bool, secrets_file: str | None, retain: str | None, log_format: str, log_level: str,
-           metrics_port: int | None) -> None:
+           metrics_port: int | None, node: NodeOptions) -> None:
     """Run programs from the store (and HTTP requests, --functions and the retention policy) until
     SIGTERM/SIGINT."""
     from flowmetal.observe import logs
     from flowmetal.runtime.worker import Worker
 
     start_observing(log_format, log_level, "flowmetal-worker")
-    rt = make_runtime(store_url, public_url)
+    rt = make_runtime(store_url, public_url, node)
     services = make_services(rt, functions_file, no_http, housekeeping=True, retain=retain,
-                             secrets_file=secrets_file)
+                             secrets_file=secrets_file, node=node)
     w = Worker(rt, concurrency=concurrency, functions=services.functions, http=services.http)
     w.install_signal_handlers()
     serve_metrics(metrics_port, rt.store)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
+from flowmetal.connectors.egress import EgressPolicy, EgressRefused, guard
 from flowmetal.connectors.loop import CallLoop
 from flowmetal.connectors.secrets import SecretMissing, SecretSource, resolve
 from flowmetal.connectors.telemetry import attempt
@@ -29,9 +30,10 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
 class HttpConnector:
     def __init__(self, store: Store, *, max_bytes: int = DEFAULT_MAX_BYTES, concurrency: int = 16,
-                 lease: float = 30.0, secrets: SecretSource | None = None) -> None:
+                 lease: float = 30.0, secrets: SecretSource | None = None, egress: EgressPolicy | None = None) -> None:
         self.store = store
         self.secrets = secrets if secrets is not None else SecretSource()
+        self.egress = egress or EgressPolicy()  # where requests may go (connectors/egress.py)
         self.max_bytes = max_bytes
         self.client: httpx.Client | None = None  # made when first needed: importing httpx costs start-up time
         self._client_lock = threading.Lock()
@@ -43,7 +45,8 @@ class HttpConnector:
             if self.client is None:
                 import httpx
 
-                self.client = httpx.Client(follow_redirects=True)
+                self.client = httpx.Client(follow_redirects=True,
+                                           transport=guard(httpx.HTTPTransport(), self.egress))
             return self.client
 
     def run(self) -> None:
@@ -101,6 +104,8 @@ class HttpConnector:
         try:
             with client.stream(p["method"], p["url"], **kwargs) as response:
                 body = self._read(response)
+        except EgressRefused as e:
+            return CallOutcome(ok=False, retryable=False, error={"type": "EgressRefused", "message": str(e)})
         except _TooLarge as e:
             return CallOutcome(ok=False, retryable=False, error={"type": "ResponseTooLarge", "message": str(e)})
         except httpx.TimeoutException as e:

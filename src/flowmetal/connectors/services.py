@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from flowmetal.connectors.egress import EgressPolicy
 from flowmetal.connectors.functions import FunctionWorker, load_functions_file
 from flowmetal.connectors.http import HttpConnector
 from flowmetal.connectors.secrets import SecretSource
@@ -21,7 +22,8 @@ from flowmetal.store.base import CallRow
 class Services:
     def __init__(self, runtime: Runtime, *, functions_file: str | None = None, interpreter: bool = True,
                  http: bool = True, concurrency: int = 16, worker: Worker | None = None,
-                 housekeeping: bool = False, retain: float | None = None, secrets_file: str | None = None) -> None:
+                 housekeeping: bool = False, retain: float | None = None, secrets_file: str | None = None,
+                 egress: EgressPolicy | None = None) -> None:
         self.runtime = runtime
         secrets = SecretSource(secrets_file)  # what secret("NAME") stands for here (checked now)
         self.pruner = Pruner(runtime.store, retain) if housekeeping else None
@@ -32,7 +34,7 @@ class Services:
             self.functions.add(load_functions_file(functions_file))
         # the interpreter performs calls to these functions itself (one commit per call); the
         # function worker serves the rest (retries, calls requested by other processes)
-        self.http = HttpConnector(runtime.store, secrets=secrets) if http else None
+        self.http = HttpConnector(runtime.store, secrets=secrets, egress=egress) if http else None
         self.worker = worker if worker is not None else (
             Worker(runtime, concurrency=concurrency, functions=self.functions, http=self.http)
             if interpreter else None)

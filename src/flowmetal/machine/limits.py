@@ -48,6 +48,7 @@ class Limits:
     memory_objects: int | None = 50_000_000  # live objects allocated during a run
     max_sequence: int = 100_000_000  # elements or characters one operation may create
     max_int_bits: int = 100_000_000  # bits of an integer one operation may create (~30 million digits)
+    max_output: int | None = None  # characters printed before the host takes the output
 
     def check(self, machine: Machine) -> None:
         ticker = machine.ticks

@@ -40,6 +40,7 @@ from flowmetal.machine.objects import (
     Generator,
     MachineAbort,
     MemoryLimitExceeded,
+    OutputLimitExceeded,
     Suspension,
     Task,
 )
@@ -96,6 +97,7 @@ class Machine:
         self.host_module_members = dict(host_module or {})
         self.host_module = Module("flowmetal", self.host_module_members)
         self.output: list[str] = []
+        self.output_size = 0  # characters in `output` (the limit is Limits.max_output)
         self.tasks: dict[int, Task] = {}
         self.pending: dict[int, EffectRequest] = {}
         self.next_request = 1
@@ -557,9 +559,15 @@ class Machine:
     def take_output(self) -> str:
         text = "".join(self.output)
         self.output.clear()
+        self.output_size = 0
         return text
 
     def write(self, text: str) -> None:
+        self.output_size += len(text)
+        cap = self.limits.max_output
+        if cap is not None and self.output_size > cap:
+            raise OutputLimitExceeded(f"OutputLimitExceeded: the program printed more than {cap} characters "
+                                      "in one slice")
         self.output.append(text)
 
     # -- nested runs (native code calling resumable code) ----------------------------------

@@ -38,6 +38,10 @@ class MemoryLimitExceeded(MachineAbort):
     pass
 
 
+class OutputLimitExceeded(MemoryLimitExceeded):
+    """Printed more than `Limits.max_output` characters before the host took the output."""
+
+
 class Function:
     """A function value whose body may wait (compiled as a resumable unit)."""
 

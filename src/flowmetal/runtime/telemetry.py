@@ -59,10 +59,11 @@ def _failing_line(events: list[tuple[str, dict[str, Any]]]) -> str | None:
     return None
 
 
-def slice_broke(program_id: str) -> None:
-    """A slice raised something unexpected (a bug, or a passing fault): logged with its traceback."""
+def slice_broke(program_id: str, error: BaseException | None = None) -> None:
+    """A slice raised something unexpected (a bug, or a passing fault): logged with its traceback
+    (`error`'s, or the one being handled)."""
     metrics.SLICES.labels("error").inc()
-    worker_log.error("slice failed unexpectedly; the program is released and retried", exc_info=True,
+    worker_log.error("slice failed unexpectedly; the program is released and retried", exc_info=error or True,
                      extra={"fields": {"program": program_id}})
 
 

@@ -2,9 +2,18 @@
 and commit — the work of several programs in one transaction when busy.
 
 A claim is a lease with a fencing token; a heartbeat thread renews the leases
-of claims in progress. Between claims a worker sleeps until it is notified,
-its earliest timer is due, or a slow fallback poll comes round — never a busy
-loop. SIGTERM and SIGINT finish the current slice and stop cleanly.
+of claims in progress (but not of a slice that has overrun its budget). Between
+claims a worker sleeps until it is notified, its earliest timer is due, or a
+slow fallback poll comes round — never a busy loop.
+
+Slices run where the runtime says: in executor processes (runtime/executors.py;
+what `flowmetal worker`, `run` and `serve` do), or here (`LocalSlices`, for
+tests). Slices are committed as they finish, those that finished while the
+previous group was being committed together (group commit); a slice still
+computing commits with a later group, so one long slice holds up no other
+program. SIGTERM and SIGINT stop the worker at once: slices
+still computing are abandoned (nothing of them is kept; their programs are
+released for the next worker).
 """
 
 from __future__ import annotations
@@ -22,16 +31,17 @@ from typing import Any
 from flowmetal.observe import metrics
 from flowmetal.runtime import telemetry
 from flowmetal.runtime.driver import Runtime, SliceResult
+from flowmetal.runtime.executors import ExecutorError, ExecutorPool, Job, Stopped
 from flowmetal.runtime.inline import Functions, InlineCalls, Performer
 from flowmetal.runtime.waits import UnservedWatch
 from flowmetal.store.base import (
     FINISHED,
-    Claim,
     Commit,
     Conflict,
     LeaseLost,
     Listener,
     NullListener,
+    StoreError,
     StoreUnavailable,
     UnknownProgram,
 )
@@ -40,6 +50,8 @@ from flowmetal.store.shared import HOST, holder_id
 DEFAULT_LEASE = 10.0
 FALLBACK_POLL = 1.0
 MAX_BACKOFF = 5.0  # between attempts while the store is unreachable
+STOP_COMMIT_WAIT = 2.0  # seconds a stopping worker gives the commit of its last finished slices
+GROUP_WAIT = 0.1  # seconds a round waits for a slice to finish before it looks for other work
 
 
 @dataclass
@@ -67,7 +79,7 @@ class Worker:
         self.notify = notify
         self.notifier: Listener = NullListener()
         self.stats = WorkerStats()
-        self._held: set[str] = set()
+        self._held: dict[str, float] = {}  # program -> when its slice was handed out
         self._held_lock = threading.Lock()
         # functions this process serves run right here, one commit per call (see runtime/inline.py)
         self.inline = (InlineCalls(self.store, functions, http, self.id, lease, concurrency=self.concurrency,
@@ -76,6 +88,9 @@ class Worker:
         self._backoff = 0.0
         self._down_since: float | None = None  # when the store became unreachable
         self.unserved = UnservedWatch(self.store)
+        self.slices: ExecutorPool | LocalSlices = runtime.pool() or LocalSlices(runtime)
+        self._idle = False  # waiting for the store's wake-up (a finished slice must then wake it)
+        self.slices.on_finish = self._slice_finished
 
     # -- lifecycle ------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -99,7 +114,7 @@ class Worker:
         heartbeat.start()
         try:
             while not self.stop_requested.is_set():
-                if until is not None and until():
+                if until is not None and until() and not self.slices.busy():
                     return
                 try:
                     did = self.step()
@@ -113,21 +128,50 @@ class Worker:
                 self._backoff = 0.0
                 if did:
                     continue
-                if idle_exit:
+                if idle_exit and not self.slices.busy():
                     return
                 now = self.rt.clock()
                 timeout = FALLBACK_POLL if nxt is None else min(FALLBACK_POLL, max(0.0, nxt - now))
                 if self.inline is not None and self.inline.busy():
                     timeout = min(timeout, self.inline.hold / 4)  # to let go of programs whose calls run long
-                if until is not None and until():
+                if until is not None and until() and not self.slices.busy():
                     return
-                self.notifier.wait(timeout)
+                self._idle = True
+                try:
+                    if not self.slices.finished:
+                        self.notifier.wait(timeout)
+                finally:
+                    self._idle = False
         finally:
             self.stop_requested.set()
+            self._abandon()
             if self.inline is not None:
                 with contextlib.suppress(Exception):
                     self.inline.close(self.rt.clock())
             self.notifier.close()
+
+    def _slice_finished(self) -> None:
+        if self._idle:
+            self.notifier.interrupt()
+
+    def _abandon(self) -> None:
+        """On stop: slices still computing are dropped (their executors killed); what finished
+        is committed, the rest released for the next worker."""
+        if isinstance(self.slices, ExecutorPool):
+            self.rt.close()
+        done = self.slices.wait(0.0)
+        if not done:
+            return
+
+        def commit() -> None:
+            with contextlib.suppress(Exception):
+                self._commit(done)
+
+        # a store that does not answer must not hold the stop up: what is not committed is run
+        # again by the next worker (leases expire; nothing is lost)
+        finisher = threading.Thread(target=commit, daemon=True)
+        finisher.start()
+        finisher.join(STOP_COMMIT_WAIT)
 
     def _wait_for_store(self, error: StoreUnavailable) -> None:
         """The store cannot be reached (e.g. its server restarts): say so and retry with backoff
@@ -141,8 +185,9 @@ class Worker:
 
     def _heartbeat(self) -> None:
         while not self.stop_requested.wait(self.lease / 3):
+            overrun = self.slices.overrunning()
             with self._held_lock:
-                held = list(self._held)
+                held = [pid for pid in self._held if pid not in overrun]
             calls = []
             if self.inline is not None:
                 held += self.inline.held()
@@ -159,68 +204,80 @@ class Worker:
 
     # -- one round ------------------------------------------------------------------
     def step(self) -> bool:
-        """Claim what is runnable, run a slice of each, commit them together. True if any ran."""
-        continued = self._continue_inline() if self.inline is not None else False
-        claims = self.store.claim(self.id, self.pid, self.host, self.lease, self.rt.clock(), self.concurrency,
-                                  self.only)
-        if not claims:
-            return continued
-        with self._held_lock:
-            self._held.update(c.program_id for c in claims)
-        results: list[tuple[Claim, SliceResult]] = []
-        try:
-            for claim in claims:
-                try:
-                    results.append((claim, self.rt.run_slice(claim)))
-                except UnknownProgram:
-                    continue
-                except StoreUnavailable:
-                    raise  # not the program's fault: the run loop waits for the store
-                except Exception:
-                    # an unexpected (maybe passing) fault: say so, release, and let the
-                    # fallback poll retry instead of spinning on it
-                    self.stats.errors.append(traceback.format_exc())
-                    telemetry.slice_broke(claim.program_id)
-                    self.store.release(self.id, claim.program_id, claim.fence)
-            self._commit(results)
-        finally:
+        """Claim what is runnable, hand out its slices, commit those that finished (together).
+        True if any finished."""
+        jobs = self._continuations() if self.inline is not None else []
+        in_flight = self.slices.in_flight()
+        room = self.concurrency - in_flight
+        # (a claim is a transaction: take work in batches, not one program per finished slice)
+        claims = (self.store.claim(self.id, self.pid, self.host, self.lease, self.rt.clock(), room, self.only)
+                  if room > 0 and (not in_flight or room >= self.concurrency // 4) else [])
+        jobs += [Job(c) for c in claims]
+        if jobs:
+            now = time.monotonic()
             with self._held_lock:
-                self._held.difference_update(c.program_id for c in claims)
-        return bool(results)
+                self._held.update((j.program_id, now) for j in jobs)
+            self.slices.submit(jobs)
+        done = self.slices.wait(GROUP_WAIT)
+        if done:
+            self._commit(done)
+        return bool(done)
 
-    def _continue_inline(self) -> bool:
-        """Continue the programs whose in-process calls have finished, with their outcomes."""
+    def _continuations(self) -> list[Job]:
+        """Programs whose in-process calls have finished, to continue with their outcomes."""
         assert self.inline is not None
         now = self.rt.clock()
         self.inline.expire_holds(now)
-        ready = self.inline.completed(now)
-        if not ready:
-            return False
-        results: list[tuple[Claim, SliceResult]] = []
-        leftovers: dict[str, dict[str, Any]] = {}
-        for claim, outcomes in ready:
-            try:
-                results.append((claim, self.rt.run_slice(claim, outcomes)))
-            except StoreUnavailable:
-                raise
-            except Exception:
-                self.stats.errors.append(traceback.format_exc())
-                telemetry.slice_broke(claim.program_id)
-                self.store.release(self.id, claim.program_id, claim.fence)
-            leftovers[claim.program_id] = outcomes  # what the slice did not consume
-        lost = self._commit(results)
-        for claim, r in results:
-            self.inline.after_slice(claim, r.commit, claim.program_id not in lost,
-                                    leftovers.get(claim.program_id, {}), now)
-        return True
+        return [Job(claim, outcomes, continued=True) for claim, outcomes in self.inline.completed(now)]
 
-    def _commit(self, results: list[tuple[Claim, SliceResult]]) -> set[str]:
+    def _commit(self, done: list[Job]) -> None:
+        """Commit the finished slices together; release the programs of those that failed."""
+        now = self.rt.clock()
+        unavailable: StoreUnavailable | None = None
+        results: list[Job] = []
+        for job in done:
+            if job.result is not None:
+                results.append(job)
+                continue
+            if isinstance(job.error, StoreUnavailable):
+                unavailable = job.error
+            elif isinstance(job.error, ExecutorError):
+                telemetry.worker_log.error(str(job.error), extra={"fields": {"program": job.program_id}})
+            elif not isinstance(job.error, UnknownProgram | Stopped):
+                # an unexpected (maybe passing) fault: say so, release, and let the fallback
+                # poll retry instead of spinning on it
+                report = "".join(traceback.format_exception(job.error)) if job.error else "no result"
+                self.stats.errors.append(report)
+                telemetry.slice_broke(job.program_id, job.error)
+            with contextlib.suppress(StoreError):
+                self.store.release(self.id, job.program_id, job.claim.fence)
+            if job.continued and self.inline is not None:
+                self.inline.after_slice(job.claim, None, False, job.outcomes, now)
+        try:
+            lost = self._commit_results(results, now)
+            for job in results:
+                r = job.result
+                assert r is not None
+                landed = job.program_id not in lost
+                self.slices.committed(job, landed)
+                if job.continued and self.inline is not None:
+                    consumed = {key for key, _ in r.commit.done_calls} if r.commit is not None else set()
+                    leftovers = {k: v for k, v in job.outcomes.items() if k not in consumed}
+                    self.inline.after_slice(job.claim, r.commit, landed, leftovers, now)
+        finally:
+            with self._held_lock:
+                for job in done:
+                    self._held.pop(job.program_id, None)
+        if unavailable is not None:
+            raise unavailable
+
+    def _commit_results(self, jobs: list[Job], now: float) -> set[str]:
         """Commit the slices together; the ids of programs whose commit was refused."""
+        results = [(j.claim, j.result) for j in jobs if j.result is not None]
         commits = [r.commit for _, r in results if r.commit is not None]
         if self.inline is not None:
             for c in commits:
                 self.inline.adopt(c)
-        now = self.rt.clock()
         lost: set[str] = set()
         if commits:
             try:
@@ -244,7 +301,6 @@ class Worker:
             if r.program_id in lost:
                 self.store.release(self.id, claim.program_id, claim.fence)  # a no-op if it is no longer ours
                 continue
-            self.rt.remember(r)
             if self.inline is not None and r.commit is not None:
                 self.inline.launch(claim, r.commit, now)
             if self.on_slice is not None:
@@ -261,3 +317,45 @@ class Worker:
                 self.stats.lost += 1  # another worker owns it now; its slice will redo ours
                 lost.add(c.program_id)
         return lost
+
+
+class LocalSlices:
+    """Runs each slice right here, in the worker's own process, as it is submitted: for tests
+    (a fake clock, a seeded random source) and tools. Programs then run with the language's
+    limits only: no CPU budget, memory limit or OS hardening (see runtime/executors.py)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.finished: list[Job] = []
+        self.on_finish: Callable[[], None] = lambda: None
+
+    def submit(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            try:
+                job.result = self.rt.run_slice(job.claim, dict(job.outcomes))
+            except Exception as e:
+                job.error = e
+            self.finished.append(job)
+
+    def wait(self, timeout: float) -> list[Job]:
+        done, self.finished = self.finished, []
+        return done
+
+    def in_flight(self) -> int:
+        return 0
+
+    def busy(self) -> bool:
+        return False
+
+    def overrunning(self) -> set[str]:
+        return set()
+
+    def committed(self, job: Job, landed: bool) -> None:
+        if job.result is not None:
+            if landed:
+                self.rt.remember(job.result)
+            else:
+                self.rt.runner.forget(job.program_id)
+
+    def close(self) -> None:
+        pass
