@@ -118,9 +118,21 @@ class WorkerLink:
 
 def _warm_up(runner: Runner, link: WorkerLink) -> None:
     import encodings
+    import importlib
+    import pkgutil
+
+    import flowmetal.lang
+    import flowmetal.machine
 
     for name in _ENCODINGS:
         __import__(f"{encodings.__name__}.{name}")
+    # every module of the compiler and the machine, and what they import inside functions: after
+    # the lockdown nothing can be read from disk
+    for package in (flowmetal.lang, flowmetal.machine):
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+    for name in ("urllib.parse", "flowmetal.runtime.inspect", "flowmetal.runtime.secrets"):
+        importlib.import_module(name)
     from flowmetal.machine.api import Blocked, Completed, Machine
     from flowmetal.runtime import actions
 
