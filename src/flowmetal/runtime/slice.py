@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flowmetal.machine.api import Blocked, Completed, Failed, Machine
-from flowmetal.machine.objects import EffectRequest
+from flowmetal.machine.objects import EffectRequest, MemoryLimitExceeded, OutputLimitExceeded
 from flowmetal.machine.tasks import Cancelled, Timeout
 from flowmetal.runtime import actions, outside
 from flowmetal.runtime import secrets as handles
@@ -167,6 +167,12 @@ def failed_commit(row: ProgramRow, fence: int, message: str, status: str = "fail
 
 
 MEMORY_MESSAGE = "MemoryLimitExceeded: the program ran out of memory (the executor's --memory-limit)"
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """The machine's report of a host allocation that failed (not a size it refused beforehand)."""
+    return (isinstance(error, MemoryLimitExceeded) and not isinstance(error, OutputLimitExceeded)
+            and "ran out of memory" in str(error))
 
 
 def internal_error(e: BaseException) -> str:
@@ -650,9 +656,10 @@ class Slice:
 
     def finish_failed(self, outcome: Failed) -> SliceResult:
         c = self.commit
-        if isinstance(outcome.error, MemoryError):
+        if isinstance(outcome.error, MemoryError) or _out_of_memory(outcome.error):
             # the executor's memory limit (an address-space limit) refused an allocation: the
-            # program fails like any other over its limit, and nothing of the slice is kept
+            # program fails like any other over its limit, nothing of the slice is kept, and the
+            # process (its heap in whatever state that left it) is replaced
             result = SliceResult(self.row.id, "failed", failed_commit(self.row, self.fence, MEMORY_MESSAGE),
                                  self.output)
             result.out_of_memory = True
