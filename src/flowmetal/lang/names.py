@@ -73,7 +73,10 @@ FORBIDDEN_BUILTINS: dict[str, str] = {
 
 # Pure standard modules a program may import. Durable actions come from the
 # `flowmetal` module, whose contents the host (the durable runtime) supplies.
-STD_MODULES: frozenset[str] = frozenset({"json", "math", "re"})
+STD_MODULES: frozenset[str] = frozenset({
+    "json", "math", "re",
+    "typing",
+})
 
 # Dunder attributes a program may read.
 ALLOWED_DUNDERS: frozenset[str] = frozenset({"__name__", "__cause__", "__context__"})

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flowmetal.lang.surface_stdlib import stdlib_kinds, stdlib_modules
+
 # Dunder attributes programs may read. Every other `_` name is unreachable.
 READABLE_DUNDERS: frozenset[str] = frozenset({"__name__", "__qualname__", "__cause__", "__context__"})
 
@@ -223,6 +225,8 @@ KINDS: dict[str, Kind] = {
         Kind("flowmetal.http.Response", "The response to an HTTP request.",
              methods=_names("json raise_for_status"), data=_names("headers method ok status text url"),
              group="flowmetal"),
+        # -- the pure standard modules (itertools, collections, functools, ...) -----------------
+        *stdlib_kinds(),
     ]
 }
 
@@ -252,6 +256,7 @@ MODULES: dict[str, ModuleSurface] = {
             "compile match fullmatch search sub subn split findall finditer escape error Pattern Match "
             "I IGNORECASE M MULTILINE S DOTALL X VERBOSE A ASCII U UNICODE NOFLAG")),
         ModuleSurface("flowmetal", "Durable actions, supplied by the runtime that runs the program."),
+        *stdlib_modules(),
     ]
 }
 

@@ -73,6 +73,12 @@ def set_active(limits: Limits) -> None:
     ACTIVE[0] = limits
 
 
+def active_ticker() -> Ticker | None:
+    """The fuel counter of the machine running now (`Ticker.start` sets it), for module functions
+    shared by every machine that consume a program's iterable in C (`functools.reduce`, ...)."""
+    return _ACTIVE_TICKER[0]
+
+
 class Ticker:
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
@@ -92,6 +98,7 @@ class Ticker:
         its cache)."""
         self.used = 0
         self.base_blocks = sys.getallocatedblocks()
+        _ACTIVE_TICKER[0] = self
         if self.machine.aborted is not None or self._broken:
             self._broken = False
             self.chain = self._fresh()
@@ -170,6 +177,9 @@ def _raiser(abort: BaseException) -> Callable[[Any], Any]:
         raise abort
 
     return raise_it
+
+
+_ACTIVE_TICKER: list[Ticker | None] = [None]
 
 
 def make_ticker(machine: Machine) -> Ticker:

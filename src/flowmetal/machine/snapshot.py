@@ -31,6 +31,7 @@ from flowmetal.machine.objects import (
     Generator,
     Task,
 )
+from flowmetal.machine.stdlib import register_codecs as register_stdlib_codecs
 from flowmetal.machine.tasks import (
     Cancelled,
     MachineOp,
@@ -78,7 +79,7 @@ def _base_codec() -> Codec:
                    build=lambda s: access.fm_getattr(s[0], s[1]))
     codec.register(access.UnboundBuiltin, "fm.unbound_builtin",
                    state=lambda u: [access.owner_of(u), u._fm_name], build=lambda s: access.fm_getattr(s[0], s[1]))
-    for mod_name in ("json", "math", "re"):
+    for mod_name in stdmods.STD_MODULE_EXPORTS:
         module = stdmods.get_module(mod_name)
         codec.register_constant(module, f"module:{mod_name}")
         for member, value in vars(module).items():
@@ -112,6 +113,7 @@ def _base_codec() -> Codec:
                    build=op_build)
     codec.register_exception(Timeout, "flowmetal.Timeout")
     codec.register_exception(Cancelled, "flowmetal.Cancelled")
+    register_stdlib_codecs(codec)
     return codec
 
 

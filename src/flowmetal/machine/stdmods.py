@@ -17,6 +17,7 @@ from typing import Any
 from flowmetal.machine import kinds as _kinds  # noqa: F401  (registers the kinds of values)
 from flowmetal.machine.access import visible_class
 from flowmetal.machine.limits import checked_math
+from flowmetal.machine.stdlib import BUILDERS as _STDLIB_BUILDERS
 from flowmetal.machine.values import Match, Module, Pattern
 
 __all__ = ["STD_MODULE_EXPORTS", "get_module"]
@@ -151,6 +152,7 @@ _BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "json": _json_members,
     "math": _math_members,
     "re": _re_members,
+    **_STDLIB_BUILDERS,  # itertools, collections, functools, ... (machine/stdlib/)
 }
 
 STD_MODULE_EXPORTS: dict[str, frozenset[str]] = {

@@ -1,0 +1,58 @@
+"""The allow-list's rows for the pure standard modules (itertools, collections, functools,
+operator, string, heapq, bisect, copy, textwrap, statistics, fractions, decimal, typing):
+each module's kinds of values and members. `surface.py` takes them into `KINDS` and
+`MODULES`; read its docstring for what each field means.
+
+Kept apart from `surface.py` so the table of the language's own values stays short, and so
+each module's rows sit together. This module must not import `surface` at import time
+(`surface` imports it): `Kind` and `ModuleSurface` are imported when the rows are built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowmetal.lang.surface import Kind, ModuleSurface
+
+__all__ = ["stdlib_kinds", "stdlib_modules"]
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_CALLABLE_DATA = frozenset({"__name__", "__qualname__"})
+
+TYPING_MEMBERS = _names(
+    "AbstractSet Annotated Any AnyStr BinaryIO ByteString Callable ChainMap ClassVar Collection Concatenate "
+    "Container ContextManager Coroutine Counter DefaultDict Deque Dict Final ForwardRef FrozenSet Generator "
+    "Generic Hashable IO ItemsView Iterable Iterator KeysView List Literal LiteralString Mapping MappingView "
+    "Match MutableMapping MutableSequence MutableSet NamedTuple Never NewType NoReturn Optional OrderedDict "
+    "ParamSpec Pattern Protocol Required NotRequired Reversible Self Sequence Set Sized SupportsAbs "
+    "SupportsBytes SupportsComplex SupportsFloat SupportsIndex SupportsInt SupportsRound Text TextIO Tuple "
+    "Type TypeAlias TypeGuard TypeVar TypeVarTuple TypedDict Union Unpack ValuesView "
+    "TYPE_CHECKING assert_never assert_type cast final no_type_check overload runtime_checkable"
+)
+
+
+def stdlib_kinds() -> list[Kind]:
+    from flowmetal.lang.surface import Kind
+
+    return [
+        # -- typing ---------------------------------------------------------------------
+        Kind("typing._SpecialForm", "A name from `typing` (`List`, `Optional[int]`, ...): for annotations "
+             "only; it prints as in CPython, can be subscripted and compared, and creates nothing.",
+             group="modules"),
+        Kind("typing.TypeVar", "A type variable (`T = TypeVar(\"T\")`), for annotations.", data=_names("__name__"),
+             group="modules"),
+    ]
+
+
+def stdlib_modules() -> list[ModuleSurface]:
+    from flowmetal.lang.surface import ModuleSurface
+
+    return [
+        ModuleSurface("typing", "Names for annotations (never evaluated), and `cast`, `TypeVar`, "
+                      "`TYPE_CHECKING` (False).", TYPING_MEMBERS),
+    ]
