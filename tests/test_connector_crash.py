@@ -1,6 +1,8 @@
-"""A function worker killed with SIGKILL in the middle of calls: after the lease
-expires the calls are retried by another function worker, and every program
-gets each result exactly once — no step lost, none recorded twice.
+"""A function worker killed with SIGKILL in the middle of calls: its calls are run
+again at once by another function worker (on this machine its death is seen
+without waiting out the lease), the lost attempts are not counted as failures,
+and every program gets each result exactly once — no step lost, none recorded
+twice.
 """
 
 from __future__ import annotations
@@ -104,3 +106,5 @@ def test_killed_function_worker_calls_are_retried_and_recorded_once(tmp_path: Pa
     assert len(retried) >= KILLS
     for key in retried:
         assert store.get_call(key).attempt >= 2
+        assert store.get_call(key).lost >= 1  # lost with its worker...
+    assert all(store.list_attempts(pid) == [] for pid in pids)  # ...and not counted as a failed attempt

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from flowmetal.store import open_store
+from flowmetal.store import open_store, retry
 from flowmetal.store.base import (
     BadCursor,
     CallOutcome,
@@ -515,18 +515,50 @@ def test_retryable_errors_back_off_then_fail_for_good(any_store: Store) -> None:
     assert attempts[0].to_json()["at_iso"] is not None
 
 
-def test_attempt_records_keep_tracebacks_and_lease_expiries(any_store: Store) -> None:
+def test_attempt_records_keep_tracebacks_but_not_lost_attempts(any_store: Store) -> None:
     (key,) = start_calls(any_store, ("function", "f"), policy={"attempts": 3, "initial": 1.0})
-    any_store.claim_calls("c1", "function", None, 5.0, 10.0, 10)  # c1 goes quiet
-    any_store.claim_calls("c2", "function", None, 5.0, 20.0, 10)
-    (second,) = any_store.claim_calls("c2", "function", None, 5.0, 21.0, 10)
+    any_store.claim_calls("c1", "function", None, 5.0, 10.0, 10)  # c1 goes quiet: attempt 1 is lost
+    (second,) = any_store.claim_calls("c2", "function", None, 5.0, 20.0, 10)
     err = {"type": "ValueError", "message": "bad", "traceback": 'File "fns.py", line 3, in f\nValueError: bad\n'}
     assert any_store.finish_call(key, "c2", second.attempt, CallOutcome(ok=False, error=err), 22.0) == "retrying"
     (c,) = any_store.claim_calls("c2", "function", None, 5.0, 30.0, 10)
     assert any_store.finish_call(key, "c2", c.attempt, CallOutcome(ok=True, result=1), 30.0) == "done"
     got = [(a.attempt, a.worker, a.error["type"], a.error.get("traceback")) for a in any_store.list_attempts("p1")]
-    assert got == [(1, "c1", "LeaseExpired", None), (2, "c2", "ValueError", err["traceback"])]
+    assert got == [(2, "c2", "ValueError", err["traceback"])]
+    row = any_store.get_call(key)
+    assert (row.attempt, row.lost, row.to_json()["lost"]) == (3, 1, 1)
     assert any_store.list_attempts("nobody") == []
+
+
+def test_an_attempt_lost_with_its_worker_is_run_again_at_once_and_not_counted(any_store: Store) -> None:
+    """The holder stopped renewing its lease (it died): the function did not fail, so the call is
+    claimable at once (no backoff) and the retry policy's count is untouched — even a policy of
+    one attempt still gets its result."""
+    (key,) = start_calls(any_store, ("function", "f"), policy={"attempts": 1, "initial": 60.0})
+    for n, now in enumerate((10.0, 20.0, 30.0), start=1):
+        (c,) = any_store.claim_calls(f"c{n}", "function", None, 5.0, now, 10)  # the one before went quiet
+        assert c.attempt == n
+    assert any_store.list_attempts("p1") == []
+    assert any_store.get_call(key).lost == 2
+    assert any_store.finish_call(key, "c3", 3, CallOutcome(ok=False, error={"type": "E", "message": "x"}),
+                                 31.0) == "done"  # a real failure counts: the policy allows one
+    (msg,) = any_store.inbox("p1")
+    assert msg.message == {"ok": False, "error": {"type": "E", "message": "x"}, "attempts": 1}
+
+
+def test_a_call_that_keeps_losing_its_workers_fails_in_the_end(any_store: Store,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call whose every attempt kills its worker is not run forever: past retry.MAX_LOST lost
+    attempts, a loss counts as a failed attempt (LeaseExpired)."""
+    monkeypatch.setattr(retry, "MAX_LOST", 2)
+    (key,) = start_calls(any_store, ("function", "f"), policy={"attempts": 2, "initial": 1.0})
+    any_store.claim_calls("c1", "function", None, 5.0, 10.0, 10)
+    any_store.claim_calls("c2", "function", None, 5.0, 20.0, 10)  # attempt 1 lost
+    assert any_store.claim_calls("c3", "function", None, 5.0, 30.0, 10)[0].attempt == 3  # attempt 2 lost
+    assert any_store.claim_calls("c4", "function", None, 5.0, 40.0, 10) == []  # attempt 3 failed: backoff
+    row = any_store.get_call(key)
+    assert (row.status, row.next_at, row.lost, row.last_error["type"]) == ("pending", 41.0, 2, "LeaseExpired")
+    assert [a.attempt for a in any_store.list_attempts("p1")] == [3]
 
 
 def test_served_function_names_and_unserved_calls(any_store: Store) -> None:
@@ -589,17 +621,14 @@ def test_heartbeat_extends_only_the_holders_lease(any_store: Store) -> None:
 def test_abandoned_attempt_is_retried_and_its_late_result_ignored(any_store: Store) -> None:
     (key,) = start_calls(any_store, ("function", "f"), policy={"attempts": 3, "initial": 1.0})
     (first,) = any_store.claim_calls("c1", "function", None, 5.0, 10.0, 10)  # lease until 15
-    # c1 goes quiet; at 20 the attempt counts as failed and is retried a second later
-    assert any_store.claim_calls("c2", "function", None, 5.0, 20.0, 10) == []
-    row = any_store.get_call(key)
-    assert (row.status, row.next_at, row.last_error["type"]) == ("pending", 21.0, "LeaseExpired")
-    (second,) = any_store.claim_calls("c2", "function", None, 5.0, 21.0, 10)
+    # c1 goes quiet; at 20 its attempt counts as lost and is run again at once
+    (second,) = any_store.claim_calls("c2", "function", None, 5.0, 20.0, 10)
     assert second.attempt == 2
     assert any_store.finish_call(key, "c1", first.attempt, CallOutcome(ok=True, result="late"), 22.0) == "stale"
     assert any_store.heartbeat_call(key, "c1", first.attempt, 5.0, 22.0) is False
     assert any_store.finish_call(key, "c2", second.attempt, CallOutcome(ok=True, result="on time"), 22.0) == "done"
     assert any_store.finish_call(key, "c1", first.attempt, CallOutcome(ok=True, result="later"), 23.0) == "stale"
-    assert [m.message for m in any_store.inbox("p1")] == [{"ok": True, "result": "on time", "attempts": 2}]
+    assert [m.message for m in any_store.inbox("p1")] == [{"ok": True, "result": "on time", "attempts": 1}]
 
 
 def test_attempt_timeout_expires_the_attempt(any_store: Store) -> None:
@@ -663,11 +692,10 @@ def test_calls_of_a_dead_local_connector_are_retried_without_waiting_out_the_lea
     proc.wait()
     dead = f"functions:{HOST}:{proc.pid}:abc"
     (first,) = any_store.claim_calls(dead, "function", None, 1000.0, 10.0, 10)
-    assert any_store.claim_calls("c2", "function", None, 30.0, 11.0, 10) == []  # its attempt fails now...
-    row = any_store.get_call(key)
-    assert (row.status, row.next_at, row.last_error["type"]) == ("pending", 12.0, "LeaseExpired")
-    (second,) = any_store.claim_calls("c2", "function", None, 30.0, 12.0, 10)  # ...and is retried
+    # 989 s of lease left, but its process is gone: the attempt is lost, and run again at once
+    (second,) = any_store.claim_calls("c2", "function", None, 30.0, 11.0, 10)
     assert second.attempt == first.attempt + 1
+    assert (any_store.get_call(key).lost, any_store.list_attempts("p1")) == (1, [])
     # a live holder on this machine (this process) keeps its attempt
     assert any_store.finish_call(key, "c2", second.attempt, CallOutcome(ok=False, error={"type": "E"}), 13.0) \
         == "retrying"

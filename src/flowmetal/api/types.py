@@ -287,6 +287,8 @@ class Call(_Response):
     payload: Any
     status: CallStatus
     attempts: int
+    lost: Annotated[int, Meta(description="of the attempts, those lost with the worker that held them "
+                                          "(run again at once; not counted against the retry policy)")]
     next_at: float | None
     next_at_iso: Iso
     outcome: Any

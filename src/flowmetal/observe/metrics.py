@@ -42,6 +42,8 @@ CALLBACKS = Counter("flowmetal_callback_deliveries", "Requests to callback URLs,
                     "(accepted, duplicate, unknown, refused: a body that does not fit)", ["status"], registry=REGISTRY)
 LEASE_TAKEOVERS = Counter("flowmetal_lease_takeovers", "Programs claimed from a holder whose lease ran out "
                           "or whose process died", registry=REGISTRY)
+ATTEMPTS_LOST = Counter("flowmetal_call_attempts_lost", "Attempts at calls lost with the process that held "
+                        "them (run again at once, not counted against the retry policy)", registry=REGISTRY)
 WAKEUP_SECONDS = Histogram("flowmetal_wakeup_latency_seconds", "How late a timer (sleep, timeout) fired: "
                            "from its due time to the slice that delivered it", buckets=_FAST, registry=REGISTRY)
 STORE_ERRORS = Counter("flowmetal_store_errors", "Store operations that failed (unreachable, broken), by operation",

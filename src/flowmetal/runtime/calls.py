@@ -28,6 +28,8 @@ def format_calls(report: list[dict[str, Any]]) -> str:
     lines: list[str] = []
     for call in report:
         tries = f"{call['attempts']} attempt{'s' if call['attempts'] != 1 else ''}"
+        if call.get("lost"):
+            tries += f", {call['lost']} lost with its worker"
         when = (call.get("created_at_iso") or "")[:19].replace("T", " ")
         lines.append(f"{call['key']}  {_label(call)}  {call['status']} ({tries})  requested {when}")
         if call["status"] == "pending" and call.get("next_at_iso") and call["attempts"]:

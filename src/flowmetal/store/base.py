@@ -348,10 +348,11 @@ class CallRow:
     last_error: Any
     created_at: float
     updated_at: float
+    lost: int = 0  # of its attempts, those lost with their worker (not counted against the retry policy)
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "program": self.program_id, "kind": self.kind, "name": self.name,
-                "payload": self.payload, "status": self.status, "attempts": self.attempt,
+                "payload": self.payload, "status": self.status, "attempts": self.attempt, "lost": self.lost,
                 "next_at": self.next_at, "next_at_iso": iso(self.next_at), "outcome": self.outcome,
                 "last_error": self.last_error, "created_at": self.created_at, "created_at_iso": iso(self.created_at),
                 "updated_at": self.updated_at, "updated_at_iso": iso(self.updated_at)}

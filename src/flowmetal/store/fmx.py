@@ -188,6 +188,9 @@ class _Reader:
                  for i, c in enumerate(self.get(doc, "calls", "list", ""))]
         callbacks = [self.owned(self.record(c, _CALLBACK_FIELDS, f"callbacks[{i}]."), row.id, f"callbacks[{i}]")
                      for i, c in enumerate(self.get(doc, "callbacks", "list", ""))]
+        for call, raw in zip(calls, self.get(doc, "calls", "list", "")):
+            # (attempts lost with their worker: absent from files written before schema 6)
+            call["lost"] = self.get(raw, "lost", "int", "calls[].") if "lost" in raw else 0
         for cb, raw in zip(callbacks, self.get(doc, "callbacks", "list", "")):
             # (what the link page shows: JSON text; absent from files written before it existed)
             options = raw.get("options")

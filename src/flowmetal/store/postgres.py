@@ -87,17 +87,20 @@ from flowmetal.store.base import (
 from flowmetal.store.retry import settle
 from flowmetal.store.shared import (
     CALL_COLUMNS,
+    CALL_DEFAULTS,
     CALLBACK_COLUMNS,
     HOST,
+    LOST_MIGRATION,
     call_row,
     ended_status,
+    expired_attempt,
     first_attempt,
     holder_died,
     local_owner_alive,
     pid_alive,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -198,6 +201,8 @@ _MIGRATIONS: dict[int, list[str]] = {
     4: [statement.replace(" REAL", " DOUBLE PRECISION") for statement in ops_sql.MIGRATION],
     # failed attempts, served function names, callback options
     5: [statement.replace(" REAL", " DOUBLE PRECISION") for statement in records_sql.MIGRATION],
+    # attempts lost with their worker (not counted against the retry policy)
+    6: [LOST_MIGRATION],
 }
 
 # URL query parameters that are Flowmetal's, not libpq's
@@ -1076,7 +1081,7 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
             cur.executemany("INSERT INTO inbox (program_id, channel, message, sent_at) VALUES (%s, %s, %s, %s)",
                             [(r.id, m.channel, dumps(m.message), now) for m in dump.inbox])
             for call in dump.calls:
-                values = _encode_call(dict(call, program_id=r.id))
+                values = _encode_call({**CALL_DEFAULTS, **call, "program_id": r.id})
                 cur.execute(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES"
                             f" ({', '.join(['%s'] * len(CALL_COLUMNS))})", [values.get(c) for c in CALL_COLUMNS])
             for cb in dump.callbacks:
@@ -1161,13 +1166,9 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
                 if not ((r["lease_expires"] is not None and r["lease_expires"] < now)
                         or (r["key"], r["lease_owner"], r["attempt"]) in dead):
                     continue
-                timed_out = r["attempt_deadline"] is not None and r["attempt_deadline"] <= now
-                error = {"type": "TimeoutError" if timed_out else "LeaseExpired",
-                         "message": (f"attempt {r['attempt']} timed out after {r['attempt_timeout']} s" if timed_out
-                                     else f"attempt {r['attempt']} was abandoned (its worker stopped renewing"
-                                          " the lease)")}
-                self._settle(conn, r, CallOutcome(ok=False, error=error, retryable=True), now,
-                             statuses.get(r["program_id"]))
+                failed = expired_attempt(_Tx(conn), r, now)
+                if failed is not None:
+                    self._settle(conn, r, failed, now, statuses.get(r["program_id"]))
         self._write(run)
 
     def _dead_call_check_due(self, kind: str, now: float) -> bool:
@@ -1208,7 +1209,7 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
     def _settle(self, conn: Conn, r: dict[str, Any], outcome: CallOutcome, now: float,
                 program_status: str | None) -> str:
         """Apply one attempt's outcome: deliver it, or schedule the next attempt."""
-        done = settle(json.loads(r["policy"]), r["attempt"], outcome, r["deadline"], now)
+        done = settle(json.loads(r["policy"]), r["attempt"] - r["lost"], outcome, r["deadline"], now)
         records_sql.record_attempt(_Tx(conn), r, outcome, now)
         if done.message is None:
             conn.execute("UPDATE calls SET status = 'pending', next_at = %s, lease_owner = NULL,"

@@ -8,6 +8,12 @@ every connector (in any language) applies the same rule:
 `attempts` counts every attempt, the first included; the delay before attempt
 n+1 is `initial * backoff**(n-1)`, capped at `max_delay`, and never shorter
 than a `Retry-After` the other side asked for.
+
+An attempt *lost* with its worker (the process holding it died, or stopped
+renewing its lease, before reporting anything) is not a failure of the
+function: it is run again at once and does not count against `attempts`
+(see `requeue_lost`), unless a call has lost `MAX_LOST` attempts already — a
+call that kills every worker running it then fails like any other.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ DEFAULT_POLICY: dict[str, Any] = {
     "attempts": 5, "initial": 1.0, "backoff": 2.0, "max_delay": 60.0, "non_retryable": [],
 }
 _KEYS = set(DEFAULT_POLICY)
+MAX_LOST = 20  # attempts of one call lost with their worker before further losses count as failures
 
 
 def normalize(policy: Any) -> dict[str, Any]:
@@ -85,3 +92,8 @@ def settle(policy: dict[str, Any], attempt: int, outcome: CallOutcome, deadline:
     if outcome.has_final_result:  # e.g. an HTTP 5xx response once the retries ran out
         return Settlement(None, error, {"ok": True, "result": outcome.final_result, "attempts": attempt})
     return Settlement(None, error, {"ok": False, "error": error, "attempts": attempt})
+
+
+def counts_as_failure(lost: int) -> bool:
+    """Whether the next attempt lost with its worker counts against the policy (see MAX_LOST)."""
+    return lost >= MAX_LOST

@@ -11,11 +11,14 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from flowmetal.store.base import CallRow, NewCall
+from flowmetal.store.base import CallOutcome, CallRow, NewCall
 
 CALL_COLUMNS = ("key", "program_id", "channel", "kind", "name", "payload", "policy", "attempt_timeout",
                 "deadline", "status", "attempt", "next_at", "lease_owner", "lease_expires",
-                "attempt_deadline", "outcome", "last_error", "created_at", "updated_at")
+                "attempt_deadline", "outcome", "last_error", "created_at", "updated_at", "lost")
+LOST_MIGRATION = "ALTER TABLE calls ADD COLUMN lost INTEGER NOT NULL DEFAULT 0"  # schema version 6
+# (absent from export files written before schema 6: such a call had lost none)
+CALL_DEFAULTS: dict[str, Any] = {"lost": 0}
 CALLBACK_COLUMNS = ("token", "program_id", "channel", "status", "created_at", "delivered_at", "options")
 
 HOST = socket.gethostname()  # what workers of this process record as their lease's host
@@ -47,8 +50,29 @@ def call_row(r: Mapping[str, Any]) -> CallRow:
         status=r["status"], attempt=r["attempt"], next_at=r["next_at"],
         outcome=json.loads(r["outcome"]) if r["outcome"] else None,
         last_error=json.loads(r["last_error"]) if r["last_error"] else None,
-        created_at=r["created_at"], updated_at=r["updated_at"],
+        created_at=r["created_at"], updated_at=r["updated_at"], lost=r["lost"],
     )
+
+
+def expired_attempt(tx: Any, r: Mapping[str, Any], now: float) -> CallOutcome | None:
+    """An attempt whose holder went quiet (its lease ran out) or is gone (a process of this
+    machine that died), or that overran its timeout. A lost attempt is put back at once, not
+    counted against the retry policy, and None is returned (see retry.MAX_LOST); otherwise the
+    failed outcome to settle it with. `tx` is ops_sql's Tx (`?` placeholders)."""
+    from flowmetal.store.retry import counts_as_failure
+
+    timed_out = r["attempt_deadline"] is not None and r["attempt_deadline"] <= now
+    if timed_out:
+        return CallOutcome(ok=False, retryable=True, error={
+            "type": "TimeoutError", "message": f"attempt {r['attempt']} timed out after {r['attempt_timeout']} s"})
+    if counts_as_failure(r["lost"]):
+        return CallOutcome(ok=False, retryable=True, error={
+            "type": "LeaseExpired", "message": f"attempt {r['attempt']} was abandoned (its worker stopped renewing"
+                                               f" the lease), after {r['lost']} attempts lost the same way"})
+    tx.run("UPDATE calls SET status = 'pending', next_at = ?, lease_owner = NULL, lease_expires = NULL,"
+           " attempt_deadline = NULL, lost = lost + 1, updated_at = ? WHERE key = ?", (now, now, r["key"]))
+    attempt_lost(r["key"], r["program_id"], r["attempt"], r["lease_owner"])
+    return None
 
 
 def holder_id(label: str) -> str:
@@ -85,3 +109,14 @@ def holder_died(program_id: str, pid: int) -> None:
     metrics.LEASE_TAKEOVERS.inc()
     logs.event(logs.logger("store"), logging.INFO, "lease taken over: its holder process is gone",
                program=program_id, holder_pid=pid)
+
+
+def attempt_lost(key: str, program_id: str, attempt: int, holder: str | None) -> None:
+    """Report an attempt lost with its worker (run again at once, not counted as a failure)."""
+    import logging
+
+    from flowmetal.observe import logs, metrics
+
+    metrics.ATTEMPTS_LOST.inc()
+    logs.event(logs.logger("store"), logging.INFO, "a call's attempt was lost with its worker: run again",
+               key=key, program=program_id, attempt=attempt, holder=holder)

@@ -56,9 +56,12 @@ from flowmetal.store.base import (
 from flowmetal.store.retry import settle
 from flowmetal.store.shared import (
     CALL_COLUMNS,
+    CALL_DEFAULTS,
     CALLBACK_COLUMNS,
+    LOST_MIGRATION,
     call_row,
     ended_status,
+    expired_attempt,
     first_attempt,
     holder_died,
     lease_end,
@@ -67,7 +70,7 @@ from flowmetal.store.shared import (
 )
 from flowmetal.store.wake import SocketListener, notify_all
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 T = TypeVar("T")
 
 _MIGRATIONS: dict[int, list[str]] = {
@@ -166,6 +169,7 @@ _MIGRATIONS: dict[int, list[str]] = {
     ],
     4: ops_sql.MIGRATION,  # deployments, schedules, hooks, retention, continue_as_new
     5: records_sql.MIGRATION,  # failed attempts, served function names, callback options
+    6: [LOST_MIGRATION],  # attempts lost with their worker (not counted against the retry policy)
 }
 
 
@@ -644,7 +648,7 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
                            [(r.id, m.channel, dumps(m.message), now) for m in dump.inbox])
             try:
                 for call in dump.calls:
-                    values = dict(call, program_id=r.id)
+                    values = {**CALL_DEFAULTS, **call, "program_id": r.id}
                     for c in self._CALL_JSON:
                         values[c] = dumps(values[c]) if values[c] is not None else None
                     db.execute(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES"
@@ -726,11 +730,9 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
             if fresh is not None and fresh["key"] not in seen:
                 rows.append(fresh)
         for r in rows:
-            timed_out = r["attempt_deadline"] is not None and r["attempt_deadline"] <= now
-            error = {"type": "TimeoutError" if timed_out else "LeaseExpired",
-                     "message": (f"attempt {r['attempt']} timed out after {r['attempt_timeout']} s" if timed_out
-                                 else f"attempt {r['attempt']} was abandoned (its worker stopped renewing the lease)")}
-            self._settle(db, r, CallOutcome(ok=False, error=error, retryable=True), now)
+            failed = expired_attempt(_Tx(db), r, now)
+            if failed is not None:
+                self._settle(db, r, failed, now)
 
     def _calls_of_dead_local_workers(self, db: sqlite3.Connection, kind: str, now: float) -> list[sqlite3.Row]:
         """Attempts held by a process of this machine that is gone: no need to wait out the lease.
@@ -764,7 +766,7 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
 
     def _settle(self, db: sqlite3.Connection, r: sqlite3.Row, outcome: CallOutcome, now: float) -> str:
         """Apply one attempt's outcome: deliver it, or schedule the next attempt."""
-        done = settle(json.loads(r["policy"]), r["attempt"], outcome, r["deadline"], now)
+        done = settle(json.loads(r["policy"]), r["attempt"] - r["lost"], outcome, r["deadline"], now)
         records_sql.record_attempt(_Tx(db), r, outcome, now)
         if done.message is None:
             db.execute("UPDATE calls SET status = 'pending', next_at = ?, lease_owner = NULL,"
