@@ -95,14 +95,22 @@ class UnitLowerer(ExprLowerer):
             assert isinstance(target, ast.Name | ast.Attribute | ast.Subscript)
             self.emit(ast.AugAssign(target=target, op=s.op, value=self.lower(s.value)))
             return
-        assert isinstance(s.target, ast.Subscript)
+        def update(cur: str, v: ast.expr) -> ast.expr:
+            self.emit(ast.AugAssign(target=store(cur), op=s.op, value=v))
+            return name(cur)
+
+        self._update_subscript(s, update)
+
+    def _update_subscript(self, s: ast.AugAssign, new_value: Callable[[str, ast.expr], ast.expr]) -> None:
+        """`a[i] op= v` where v may wait: `a` and `i` are evaluated once, then the item is read,
+        `new_value(temp holding it, lowered v)` computed, and stored back."""
+        assert isinstance(s.target, ast.Subscript)  # attribute targets are rejected by the checker
         obj = self.materialize(self.lower(s.target.value))
         idx = self.materialize(self.lower(s.target.slice))
         cur = self.temp()
         self.emit(assign(cur, ast.Subscript(value=obj, slice=idx, ctx=ast.Load())))
-        v = self.lower(s.value)
-        self.emit(ast.AugAssign(target=store(cur), op=s.op, value=v))
-        self.emit(assign(ast.Subscript(value=obj, slice=idx, ctx=ast.Store()), name(cur)))
+        value = new_value(cur, self.lower(s.value))
+        self.emit(assign(ast.Subscript(value=obj, slice=idx, ctx=ast.Store()), value))
 
     def _checked_assign(self, s: ast.AugAssign, checked: Callable[[ast.expr, ast.expr, ast.AST], ast.expr]) -> None:
         """`x %= v` (may format) or `x **= v` (may be huge): `x = x % v` through the machine."""
@@ -111,13 +119,7 @@ class UnitLowerer(ExprLowerer):
             v = self.lower(s.value)
             self.assign_to(s.target, checked(current, v, s))
             return
-        assert isinstance(s.target, ast.Subscript)
-        obj = self.materialize(self.lower(s.target.value))
-        idx = self.materialize(self.lower(s.target.slice))
-        cur = self.temp()
-        self.emit(assign(cur, ast.Subscript(value=obj, slice=idx, ctx=ast.Load())))
-        v = self.lower(s.value)
-        self.emit(assign(ast.Subscript(value=obj, slice=idx, ctx=ast.Store()), checked(name(cur), v, s)))
+        self._update_subscript(s, lambda cur, v: checked(name(cur), v, s))
 
     def stmt_Delete(self, s: ast.Delete) -> None:
         for t in s.targets:

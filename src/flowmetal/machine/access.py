@@ -55,6 +55,16 @@ _VISIBLE: dict[type, Any] = {}  # host type -> what type() returns for its insta
 # --------------------------------------------------------------------------------
 
 
+def _names_getattr(self: Any, attr: str) -> Any:
+    """`__name__` and `__qualname__` of an object that stands for a type or a built-in (they
+    are not class attributes, so instance lookup ends here); nothing else."""
+    if attr == "__name__":
+        return self._fm_names()[0]
+    if attr == "__qualname__":
+        return self._fm_names()[1]
+    raise AttributeError(attr)
+
+
 class FlowType:
     """A type as a program sees it when the host type is not itself program-visible:
     prints like CPython's (`<class 'list_iterator'>`), works with `isinstance`,
@@ -75,12 +85,10 @@ class FlowType:
     def __repr__(self) -> str:
         return f"<class '{self._fm_name}'>"
 
-    def __getattr__(self, attr: str) -> Any:  # `__name__`, `__qualname__` (not class attributes)
-        if attr == "__name__":
-            return self._fm_name.rpartition(".")[2]
-        if attr == "__qualname__":
-            return self._fm_name.rpartition(".")[2]
-        raise AttributeError(attr)
+    def _fm_names(self) -> tuple[str, str]:
+        return self._fm_name.rpartition(".")[2], self._fm_name.rpartition(".")[2]
+
+    __getattr__ = _names_getattr
 
 
 class _TypeBuiltin:
@@ -102,12 +110,10 @@ class _TypeBuiltin:
     def __repr__(self) -> str:
         return "<class 'type'>"
 
-    def __getattr__(self, attr: str) -> Any:  # `__name__`, `__qualname__` (not class attributes)
-        if attr == "__name__":
-            return "type"
-        if attr == "__qualname__":
-            return "type"
-        raise AttributeError(attr)
+    def _fm_names(self) -> tuple[str, str]:
+        return "type", "type"
+
+    __getattr__ = _names_getattr
 
 
 class _StrType:
@@ -129,12 +135,10 @@ class _StrType:
     def __repr__(self) -> str:
         return "<class 'str'>"
 
-    def __getattr__(self, attr: str) -> Any:  # `__name__`, `__qualname__` (not class attributes)
-        if attr == "__name__":
-            return "str"
-        if attr == "__qualname__":
-            return "str"
-        raise AttributeError(attr)
+    def _fm_names(self) -> tuple[str, str]:
+        return "str", "str"
+
+    __getattr__ = _names_getattr
 
 
 TYPE = _TypeBuiltin()
@@ -167,12 +171,10 @@ class BoundBuiltin:
     def __hash__(self) -> int:
         return hash((id(self._fm_obj), self._fm_name))
 
-    def __getattr__(self, attr: str) -> Any:  # `__name__`, `__qualname__` (not class attributes)
-        if attr == "__name__":
-            return self._fm_name
-        if attr == "__qualname__":
-            return f"{self._fm_owner}.{self._fm_name}"
-        raise AttributeError(attr)
+    def _fm_names(self) -> tuple[str, str]:
+        return self._fm_name, f"{self._fm_owner}.{self._fm_name}"
+
+    __getattr__ = _names_getattr
 
 
 class UnboundBuiltin:
@@ -191,12 +193,10 @@ class UnboundBuiltin:
     def __repr__(self) -> str:
         return f"<method '{self._fm_name}' of '{self._fm_owner}' objects>"
 
-    def __getattr__(self, attr: str) -> Any:  # `__name__`, `__qualname__` (not class attributes)
-        if attr == "__name__":
-            return self._fm_name
-        if attr == "__qualname__":
-            return f"{self._fm_owner}.{self._fm_name}"
-        raise AttributeError(attr)
+    def _fm_names(self) -> tuple[str, str]:
+        return self._fm_name, f"{self._fm_owner}.{self._fm_name}"
+
+    __getattr__ = _names_getattr
 
 
 register_leaf(BoundBuiltin)

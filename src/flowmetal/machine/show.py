@@ -328,23 +328,26 @@ def _percent_positional(template: Any, specs: tuple[tuple[Any, ...], ...], args:
     return new_template % tuple(out)
 
 
-def _retemplate(template: Any, convs: list[str]) -> Any:
-    """The template with its first conversions replaced (r/a become s once converted)."""
+def _retemplate(template: Any, convs: list[str], keys: list[str] | None = None) -> Any:
+    """The template with its first conversions replaced (r/a become s once converted), and
+    with `keys`, each conversion's mapping key replaced too (`%(k0)s`)."""
     is_bytes = type(template) is bytes
     data = template if is_bytes else template.encode("utf-8", "surrogatepass")
     parts = []
     pos = 0
     n = 0
     while n < len(convs):
-        i = data.find(b"%", pos)
-        m = _SPEC.match(data, i)
+        m = _SPEC.match(data, data.find(b"%", pos))
         assert m is not None
-        conv = m.group("conv")
-        if conv == b"%":
+        if m.group("conv") == b"%":
             parts.append(data[pos:m.end()])
             pos = m.end()
             continue
-        parts.append(data[pos:m.start("conv")] + convs[n].encode("ascii"))
+        if keys is None:
+            parts.append(data[pos:m.start("conv")])
+        else:
+            parts.append(data[pos:m.start()] + b"%(" + keys[n].encode() + b")" + data[m.end("key") + 1:m.start("conv")])
+        parts.append(convs[n].encode("ascii"))
         pos = m.end()
         n += 1
     parts.append(data[pos:])
@@ -366,30 +369,7 @@ def _percent_mapping(template: Any, specs: tuple[tuple[Any, ...], ...], args: An
         values[fresh] = value
         renamed.append(fresh)
         convs.append("s" if did else conv)
-    return _rekey(template, renamed, convs) % values
-
-
-def _rekey(template: Any, keys: list[str], convs: list[str]) -> Any:
-    is_bytes = type(template) is bytes
-    data = template if is_bytes else template.encode("utf-8", "surrogatepass")
-    parts = []
-    pos = 0
-    n = 0
-    while n < len(keys):
-        i = data.find(b"%", pos)
-        m = _SPEC.match(data, i)
-        assert m is not None
-        if m.group("conv") == b"%":
-            parts.append(data[pos:m.end()])
-            pos = m.end()
-            continue
-        parts.append(data[pos:i] + b"%(" + keys[n].encode() + b")" + data[m.end("key") + 1:m.start("conv")]
-                     + convs[n].encode("ascii"))
-        pos = m.end()
-        n += 1
-    parts.append(data[pos:])
-    joined = b"".join(parts)
-    return joined if is_bytes else joined.decode("utf-8", "surrogatepass")
+    return _retemplate(template, convs, renamed) % values
 
 
 # --------------------------------------------------------------------------------

@@ -10,10 +10,19 @@ Iteration, `len`, `in` and `reversed()` use the dict's own C iterators, so a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import operator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from flowmetal.machine.values import FmSet, _as_dict, _SetBase
+from flowmetal.machine.values import (
+    FmSet,
+    _as_dict,
+    _difference,
+    _intersection,
+    _SetBase,
+    _symmetric,
+    _union,
+)
 
 __all__ = ["ItemsView", "KeysView", "ValuesView", "view_of"]
 
@@ -50,6 +59,16 @@ def _elements(other: object) -> dict[Any, None] | None:
         if "not iterable" in str(e):
             return None
         raise
+
+
+def _view_comparison(op: Callable[[Any, Any], bool]) -> Callable[[Any, object], Any]:
+    """A comparison of a keys or items view with another set-like value (as sets compare)."""
+
+    def compare(self: Any, other: object) -> Any:
+        od = self._fm_compare(other)
+        return NotImplemented if od is None else op(self._fm_own().keys(), od.keys())
+
+    return compare
 
 
 class _SetLikeView(_View):
@@ -101,59 +120,18 @@ class _SetLikeView(_View):
             return _elements(other)
         return None
 
-    def __eq__(self, other: object) -> Any:
-        od = self._fm_compare(other)
-        if od is None:
-            return NotImplemented
-        return self._fm_own().keys() == od.keys()
-
-    def __ne__(self, other: object) -> Any:
-        od = self._fm_compare(other)
-        if od is None:
-            return NotImplemented
-        return self._fm_own().keys() != od.keys()
-
-    def __le__(self, other: object) -> Any:
-        od = self._fm_compare(other)
-        return NotImplemented if od is None else self._fm_own().keys() <= od.keys()
-
-    def __lt__(self, other: object) -> Any:
-        od = self._fm_compare(other)
-        return NotImplemented if od is None else self._fm_own().keys() < od.keys()
-
-    def __ge__(self, other: object) -> Any:
-        od = self._fm_compare(other)
-        return NotImplemented if od is None else self._fm_own().keys() >= od.keys()
-
-    def __gt__(self, other: object) -> Any:
-        od = self._fm_compare(other)
-        return NotImplemented if od is None else self._fm_own().keys() > od.keys()
+    __eq__ = _view_comparison(operator.eq)
+    __ne__ = _view_comparison(operator.ne)
+    __le__ = _view_comparison(operator.le)
+    __lt__ = _view_comparison(operator.lt)
+    __ge__ = _view_comparison(operator.ge)
+    __gt__ = _view_comparison(operator.gt)
 
     __hash__ = None  # type: ignore[assignment]
 
     def isdisjoint(self, other: Iterable[Any], /) -> bool:
         own = self._fm_own()
         return not any(map(own.__contains__, other))
-
-
-def _union(a: dict[Any, None], b: dict[Any, None]) -> dict[Any, None]:
-    d = dict(a)
-    d.update(b)
-    return d
-
-
-def _intersection(a: dict[Any, None], b: dict[Any, None]) -> dict[Any, None]:
-    return dict.fromkeys(filter(b.__contains__, a))
-
-
-def _difference(a: dict[Any, None], b: dict[Any, None]) -> dict[Any, None]:
-    return {k: None for k in a if k not in b}
-
-
-def _symmetric(a: dict[Any, None], b: dict[Any, None]) -> dict[Any, None]:
-    d = _difference(a, b)
-    d.update(_difference(b, a))
-    return d
 
 
 class KeysView(_SetLikeView):
