@@ -365,7 +365,8 @@ def test_algebra_matches_host_contents_and_order(a: list[Any], b: list[Any]) -> 
     assert fa.issuperset(b) == ha.issuperset(b)
     assert fa.isdisjoint(b) == ha.isdisjoint(b)
     assert fa.isdisjoint(fb) == ha.isdisjoint(hb)
-    assert (FmFrozenSet(a) == FmFrozenSet(b)) == (hash(FmFrozenSet(a)) == hash(FmFrozenSet(b)))
+    if FmFrozenSet(a) == FmFrozenSet(b):  # (not "only if": hash(-1) == hash(-2) in CPython)
+        assert hash(FmFrozenSet(a)) == hash(FmFrozenSet(b))
 
 
 @given(lists, lists)
