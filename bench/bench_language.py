@@ -56,6 +56,7 @@ from flowmetal.machine.api import (
 )
 
 COMPUTE_TARGET = 10.0  # Flowmetal / CPython on the compute workloads
+LIBRARY_TARGET = 2.0  # Flowmetal / CPython on the standard-library workloads (issue 11)
 COMPUTE_STRETCH = 5.0
 SNAPSHOT_TARGET_MS = 5.0  # snapshot + restore
 
@@ -359,6 +360,37 @@ def main():
     return n
 """
 
+# ---------------------------------------------------------------------------
+# Standard-library workloads: programs that lean on the pure modules
+# ---------------------------------------------------------------------------
+
+ITERTOOLS = """
+from itertools import accumulate, chain, combinations, count, cycle, groupby, islice, pairwise, permutations
+from itertools import product, starmap, takewhile, zip_longest
+
+
+def tour_length(order, dist):
+    return sum(dist[a][b] for a, b in pairwise(chain(order, order[:1])))
+
+
+def main():
+    n = 8
+    dist = [[(i * 7 + j * 13) % 17 + 1 for j in range(n)] for i in range(n)]
+    best = min(permutations(range(1, n)), key=lambda p: tour_length((0,) + p, dist))
+    weights = [3, 34, 4, 12, 5, 2, 27, 9, 14, 8, 21, 6, 17, 11, 19, 23, 7, 1]
+    hits = sum(1 for r in range(1, 6) for c in combinations(weights, r) if sum(c) == 40)
+    grid = sum(x * y - z for x, y, z in product(range(40), range(40), range(25)))
+    words = sorted(f"w{(i * 7919) % 1000:03d}" for i in range(20000))
+    groups = [(k, len(list(g))) for k, g in groupby(words, key=lambda w: w[:3])]
+    running = list(accumulate(range(100000), lambda a, b: a + b))
+    firsts = list(takewhile(lambda x: x < 10**6, accumulate(count(1), lambda a, b: a * b)))
+    dealt = list(islice(cycle("ABCD"), 50000))
+    pairs = list(zip_longest(range(50000), "xyz", fillvalue="-"))
+    powers = sum(starmap(pow, zip(range(1, 30000), cycle([2, 3]))))
+    print(best, hits, grid, len(groups), groups[:2], running[-1], firsts, dealt.count("C"), pairs[3], powers % 1000)
+    return hits
+"""
+
 EFFECT_LOOP = """
 from flowmetal import probe
 
@@ -390,6 +422,7 @@ WORKLOADS: list[Workload] = [
              ops=300 * 1000, op="generator step"),
     Workload("visitor", "general", "recursive tree walk taking a callback", VISITOR,
              ops=32 * 29524, op="call of walk"),
+    Workload("itertools", "library", "permutations/combinations/product/groupby/accumulate/...", ITERTOOLS),
     Workload("effect_loop", "general", "probe() effect once per iteration", EFFECT_LOOP, effects=True,
              ops=100000, op="wait"),
 ]
@@ -636,6 +669,8 @@ def _verdict(row: Row) -> str:
         return row.status
     r = row.ratio
     assert r is not None
+    if row.w.group == "library":
+        return f"{'meets' if r <= LIBRARY_TARGET else 'MISSES'} target (<={LIBRARY_TARGET:g}x)"
     if row.w.group != "compute":
         if row.w.ops and row.cpython is not None and row.flowmetal is not None:
             extra = (row.flowmetal - row.cpython) / row.w.ops * 1e6
@@ -671,7 +706,8 @@ def print_table(rows: list[Row], snap: SnapRow | None, repeat: int, fixed_ms: fl
           f"snapshot+restore <= {SNAPSHOT_TARGET_MS:g} ms")
     head = (f"{'workload':13} {'CPython':>8} {'Flowmetal':>9} {'ratio':>7} {'cpu-rat':>8} {'all-res':>8}  "
             f"{'resumable units':22} note")
-    for group, title in (("compute", "compute workloads"), ("general", "general-case workloads")):
+    for group, title in (("compute", "compute workloads"), ("general", "general-case workloads"),
+                         ("library", "standard-library workloads")):
         print()
         print(f"== {title}")
         print(head)

@@ -4,6 +4,7 @@ of each and check that what comes back is a program value."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from flowmetal.machine.stdmods import get_module
@@ -12,4 +13,17 @@ from flowmetal.machine.stdmods import get_module
 def stdlib_values() -> list[Any]:
     typing = get_module("typing")
     values: list[Any] = [typing.List, typing.Optional[int], typing.TypeVar("T"), typing.NewType("Id", int)]
+    it = get_module("itertools")
+    tee = it.tee([1, 2])
+    values += [it.accumulate([1]), it.chain([1]), it.chain.from_iterable([[1]]), it.combinations("ab", 1),
+               it.combinations_with_replacement("ab", 1), it.compress("a", [1]), it.count(), it.cycle("a"),
+               it.dropwhile(None, []), it.filterfalse(None, []), it.groupby("aa"), next(it.groupby("aa"))[1],
+               it.islice("a", 1), it.pairwise("ab"), it.permutations("ab"), it.product("ab"), it.repeat(1),
+               it.starmap(pow, []), it.takewhile(None, []), it.zip_longest(), tee[0], tee[0].__reduce__()[2][0]]
+    # CPython's own (a Flowmetal iterator may hold one: `accumulate(initial=)` chains inside)
+    h = itertools
+    values += [h.accumulate([1]), h.chain(), h.combinations("a", 1), h.combinations_with_replacement("a", 1),
+               h.compress("", []), h.count(), h.cycle(""), h.dropwhile(None, []), h.filterfalse(None, []),
+               h.groupby(""), h.islice("", 1), h.permutations(""), h.product(), h.repeat(1), h.starmap(pow, []),
+               h.takewhile(None, []), h.zip_longest()]
     return values

@@ -76,6 +76,7 @@ FORBIDDEN_BUILTINS: dict[str, str] = {
 STD_MODULES: frozenset[str] = frozenset({
     "json", "math", "re",
     "typing",
+    "itertools",
 })
 
 # Dunder attributes a program may read.

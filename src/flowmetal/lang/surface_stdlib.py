@@ -36,10 +36,22 @@ TYPING_MEMBERS = _names(
 )
 
 
+ITERTOOLS_TYPES = sorted(_names(
+    "accumulate chain combinations combinations_with_replacement compress count cycle dropwhile filterfalse "
+    "groupby islice pairwise permutations product repeat starmap takewhile zip_longest"
+))
+
+
 def stdlib_kinds() -> list[Kind]:
     from flowmetal.lang.surface import Kind
 
     return [
+        # -- itertools ------------------------------------------------------------------
+        *[Kind(f"itertools.{n}", f"The iterator `itertools.{n}()` returns (CPython's own; kept across waits).",
+               methods=_names("from_iterable") if n == "chain" else frozenset(), type_reachable=True,
+               group="iterators") for n in ITERTOOLS_TYPES],
+        *[Kind(f"itertools.{n}", f"An iterator `itertools.{what}` makes inside.", group="iterators")
+          for n, what in (("_tee", "tee()"), ("_tee_dataobject", "tee()"), ("_grouper", "groupby()"))],
         # -- typing ---------------------------------------------------------------------
         Kind("typing._SpecialForm", "A name from `typing` (`List`, `Optional[int]`, ...): for annotations "
              "only; it prints as in CPython, can be subscripted and compared, and creates nothing.",
@@ -53,6 +65,7 @@ def stdlib_modules() -> list[ModuleSurface]:
     from flowmetal.lang.surface import ModuleSurface
 
     return [
+        ModuleSurface("itertools", "Iterator building blocks, CPython's own.", frozenset(ITERTOOLS_TYPES) | {"tee"}),
         ModuleSurface("typing", "Names for annotations (never evaluated), and `cast`, `TypeVar`, "
                       "`TYPE_CHECKING` (False).", TYPING_MEMBERS),
     ]

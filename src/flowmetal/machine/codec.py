@@ -74,7 +74,7 @@ import msgspec
 from flowmetal.errors import SnapshotError
 from flowmetal.lang.names import BUILTIN_EXCEPTIONS
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "Codec"]
+__all__ = ["FORMAT_VERSION", "MAGIC", "Codec", "allow_reduce"]
 
 MAGIC = b"FMSNAP"
 FORMAT_VERSION = 1
@@ -99,13 +99,23 @@ _ITER_SAMPLES: tuple[Any, ...] = (
     reversed({}), reversed({}.values()), reversed({}.items()), iter(set()),
     enumerate(()), zip(), map(len, ()), filter(None, ()), reversed(()),
 )
-_ITER_TYPES: frozenset[type] = frozenset(map(type, _ITER_SAMPLES))
+_ITER_TYPES: set[type] = set(map(type, _ITER_SAMPLES))  # grows by allow_reduce
 del _ITER_SAMPLES
 _REDUCERS: dict[str, Callable[..., Any]] = {
     "iter": iter, "reversed": reversed, "enumerate": enumerate, "zip": zip,
     "map": map, "filter": filter, "range": range,
 }
 _REDUCER_NAMES: dict[Any, str] = {fn: name for name, fn in _REDUCERS.items()}
+
+
+def allow_reduce(cls: type, name: str, rebuild: Callable[..., Any] | None = None) -> None:
+    """Let instances of the host type `cls` (an iterator of a standard module, e.g. `itertools.count`)
+    be written through their `__reduce__()`, whose callable must be `cls` itself: they are rebuilt by
+    calling `rebuild` (default `cls`) with the reduced arguments, then `__setstate__`. Only types
+    allowed here are ever rebuilt, by name, so a snapshot cannot name any other callable."""
+    _ITER_TYPES.add(cls)
+    _REDUCERS[name] = rebuild or cls
+    _REDUCER_NAMES[cls] = name
 
 # C-level exception attributes that live outside __dict__ and are normally set
 # by __init__ (which decoding does not call).

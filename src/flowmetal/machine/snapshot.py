@@ -129,6 +129,8 @@ def make_codec(machine: Machine) -> Codec:
         for name, cell in machine.helper_cells[key].items():
             codec.register_constant(cell, f"helper:{key}:{name}")
     codec.register_constant(machine.host_module, "module:flowmetal")
+    # the fuel counter that iterators of the standard modules tick through (`Ticker.counted`)
+    codec.register_constant(machine.ticks.chain, "fm:ticks")
     for member, value in machine.host_module_members.items():
         if not isinstance(value, EffectFunction):
             codec.register_constant(value, f"flowmetal:{member}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flowmetal.machine.stdlib import common as _common
+from flowmetal.machine.stdlib import itertools as _itertools
 from flowmetal.machine.stdlib import typing as _typing
 
 __all__ = ["BUILDERS", "CODEC_HOOKS", "register_codecs"]
@@ -18,10 +20,13 @@ __all__ = ["BUILDERS", "CODEC_HOOKS", "register_codecs"]
 # module name -> its members (one line per module)
 BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "typing": _typing.members,
+    "itertools": _itertools.members,
 }
 
 CODEC_HOOKS: list[Callable[[Any], None]] = [
+    _common.register_codec,
     _typing.register_codec,
+    _itertools.register_codec,
 ]
 
 

@@ -1,0 +1,85 @@
+"""Attacks through the pure standard modules (machine/stdlib/): their values and functions
+must lead to no host object, run no loop without fuel, allocate nothing unbounded, and share
+no state between programs. Each attack is refused before running or fails inside the program
+with a Python error, and leaves no trace on the host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flowmetal.machine.api import Limits
+from security.attack import attempt, no_host_effect, stopped
+
+ESCAPES = {
+    # -- itertools --------------------------------------------------------------------------
+    # the iterators are host objects underneath: their internals stay out of reach
+    "itertools_reduce": 'import itertools\nprint("{0.__reduce__}".format(itertools.count()))\n',
+    "itertools_reduce_static": "import itertools\nprint(itertools.count().__reduce__())\n",
+    "itertools_setstate": 'import itertools\nprint("{0.__setstate__}".format(itertools.cycle("a")))\n',
+    "itertools_type_mro": 'import itertools\nprint("{0.__mro__}".format(type(itertools.chain())))\n',
+    "itertools_type_base": 'import itertools\nprint("{0.__base__}".format(itertools.chain))\n',
+    "itertools_new": 'import itertools\nprint("{0.__new__}".format(itertools.product))\n',
+    "itertools_classmethod_self": 'import itertools\nprint("{0.__self__}".format(itertools.chain.from_iterable))\n',
+    "itertools_classmethod_func": 'import itertools\nprint("{0.__func__.__globals__}".format(itertools.chain.from_iterable))\n',
+    "itertools_tee_internals": """
+import itertools
+a, b = itertools.tee([1, 2])
+T = type(a)
+print(T([3]))
+""",
+    "itertools_grouper_type": """
+import itertools
+k, g = next(itertools.groupby("aa"))
+print(type(g)(itertools.groupby("b"), "b"))
+""",
+    "itertools_pairwise_zip": 'import itertools\nprint("{0.__class__.__bases__}".format(itertools.pairwise("ab")))\n',
+    "itertools_module_of_type": 'import itertools\nprint("{0.__module__}".format(itertools.chain))\n',
+    # starmap/accumulate with types as callables create nothing new
+    "itertools_starmap_type": 'import itertools\nprint(list(itertools.starmap(type, [("C", (), {})])))\n',
+    "itertools_accumulate_type": 'import itertools\nprint(list(itertools.accumulate([1, 2, 3], type)))\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_escape_is_stopped(name: str, tmp_path: Path) -> None:
+    with no_host_effect(tmp_path) as marker:
+        outcome = attempt(ESCAPES[name], marker)
+    stopped(outcome, "AttributeError", "TypeError", "ValueError", "ImportError", "NameError")
+    assert "0x" not in outcome.output
+
+
+# Loops inside C that would otherwise run without fuel, and allocations they would make.
+RUNAWAYS = {
+    "dropwhile_forever": "from itertools import count, dropwhile\nprint(next(dropwhile(lambda x: True, count())))",
+    "islice_seeks_forever": "from itertools import count, islice\nprint(next(islice(count(), 10**15, None)))",
+    "chain_of_empties": "from itertools import chain, repeat\nprint(next(chain.from_iterable(repeat(()))))",
+    "filterfalse_forever": "from itertools import filterfalse, repeat\nprint(next(filterfalse(None, repeat(1))))",
+    "compress_forever": "from itertools import compress, repeat\nprint(next(compress(repeat(1), repeat(0))))",
+    "groupby_endless_group": "from itertools import groupby, repeat\ng = groupby(repeat(1))\nnext(g)\nprint(next(g))",
+    "zip_longest_of_empties": ("from itertools import zip_longest, filterfalse, repeat\n"
+                               "print(next(filterfalse(None, zip_longest(repeat(0)))))"),
+    "pairwise_forever": "from itertools import pairwise, dropwhile, count\nprint(next(dropwhile(bool, pairwise(count()))))",
+    "cycle_forever": "from itertools import cycle, dropwhile\nprint(next(dropwhile(bool, cycle([1]))))",
+    "product_consumed": "from itertools import product\nprint(sum(1 for _ in product(range(100), repeat=6)))",
+}
+HUGE = {
+    "product_pool": "from itertools import product\nprint(next(product(range(10**12))))",
+    "product_repeat": "from itertools import product\nprint(next(product('ab', repeat=10**12)))",
+    "permutations_r": "from itertools import permutations\nprint(list(permutations('ab', 10**12)))",
+    "combinations_r": "from itertools import combinations\nprint(list(combinations('ab', 10**12)))",
+    "tee_n": "from itertools import tee\nprint(len(tee([], 10**12)))",
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUNAWAYS))
+def test_loops_in_c_use_fuel(name: str) -> None:
+    outcome = attempt(RUNAWAYS[name], limits=Limits(fuel=300_000))
+    assert outcome.error_line is not None and outcome.error_line.startswith("FuelExhausted"), outcome
+
+
+@pytest.mark.parametrize("name", sorted(HUGE))
+def test_huge_allocations_are_refused_first(name: str) -> None:
+    outcome = attempt(HUGE[name])
+    assert outcome.error_line is not None and outcome.error_line.startswith("MemoryLimitExceeded"), outcome
