@@ -205,8 +205,10 @@ def test_moderate_repetition_is_fine() -> None:
     assert res.output == "1000000 2000 [1, 2, 1, 2] [] \n"
 
 
-@pytest.mark.xfail(strict=True, reason="only repetitions of *literal* sequences are checked: "
-                   "`s * n` with s a variable allocates past max_sequence")
+@pytest.mark.xfail(strict=True, reason="by design: only repetitions of *literal* sequences are checked "
+                   "in the language; `s * n` with s a variable is bounded by the executor's memory limit "
+                   "(MemoryLimitExceeded, tests/test_executors.py), because checking every `*` cost 3x on "
+                   "multiplication-heavy code")
 def test_repetition_of_a_variable_is_limited() -> None:
     res = run("def main():\n    s = 'ab'\n    n = 10**6\n    t = s * n\n    print(len(t))\n",
               Limits(max_sequence=100_000))
