@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from flowmetal.machine.access import fm_getattr
 from flowmetal.machine.stdmods import get_module
 
 
@@ -20,6 +21,13 @@ def stdlib_values() -> list[Any]:
                it.dropwhile(None, []), it.filterfalse(None, []), it.groupby("aa"), next(it.groupby("aa"))[1],
                it.islice("a", 1), it.pairwise("ab"), it.permutations("ab"), it.product("ab"), it.repeat(1),
                it.starmap(pow, []), it.takewhile(None, []), it.zip_longest(), tee[0], tee[0].__reduce__()[2][0]]
+    col = get_module("collections")
+    od = col.OrderedDict(a=1)
+    cm = col.ChainMap({"a": 1})
+    dq = col.deque([1, 2])
+    values += [dq, col.Counter("ab"), col.defaultdict(list), od, cm, fm_getattr(od, "keys")(),
+               fm_getattr(od, "values")(), fm_getattr(od, "items")(), cm.keys(), cm.items(), cm.values(),
+               iter(dq), reversed(dq), iter(od)]
     # CPython's own (a Flowmetal iterator may hold one: `accumulate(initial=)` chains inside)
     h = itertools
     values += [h.accumulate([1]), h.chain(), h.combinations("a", 1), h.combinations_with_replacement("a", 1),

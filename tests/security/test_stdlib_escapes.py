@@ -39,6 +39,25 @@ print(type(g)(itertools.groupby("b"), "b"))
     # starmap/accumulate with types as callables create nothing new
     "itertools_starmap_type": 'import itertools\nprint(list(itertools.starmap(type, [("C", (), {})])))\n',
     "itertools_accumulate_type": 'import itertools\nprint(list(itertools.accumulate([1, 2, 3], type)))\n',
+    # -- collections ------------------------------------------------------------------------
+    "defaultdict_factory_type": "from collections import defaultdict\nd = defaultdict(type)\nprint(d[1])\n",
+    "defaultdict_factory_globals": """
+from collections import defaultdict
+def f():
+    return 0
+print("{0.default_factory.__globals__}".format(defaultdict(f)))
+""",
+    "defaultdict_missing": 'from collections import defaultdict\nprint("{0.__missing__}".format(defaultdict(list)))\n',
+    "counter_private_method": 'from collections import Counter\nprint("{0._keep_positive}".format(Counter("a")))\n',
+    "counter_our_internals": 'from collections import Counter\nprint("{0._fm_own}".format(Counter("a")))\n',
+    "counter_class_dict": 'from collections import Counter\nprint("{0.__dict__}".format(Counter))\n',
+    "chainmap_instance_dict": 'from collections import ChainMap\nprint("{0.__dict__}".format(ChainMap()))\n',
+    "chainmap_view_mapping": 'from collections import ChainMap\nprint("{0._mapping}".format(ChainMap().keys()))\n',
+    "odict_view_mapping": 'from collections import OrderedDict\nprint("{0.mapping}".format(OrderedDict().keys()))\n',
+    "odict_view_mapping_static": "from collections import OrderedDict\nprint(OrderedDict().keys().mapping)\n",
+    "deque_iterator_reduce": 'from collections import deque\nprint("{0.__reduce__}".format(iter(deque())))\n',
+    "deque_method_self": 'from collections import deque\nprint("{0.__self__}".format(deque().append))\n',
+    "counter_method_globals": 'from collections import Counter\nprint("{0.__globals__}".format(Counter.most_common))\n',
 }
 
 
@@ -63,6 +82,12 @@ RUNAWAYS = {
     "pairwise_forever": "from itertools import pairwise, dropwhile, count\nprint(next(dropwhile(bool, pairwise(count()))))",
     "cycle_forever": "from itertools import cycle, dropwhile\nprint(next(dropwhile(bool, cycle([1]))))",
     "product_consumed": "from itertools import product\nprint(sum(1 for _ in product(range(100), repeat=6)))",
+    "counter_of_endless": "from collections import Counter\nfrom itertools import repeat\nprint(Counter(repeat(1)))",
+    "counter_update_endless": "from collections import Counter\nfrom itertools import count\nCounter().update(count())",
+    "deque_of_endless": "from collections import deque\nfrom itertools import count\ndeque(count(), maxlen=1)",
+    "deque_extend_endless": "from collections import deque\nfrom itertools import count\ndeque().extendleft(count())",
+    "defaultdict_of_endless": ("from collections import defaultdict\nfrom itertools import repeat\n"
+                               "defaultdict(int, repeat((1, 2)))"),
 }
 HUGE = {
     "product_pool": "from itertools import product\nprint(next(product(range(10**12))))",
@@ -70,6 +95,8 @@ HUGE = {
     "permutations_r": "from itertools import permutations\nprint(list(permutations('ab', 10**12)))",
     "combinations_r": "from itertools import combinations\nprint(list(combinations('ab', 10**12)))",
     "tee_n": "from itertools import tee\nprint(len(tee([], 10**12)))",
+    "deque_times": "from collections import deque\nprint(len(deque(range(10)) * 10**9))",
+    "deque_times_in_place": "from collections import deque\nd = deque('ab')\nd *= 10**10\nprint(len(d))",
 }
 
 

@@ -77,6 +77,7 @@ STD_MODULES: frozenset[str] = frozenset({
     "json", "math", "re",
     "typing",
     "itertools",
+    "collections",
 })
 
 # Dunder attributes a program may read.

@@ -42,10 +42,37 @@ ITERTOOLS_TYPES = sorted(_names(
 ))
 
 
+_DICT_METHODS = _names("clear copy fromkeys get items keys pop popitem setdefault update values")
+_VIEWS = _names("items keys values")
+
+
 def stdlib_kinds() -> list[Kind]:
     from flowmetal.lang.surface import Kind
 
     return [
+        # -- collections ----------------------------------------------------------------
+        Kind("collections.deque", "A double-ended queue (`collections.deque`).",
+             methods=_names("append appendleft clear copy count extend extendleft index insert pop popleft remove "
+                            "reverse rotate"), data=_names("maxlen"), type_reachable=True, group="modules"),
+        Kind("collections.Counter", "A dict that counts (`collections.Counter`).",
+             methods=_DICT_METHODS | _names("elements most_common subtract total"), routed=_VIEWS,
+             type_reachable=True, group="modules"),
+        Kind("collections.defaultdict", "A dict that makes missing values with its `default_factory`.",
+             methods=_DICT_METHODS, data=_names("default_factory"), routed=_VIEWS, type_reachable=True,
+             group="modules"),
+        Kind("collections.OrderedDict", "A dict that remembers and can change its order (`move_to_end`).",
+             methods=_DICT_METHODS | _names("move_to_end"), routed=_VIEWS, type_reachable=True, group="modules"),
+        Kind("collections.ChainMap", "Several mappings searched in turn (`collections.ChainMap`).",
+             methods=_DICT_METHODS | _names("new_child"), data=_names("maps parents"), routed=_VIEWS,
+             type_reachable=True, group="modules"),
+        *[Kind(f"odict_{n}", f"The {n} of an `OrderedDict`, as `od.{n}()` returns them.",
+               methods=_names("isdisjoint") if n != "values" else frozenset(), group="modules")
+          for n in ("keys", "values", "items")],
+        *[Kind(f"collections.abc.{n}View", f"The {n.lower()} of a `ChainMap`, as `cm.{n.lower()}()` returns them.",
+               methods=_names("isdisjoint") if n != "Values" else frozenset(), group="modules")
+          for n in ("Keys", "Values", "Items")],
+        *[Kind(n, "An iterator over a deque or an `OrderedDict`.", group="iterators")
+          for n in ("_collections._deque_iterator", "_collections._deque_reverse_iterator", "odict_iterator")],
         # -- itertools ------------------------------------------------------------------
         *[Kind(f"itertools.{n}", f"The iterator `itertools.{n}()` returns (CPython's own; kept across waits).",
                methods=_names("from_iterable") if n == "chain" else frozenset(), type_reachable=True,
@@ -65,6 +92,8 @@ def stdlib_modules() -> list[ModuleSurface]:
     from flowmetal.lang.surface import ModuleSurface
 
     return [
+        ModuleSurface("collections", "Container types: `Counter`, `defaultdict`, `deque`, `OrderedDict`, "
+                      "`ChainMap`.", _names("ChainMap Counter OrderedDict defaultdict deque")),
         ModuleSurface("itertools", "Iterator building blocks, CPython's own.", frozenset(ITERTOOLS_TYPES) | {"tee"}),
         ModuleSurface("typing", "Names for annotations (never evaluated), and `cast`, `TypeVar`, "
                       "`TYPE_CHECKING` (False).", TYPING_MEMBERS),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flowmetal.machine.stdlib import collections as _collections
 from flowmetal.machine.stdlib import common as _common
 from flowmetal.machine.stdlib import itertools as _itertools
 from flowmetal.machine.stdlib import typing as _typing
@@ -21,12 +22,14 @@ __all__ = ["BUILDERS", "CODEC_HOOKS", "register_codecs"]
 BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "typing": _typing.members,
     "itertools": _itertools.members,
+    "collections": _collections.members,
 }
 
 CODEC_HOOKS: list[Callable[[Any], None]] = [
     _common.register_codec,
     _typing.register_codec,
     _itertools.register_codec,
+    _collections.register_codec,
 ]
 
 

@@ -8,6 +8,7 @@ nothing is charged)."""
 from __future__ import annotations
 
 import operator
+import types
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from flowmetal.machine.limits import _ACTIVE_TICKER as _TICKER
 from flowmetal.machine.limits import ACTIVE, SELF_COUNTING, active_ticker
 from flowmetal.machine.objects import MemoryLimitExceeded
 
-__all__ = ["charge", "check_size", "counted", "looks_like", "materialize", "register_codec", "tick_each"]
+__all__ = ["charge", "check_size", "counted", "looks_like", "materialize", "register_codec", "register_methods", "tick_each"]
 
 
 _SMALL = 64
@@ -85,6 +86,18 @@ def looks_like(cls: type, module: str, name: str) -> None:
 
 def register_codec(codec: Any) -> None:
     codec.register_constant(counted, "fm:counted")  # `chain.from_iterable` maps it over its input
+
+
+def register_methods(codec: Any, cls: type, name: str) -> None:
+    """Snapshots write the methods a program takes from a class of a module (`Counter.update`,
+    `deque.append`) by name, as they do the module's members."""
+    seen: set[str] = set()
+    for klass in cls.__mro__[:-1]:  # what the class defines, then what it inherits
+        for attr, value in vars(klass).items():
+            if (not attr.startswith("_") and attr not in seen
+                    and isinstance(value, types.FunctionType | types.MethodDescriptorType)):
+                seen.add(attr)
+                codec.register_constant(value, f"{name}.{attr}")
 
 
 # `Ticker.counted` is `map(itemgetter(1), zip(ticks, iterable))`: snapshots write it as such
