@@ -34,4 +34,16 @@ def stdlib_values() -> list[Any]:
                h.compress("", []), h.count(), h.cycle(""), h.dropwhile(None, []), h.filterfalse(None, []),
                h.groupby(""), h.islice("", 1), h.permutations(""), h.product(), h.repeat(1), h.starmap(pow, []),
                h.takewhile(None, []), h.zip_longest()]
+    values += workflow_values()
     return values
+
+
+def workflow_values() -> list[Any]:
+    """hashlib, hmac, urllib.parse, random, datetime, time, calendar, uuid."""
+    hashlib, hmac, parse = get_module("hashlib"), get_module("hmac"), get_module("urllib.parse")
+    return [
+        hashlib.sha256(b"x"), hashlib.shake_128(b"x"), hashlib.blake2b(b"x", key=b"k"),
+        hmac.new(b"key", b"msg", "sha256"),
+        parse.urlparse("http://u:p@h:1/p;x?q#f"), parse.urlsplit("http://h/p"), parse.urldefrag("http://h/p#f"),
+        parse.urlparse(b"http://h/p"), parse.urlsplit(b"http://h/p"), parse.urldefrag(b"http://h/p#f"),
+    ]

@@ -78,6 +78,12 @@ STD_MODULES: frozenset[str] = frozenset({
     "typing",
     "itertools",
     "collections",
+    "base64",
+    "binascii",
+    "hashlib",
+    "hmac",
+    "urllib",
+    "urllib.parse",
 })
 
 # Dunder attributes a program may read.

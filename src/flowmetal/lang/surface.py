@@ -40,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flowmetal.lang.surface_stdlib import stdlib_kinds, stdlib_modules
+from flowmetal.lang.surface_workflow import workflow_kinds, workflow_modules
 
 # Dunder attributes programs may read. Every other `_` name is unreachable.
 READABLE_DUNDERS: frozenset[str] = frozenset({"__name__", "__qualname__", "__cause__", "__context__"})
@@ -227,6 +228,8 @@ KINDS: dict[str, Kind] = {
              group="flowmetal"),
         # -- the pure standard modules (itertools, collections, functools, ...) -----------------
         *stdlib_kinds(),
+        # -- the workflow modules (hashlib, hmac, urllib.parse, random, datetime, ...) -----------
+        *workflow_kinds(),
     ]
 }
 
@@ -257,6 +260,7 @@ MODULES: dict[str, ModuleSurface] = {
             "I IGNORECASE M MULTILINE S DOTALL X VERBOSE A ASCII U UNICODE NOFLAG")),
         ModuleSurface("flowmetal", "Durable actions, supplied by the runtime that runs the program."),
         *stdlib_modules(),
+        *workflow_modules(),
     ]
 }
 

@@ -516,8 +516,10 @@ class Translator(ast.NodeTransformer):
     def visit_Import(self, node: ast.Import) -> list[ast.stmt]:
         out: list[ast.stmt] = []
         for alias in node.names:
-            target = self.visit(ast.Name(id=alias.asname or alias.name, ctx=ast.Store()))
-            out.append(ast.copy_location(ast.Assign(targets=[target], value=call(H_IMPORT, const(alias.name))), node))
+            # `import a.b` binds `a` (whose member `b` is the submodule); `import a.b as c` binds a.b
+            module = alias.name if alias.asname else alias.name.split(".")[0]
+            target = self.visit(ast.Name(id=alias.asname or module, ctx=ast.Store()))
+            out.append(ast.copy_location(ast.Assign(targets=[target], value=call(H_IMPORT, const(module))), node))
         return out
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> list[ast.stmt]:

@@ -46,6 +46,8 @@ from flowmetal.machine.objects import (
 )
 from flowmetal.machine.objects import Frame as Frame
 from flowmetal.machine.runtime_builtins import make_helpers, make_program_builtins
+from flowmetal.machine.stdlib import context as std_context
+from flowmetal.machine.stdlib.context import NoReads, Reads
 from flowmetal.machine.tasks import BLOCKED, MachineOp
 from flowmetal.machine.tracebacks import add_trace, error_line, format_exception
 from flowmetal.machine.values import Module
@@ -57,6 +59,7 @@ INT_MAX_STR_DIGITS = 4300  # CPython's default; fixed for programs (see docs/lan
 _DIRECT_LIMIT = 150  # resumable calls nested on the host stack before the machine takes over
 _VIA_MACHINE = Suspension([], None)
 _BLOCKING_OPS = frozenset({"wait", "wait_any", "result", "enter"})
+NO_READS = NoReads()
 
 
 @dataclass
@@ -100,6 +103,9 @@ class Machine:
         self.output_size = 0  # characters in `output` (the limit is Limits.max_output)
         self.tasks: dict[int, Task] = {}
         self.pending: dict[int, EffectRequest] = {}
+        # the program's own state in the standard modules (random's generator, ...): see stdlib/context.py
+        self.module_state: dict[str, Any] = {}
+        self.reads: Reads = NO_READS  # the host answers the reads that do not wait (the clock, a seed)
         self.next_request = 1
         self.next_task = 1
         self.outcome: Outcome | None = None
@@ -189,6 +195,7 @@ class Machine:
         old_digits = sys.get_int_max_str_digits()
         sys.set_int_max_str_digits(INT_MAX_STR_DIGITS)
         set_active(self.limits)
+        running = std_context.enter(self)
         self.ticks.start()
         main_task = self.tasks[1]
         try:
@@ -212,6 +219,7 @@ class Machine:
             sys.setrecursionlimit(old_limit)
             self.cancelling = False
             sys.set_int_max_str_digits(old_digits)
+            std_context.leave(running)
         if self.aborted is not None:
             self.outcome = self._failed(self.aborted)
             return self.outcome

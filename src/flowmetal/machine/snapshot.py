@@ -208,6 +208,7 @@ def snapshot(machine: Machine) -> bytes:
         machine.next_request,
         machine.next_task,
         list(machine.output),
+        machine.module_state,
     ]
     return machine.codec.encode(state)
 
@@ -231,7 +232,9 @@ def restore(data: bytes, *, host_module: dict[str, Any] | None = None, limits: L
     machine = Machine(program, limits=limits, host_module=host_module, codec_extensions=codec_extensions,
                       _empty=True)
     state = machine.codec.decode(data)
-    (_, _, _, _, _, args, globs, tasks, pending, next_request, next_task, output) = state
+    (_, _, _, _, _, args, globs, tasks, pending, next_request, next_task, output) = state[:12]
+    if len(state) > 12:  # (snapshots made before the standard modules kept state have 12 fields)
+        machine.module_state = state[12]
     machine.args = args
     machine.user_globals.update(globs)
     for (tid, stack, rv, status, phase, result, error, waiting, start_call, awaiting, await_mode, timer_request,

@@ -155,10 +155,6 @@ _BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     **_STDLIB_BUILDERS,  # itertools, collections, functools, ... (machine/stdlib/)
 }
 
-STD_MODULE_EXPORTS: dict[str, frozenset[str]] = {
-    name: frozenset(build()) for name, build in _BUILDERS.items()
-}
-
 _modules: dict[str, Module] = {}
 
 
@@ -172,3 +168,9 @@ def get_module(name: str) -> Module:
             raise ModuleNotFoundError(f"No module named '{name}'", name=name) from None
         module = _modules[name] = Module(name, build())
     return module
+
+
+# (after get_module: a package's builder may hold its submodule, e.g. `urllib.parse`)
+STD_MODULE_EXPORTS: dict[str, frozenset[str]] = {
+    name: frozenset(vars(get_module(name))) - {"__name__"} for name in _BUILDERS
+}

@@ -2,7 +2,11 @@
 here per standard module, each with its members (`members()`), the registration of its
 kinds of values (at import) and their snapshot encodings (`register_codec`).
 
-Their rows in the allow-list are `lang/surface_stdlib.py`; `machine/stdmods.py` builds the
+What a module keeps per program (random's generator, calendar's first weekday) and what it reads
+from outside without waiting (the clock, a random seed) go through `context.py`.
+
+Their rows in the allow-list are `lang/surface_stdlib.py` (the workflow modules':
+`lang/surface_workflow.py`); `machine/stdmods.py` builds the
 module objects from `BUILDERS`, and `machine/snapshot.py` applies `CODEC_HOOKS`.
 """
 
@@ -14,7 +18,12 @@ from typing import Any
 from flowmetal.machine.stdlib import collections as _collections
 from flowmetal.machine.stdlib import common as _common
 from flowmetal.machine.stdlib import itertools as _itertools
+from flowmetal.machine.stdlib import base64 as _base64
+from flowmetal.machine.stdlib import context as _context
+from flowmetal.machine.stdlib import hashlib as _hashlib
+from flowmetal.machine.stdlib import hmac as _hmac
 from flowmetal.machine.stdlib import typing as _typing
+from flowmetal.machine.stdlib import urllib as _urllib
 
 __all__ = ["BUILDERS", "CODEC_HOOKS", "register_codecs"]
 
@@ -23,6 +32,12 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "typing": _typing.members,
     "itertools": _itertools.members,
     "collections": _collections.members,
+    "base64": _base64.members,
+    "binascii": _base64.binascii_members,
+    "hashlib": _hashlib.members,
+    "hmac": _hmac.members,
+    "urllib": _urllib.members,
+    "urllib.parse": _urllib.parse_members,
 }
 
 CODEC_HOOKS: list[Callable[[Any], None]] = [
@@ -30,6 +45,11 @@ CODEC_HOOKS: list[Callable[[Any], None]] = [
     _typing.register_codec,
     _itertools.register_codec,
     _collections.register_codec,
+    _context.register_codec,
+    _base64.register_codec,
+    _hashlib.register_codec,
+    _hmac.register_codec,
+    _urllib.register_codec,
 ]
 
 

@@ -1,0 +1,80 @@
+"""The allow-list's rows for the workflow modules (issue 11): hashlib, hmac, base64, binascii,
+urllib.parse, random, datetime, zoneinfo, time, calendar and uuid — each module's kinds of values
+and members. `surface.py` takes them into `KINDS` and `MODULES`; read its docstring for what each
+field means. (The pure modules' rows are `surface_stdlib.py`.)
+
+This module must not import `surface` at import time (`surface` imports it): `Kind` and
+`ModuleSurface` are imported when the rows are built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowmetal.lang.surface import Kind, ModuleSurface
+
+__all__ = ["workflow_kinds", "workflow_modules"]
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_EXCEPTION_METHODS = _names("add_note with_traceback")
+_EXCEPTION_DATA = frozenset({"args", "__cause__", "__context__"})
+_URL_FIELDS = "fragment hostname netloc password path port query scheme username"
+
+
+def workflow_kinds() -> list[Kind]:
+    from flowmetal.lang.surface import Kind
+
+    def exception(name: str, doc: str) -> Kind:
+        return Kind(name, doc, methods=_EXCEPTION_METHODS, data=_EXCEPTION_DATA, type_reachable=True,
+                    group="exceptions")
+
+    return [
+        # -- hashlib, hmac, binascii ---------------------------------------------------------
+        Kind("_hashlib.HASH", "A hash object (`hashlib.sha256()`); kept across waits mid-update.",
+             methods=_names("copy digest hexdigest update"), data=_names("block_size digest_size name"),
+             group="modules"),
+        Kind("hmac.HMAC", "An HMAC object (`hmac.new(key, msg, 'sha256')`); kept across waits mid-update.",
+             methods=_names("copy digest hexdigest update"), data=_names("block_size digest_size name"),
+             group="modules"),
+        exception("binascii.Error", "Malformed input to `base64`/`binascii` (a `ValueError`)."),
+        exception("binascii.Incomplete", "Incomplete input to `binascii`."),
+        # -- urllib.parse ----------------------------------------------------------------------
+        *[Kind(name, f"The result of `urllib.parse.{fn}()`: a named tuple.",
+               methods=_names("count geturl index " + ("decode" if name.endswith("Bytes") else "encode")),
+               data=_names(fields), type_reachable=True, group="modules") for name, fn, fields in (
+            ("ParseResult", "urlparse", _URL_FIELDS + " params"), ("SplitResult", "urlsplit", _URL_FIELDS),
+            ("DefragResult", "urldefrag", "fragment url"),
+            ("ParseResultBytes", "urlparse", _URL_FIELDS + " params"),
+            ("SplitResultBytes", "urlsplit", _URL_FIELDS), ("DefragResultBytes", "urldefrag", "fragment url"))],
+    ]
+
+
+def workflow_modules() -> list[ModuleSurface]:
+    from flowmetal.lang.surface import ModuleSurface
+
+    return [
+        ModuleSurface("base64", "Base16/32/64/85 encodings of bytes (not `encode`/`decode`, which use files).",
+                      _names("b64encode b64decode standard_b64encode standard_b64decode urlsafe_b64encode "
+                             "urlsafe_b64decode b32encode b32decode b32hexencode b32hexdecode b16encode b16decode "
+                             "b85encode b85decode a85encode a85decode encodebytes decodebytes")),
+        ModuleSurface("binascii", "Conversions between bytes and ASCII encodings, CRCs.",
+                      _names("a2b_base64 b2a_base64 a2b_hex b2a_hex hexlify unhexlify crc32 crc_hqx a2b_qp b2a_qp "
+                             "a2b_uu b2a_uu Error Incomplete")),
+        ModuleSurface("hashlib", "The guaranteed hash algorithms (`algorithms_available` is the guaranteed set).",
+                      _names("md5 sha1 sha224 sha256 sha384 sha512 blake2b blake2s sha3_224 sha3_256 sha3_384 "
+                             "sha3_512 shake_128 shake_256 new pbkdf2_hmac algorithms_guaranteed "
+                             "algorithms_available")),
+        ModuleSurface("hmac", "Keyed hashes for message signatures; `compare_digest` in constant time.",
+                      _names("new digest compare_digest")),
+        ModuleSurface("urllib", "Only `urllib.parse` (there is no `urllib.request`: use `flowmetal.http`).",
+                      _names("parse")),
+        ModuleSurface("urllib.parse", "Parsing, joining and quoting URLs, query strings.",
+                      _names("urlparse urlunparse urljoin urldefrag urlsplit urlunsplit urlencode parse_qs parse_qsl "
+                             "quote quote_plus quote_from_bytes unquote unquote_plus unquote_to_bytes DefragResult "
+                             "ParseResult SplitResult DefragResultBytes ParseResultBytes SplitResultBytes")),
+    ]
