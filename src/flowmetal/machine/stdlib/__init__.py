@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flowmetal.machine.stdlib import base64 as _base64
 from flowmetal.machine.stdlib import collections as _collections
 from flowmetal.machine.stdlib import common as _common
-from flowmetal.machine.stdlib import itertools as _itertools
-from flowmetal.machine.stdlib import base64 as _base64
 from flowmetal.machine.stdlib import context as _context
 from flowmetal.machine.stdlib import hashlib as _hashlib
 from flowmetal.machine.stdlib import hmac as _hmac
+from flowmetal.machine.stdlib import itertools as _itertools
 from flowmetal.machine.stdlib import typing as _typing
 from flowmetal.machine.stdlib import urllib as _urllib
 
