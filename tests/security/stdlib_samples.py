@@ -28,6 +28,12 @@ def stdlib_values() -> list[Any]:
     values += [dq, col.Counter("ab"), col.defaultdict(list), od, cm, fm_getattr(od, "keys")(),
                fm_getattr(od, "values")(), fm_getattr(od, "items")(), cm.keys(), cm.items(), cm.values(),
                iter(dq), reversed(dq), iter(od)]
+    op = get_module("operator")
+    values += [op.attrgetter("a"), op.itemgetter(1), op.methodcaller("upper")]
+    ft = get_module("functools")
+    cached = ft.lru_cache(maxsize=2)(abs)
+    key = ft.cmp_to_key(lambda a, b: 0)
+    values += [ft.partial(abs, 1), cached, cached.cache_info(), key, key(1), ft.update_wrapper(abs, len), ft.reduce]
     # CPython's own (a Flowmetal iterator may hold one: `accumulate(initial=)` chains inside)
     h = itertools
     values += [h.accumulate([1]), h.chain(), h.combinations("a", 1), h.combinations_with_replacement("a", 1),

@@ -39,6 +39,81 @@ print(type(g)(itertools.groupby("b"), "b"))
     # starmap/accumulate with types as callables create nothing new
     "itertools_starmap_type": 'import itertools\nprint(list(itertools.starmap(type, [("C", (), {})])))\n',
     "itertools_accumulate_type": 'import itertools\nprint(list(itertools.accumulate([1, 2, 3], type)))\n',
+    # -- operator: attrgetter and methodcaller read through the allow-list --------------------
+    # (the first published exploit of this project was built from operator.attrgetter)
+    "attrgetter_class": 'import operator\nprint(operator.attrgetter("__class__")(1))\n',
+    "attrgetter_dotted_mro": 'import operator\nprint(operator.attrgetter("__class__.__mro__")(1))\n',
+    "attrgetter_globals": 'import operator\ndef f():\n    pass\nprint(operator.attrgetter("__globals__")(f))\n',
+    "attrgetter_module_dict": 'import operator, json\nprint(operator.attrgetter("__dict__")(json))\n',
+    "attrgetter_module_loader": 'import operator, json\nprint(operator.attrgetter("__loader__")(json))\n',
+    "attrgetter_property_fget": """
+import operator, re
+t = type(re.match("a", "a"))
+print(operator.attrgetter("string.fget")(t))
+""",
+    "attrgetter_generator_frame": 'import operator\ng = (x for x in [1])\nprint(operator.attrgetter("gi_frame")(g))\n',
+    "attrgetter_machine": """
+import operator
+from flowmetal import sleep
+def w():
+    sleep(0)
+print(operator.attrgetter("_machine")(w))
+""",
+    "attrgetter_reserved": 'import operator\nprint(operator.attrgetter("_fm_getters")(operator.attrgetter("a")))\n',
+    "attrgetter_type_descriptor": 'import operator\nprint(operator.attrgetter("real")(int))\n',
+    "attrgetter_exception_traceback": """
+import operator
+try:
+    1 / 0
+except ZeroDivisionError as e:
+    print(operator.attrgetter("__traceback__.tb_frame")(e))
+""",
+    "methodcaller_reduce": 'import operator\nprint(operator.methodcaller("__reduce__")(iter([1])))\n',
+    "methodcaller_subclasses": 'import operator\nprint(operator.methodcaller("__subclasses__")(object))\n',
+    "methodcaller_mro": 'import operator\nprint(operator.methodcaller("mro")(str))\n',
+    "methodcaller_format_attr": 'import operator\nprint(operator.methodcaller("format", 1)("{0.__class__}"))\n',
+    "methodcaller_private": ('import operator\nfrom collections import Counter\n'
+                             'print(operator.methodcaller("_fm_own", {})(Counter()))\n'),
+    "operator_call_type": 'import operator\nprint(operator.call(type, "C", (), {}))\n',
+    "itemgetter_reduce": 'import operator\nprint("{0.__reduce__}".format(operator.itemgetter(1)))\n',
+    "attrgetter_internals_format": 'import operator\nprint("{0._fm_getters}".format(operator.attrgetter("a")))\n',
+    # -- functools ----------------------------------------------------------------------------
+    "partial_func_globals": 'import functools\ndef f():\n    pass\nprint(functools.partial(f).func.__globals__)\n',
+    "partial_func_globals_format": """
+import functools
+def f():
+    pass
+print("{0.func.__globals__}".format(functools.partial(f)))
+""",
+    "partial_dict": 'import functools\nprint("{0.__dict__}".format(functools.partial(len)))\n',
+    "partial_setstate": 'import functools\np = functools.partial(len)\nprint("{0.__setstate__}".format(p))\n',
+    "partial_of_type": 'import functools\nprint(functools.partial(type, "C", ())({}))\n',
+    "partial_new": 'import functools\nprint("{0.__new__}".format(functools.partial))\n',
+    "lru_cache_internal_dict": """
+import functools
+@functools.cache
+def f(x):
+    return x
+print("{0._fm_cache}".format(f))
+""",
+    "lru_cache_wrapped": 'import functools\nf = functools.cache(len)\nprint("{0.__wrapped__}".format(f))\n',
+    "lru_cache_func": 'import functools\nf = functools.cache(len)\nprint(f._fm_func)\n',
+    "lru_cache_info_fields": 'import functools\nprint("{0._fields}".format(functools.cache(len).cache_info()))\n',
+    "lru_cache_info_asdict": 'import functools\nprint(functools.cache(len).cache_info()._asdict())\n',
+    "lru_cache_info_type": 'import functools\nprint(type(functools.cache(len).cache_info())(1, 2, 3, 4))\n',
+    "wraps_renamed_inner": """
+import functools
+def f():
+    pass
+@functools.wraps(f)
+def g():
+    pass
+print("{0._fm_fn.__globals__}".format(g))
+""",
+    "wraps_wrapped": 'import functools\ndef f():\n    pass\ng = functools.wraps(f)(len)\nprint("{0.__wrapped__}".format(g))\n',
+    "cmp_to_key_internals": 'import functools\nprint("{0._fm_cmp}".format(functools.cmp_to_key(len)))\n',
+    "reduce_internals": 'import functools\nprint("{0._fm_fn.__globals__}".format(functools.reduce))\n',
+    "reduce_with_type": 'import functools\nprint(functools.reduce(type, [1, 2, 3]))\n',
     # -- collections ------------------------------------------------------------------------
     "defaultdict_factory_type": "from collections import defaultdict\nd = defaultdict(type)\nprint(d[1])\n",
     "defaultdict_factory_globals": """
@@ -86,6 +161,11 @@ RUNAWAYS = {
     "counter_update_endless": "from collections import Counter\nfrom itertools import count\nCounter().update(count())",
     "deque_of_endless": "from collections import deque\nfrom itertools import count\ndeque(count(), maxlen=1)",
     "deque_extend_endless": "from collections import deque\nfrom itertools import count\ndeque().extendleft(count())",
+    "reduce_endless": "import functools, operator\nfrom itertools import count\nfunctools.reduce(operator.add, count())",
+    "countOf_endless": "import operator\nfrom itertools import count\nprint(operator.countOf(count(), -1))",
+    "indexOf_endless": "import operator\nfrom itertools import count\nprint(operator.indexOf(count(), -1))",
+    "contains_endless": "import operator\nfrom itertools import count\nprint(operator.contains(count(), -1))",
+    "iadd_endless": "import operator\nfrom itertools import count\noperator.iadd([], count())",
     "defaultdict_of_endless": ("from collections import defaultdict\nfrom itertools import repeat\n"
                                "defaultdict(int, repeat((1, 2)))"),
 }
@@ -95,6 +175,12 @@ HUGE = {
     "permutations_r": "from itertools import permutations\nprint(list(permutations('ab', 10**12)))",
     "combinations_r": "from itertools import combinations\nprint(list(combinations('ab', 10**12)))",
     "tee_n": "from itertools import tee\nprint(len(tee([], 10**12)))",
+    "operator_pow": "import operator\nprint(operator.pow(3, 10**12))",
+    "operator_ipow": "import operator\nprint(operator.ipow(3, 10**12))",
+    "operator_lshift": "import operator\nprint(operator.lshift(1, 10**12))",
+    "operator_mul": "import operator\nprint(len(operator.mul('ab', 10**10)))",
+    "operator_imul": "import operator\nprint(len(operator.imul([1, 2], 10**10)))",
+    "operator_rmul": "import operator\nprint(len(operator.mul(10**10, (1,))))",
     "deque_times": "from collections import deque\nprint(len(deque(range(10)) * 10**9))",
     "deque_times_in_place": "from collections import deque\nd = deque('ab')\nd *= 10**10\nprint(len(d))",
 }
@@ -110,3 +196,14 @@ def test_loops_in_c_use_fuel(name: str) -> None:
 def test_huge_allocations_are_refused_first(name: str) -> None:
     outcome = attempt(HUGE[name])
     assert outcome.error_line is not None and outcome.error_line.startswith("MemoryLimitExceeded"), outcome
+
+
+def test_attrgetter_reads_what_programs_may_read() -> None:
+    outcome = attempt('import operator, re\nm = re.match("(a)(b)", "ab")\n'
+                      'print(operator.attrgetter("string", "re.pattern")(m), operator.methodcaller("group", 2)(m))\n')
+    assert outcome.error_line is None and outcome.output == "('ab', '(a)(b)') b\n"
+
+
+def test_operator_mod_writes_no_address() -> None:
+    outcome = attempt('import operator\ndef f():\n    pass\nprint(operator.mod("%s %r", (f, f)))\n')
+    assert outcome.output == "<function f> <function f>\n"

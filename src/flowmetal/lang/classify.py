@@ -60,6 +60,9 @@ PURE_METHODS: frozenset[str] = frozenset(
     }
 )
 
+# Decorators after which a def's name still calls the def itself (behind a cache lookup).
+TRANSPARENT_DECORATORS: frozenset[tuple[str, str]] = frozenset({("functools", "cache"), ("functools", "lru_cache")})
+
 # Built-ins whose listed arguments are called back.
 _CALLBACK_BUILTINS: dict[str, tuple[int | None, tuple[str, ...]]] = {
     # name: (positional index of a callback or None, keyword names of callbacks)
@@ -76,6 +79,12 @@ _CALLBACK_METHODS: dict[str, tuple[int | None, tuple[str, ...]]] = {
     "subn": (None, ("repl",)),
     "dumps": (None, ("default",)),
     "loads": (None, ("object_hook", "object_pairs_hook", "parse_float", "parse_int", "parse_constant")),
+    "reduce": (0, ()),
+}
+# Functions of standard modules whose callbacks the machine can run resumably (a prelude
+# version), imported by name: `from functools import reduce`.
+_CALLBACK_STD: dict[tuple[str, str | None], tuple[int | None, tuple[str, ...]]] = {
+    ("functools", "reduce"): (0, ()),
 }
 
 # Built-ins that consume an iterable completely (or until they have their answer)
@@ -151,8 +160,9 @@ class _Classifier:
             return None
         if name in mod.def_nodes:
             node = mod.def_nodes[name]
-            # a decorated name holds whatever the decorator returned, not this def
-            return None if node.decorator_list else self.units.get(node)
+            # a decorated name holds whatever the decorator returned, not this def (except
+            # functools' caches, which call this def)
+            return self.units.get(node) if self.transparent(node) else None
         if name in self.imports:
             module, attr = self.imports[name]
             if module in self.effect_modules:
@@ -168,7 +178,33 @@ class _Classifier:
             return None
         if owner.binding_count.get(name, 0) == 1 and name in owner.def_nodes:
             node = owner.def_nodes[name]
-            return None if node.decorator_list else self.units.get(node)
+            return self.units.get(node) if self.transparent(node) else None
+        return None
+
+    def transparent(self, node: ast.FunctionDef) -> bool:
+        """Whether calling the decorated name still calls this def, and nothing else that could
+        wait: true without decorators, and for `functools.cache` / `lru_cache(...)` with constant
+        arguments (the cached function is the def, behind a lookup)."""
+        for dec in node.decorator_list:
+            target = dec
+            if isinstance(dec, ast.Call):
+                if not all(isinstance(a, ast.Constant) for a in [*dec.args, *(k.value for k in dec.keywords)]):
+                    return False
+                target = dec.func
+            if self.std_name(self.scope_of(node), target) not in TRANSPARENT_DECORATORS:
+                return False
+        return True
+
+    def std_name(self, scope: Scope, node: ast.expr) -> tuple[str, str] | None:
+        """(module, name) when `node` names a member of a standard module (`cache`, `functools.cache`)."""
+        if isinstance(node, ast.Name):
+            target = self.name_target(scope, node.id)
+            if isinstance(target, tuple) and target[0] == "std" and target[2] is not None:
+                return target[1], target[2]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            target = self.name_target(scope, node.value.id)
+            if isinstance(target, tuple) and target[0] == "std" and target[2] is None:
+                return target[1], node.attr
         return None
 
     # -- building units ----------------------------------------------------
@@ -297,6 +333,8 @@ class _Classifier:
                 return None
             if target[0] == "builtin":
                 spec = _CALLBACK_BUILTINS.get(func.id)
+            elif target[0] == "std":
+                spec = _CALLBACK_STD.get((target[1], target[2]))
             elif target[0] == "undefined":
                 return ()
         elif isinstance(func, ast.Attribute):

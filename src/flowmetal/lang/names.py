@@ -84,6 +84,8 @@ STD_MODULES: frozenset[str] = frozenset({
     "hmac",
     "urllib",
     "urllib.parse",
+    "operator",
+    "functools",
 })
 
 # Dunder attributes a program may read.

@@ -42,6 +42,12 @@ ITERTOOLS_TYPES = sorted(_names(
 ))
 
 
+OPERATOR_MEMBERS = _names(
+    "abs add and_ attrgetter call concat contains countOf delitem eq floordiv ge getitem gt iadd iand iconcat "
+    "ifloordiv ilshift imatmul imod imul index indexOf inv invert ior ipow irshift is_ is_not isub itemgetter "
+    "itruediv ixor le length_hint lshift lt matmul methodcaller mod mul ne neg not_ or_ pos pow rshift setitem "
+    "sub truediv truth xor"
+)
 _DICT_METHODS = _names("clear copy fromkeys get items keys pop popitem setdefault update values")
 _VIEWS = _names("items keys values")
 
@@ -50,6 +56,18 @@ def stdlib_kinds() -> list[Kind]:
     from flowmetal.lang.surface import Kind
 
     return [
+        # -- functools ------------------------------------------------------------------
+        Kind("functools.partial", "A function with some arguments filled in (`functools.partial`).",
+             data=_names("args func keywords"), type_reachable=True, group="modules"),
+        Kind("functools._lru_cache_wrapper", "A function with a cache (`@lru_cache`, `@cache`).",
+             methods=_names("cache_clear cache_info cache_parameters"), data=_CALLABLE_DATA, group="modules"),
+        Kind("functools.CacheInfo", "What `cache_info()` returns: a named tuple.",
+             methods=_names("count index"), data=_names("currsize hits maxsize misses"), group="modules"),
+        Kind("functools.KeyWrapper", "A key made by `cmp_to_key(mycmp)`, or the function that makes them.",
+             data=_names("obj"), routed=_names("obj"), group="modules"),  # (AttributeError has a host `obj`)
+        # -- operator -------------------------------------------------------------------
+        *[Kind(f"operator.{n}", f"The callable `operator.{n}(...)` returns.", type_reachable=True, group="modules")
+          for n in ("attrgetter", "itemgetter", "methodcaller")],
         # -- collections ----------------------------------------------------------------
         Kind("collections.deque", "A double-ended queue (`collections.deque`).",
              methods=_names("append appendleft clear copy count extend extendleft index insert pop popleft remove "
@@ -92,6 +110,10 @@ def stdlib_modules() -> list[ModuleSurface]:
     from flowmetal.lang.surface import ModuleSurface
 
     return [
+        ModuleSurface("functools", "`reduce`, `partial`, `lru_cache`, `cache`, `cmp_to_key`, `wraps`, "
+                      "`update_wrapper`.", _names("cache cmp_to_key lru_cache partial reduce update_wrapper wraps")),
+        ModuleSurface("operator", "The operators as functions; `attrgetter` and `methodcaller` through the "
+                      "allow-list.", OPERATOR_MEMBERS),
         ModuleSurface("collections", "Container types: `Counter`, `defaultdict`, `deque`, `OrderedDict`, "
                       "`ChainMap`.", _names("ChainMap Counter OrderedDict defaultdict deque")),
         ModuleSurface("itertools", "Iterator building blocks, CPython's own.", frozenset(ITERTOOLS_TYPES) | {"tee"}),

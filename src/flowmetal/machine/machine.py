@@ -32,6 +32,7 @@ from flowmetal.machine import prelude
 from flowmetal.machine import tasks as task_ops
 from flowmetal.machine.limits import Limits, make_ticker, set_active
 from flowmetal.machine.objects import (
+    CALL_REDIRECTS,
     END,
     EffectFunction,
     EffectRequest,
@@ -412,6 +413,11 @@ class Machine:
                 return _BLOCKED if result is BLOCKED else result
             if callee is iter and len(args) == 1 and type(args[0]) is Generator and not kwargs:
                 return args[0]  # a generator is its own iterator: never materialize it
+            redirect = CALL_REDIRECTS.get(kind)
+            if redirect is not None:
+                target = redirect(self, callee, args, kwargs)
+                if target is not None:
+                    return self._dispatch(task, *target)
             target = self._resumable_equivalent(callee, args, kwargs)
             if target is not None:
                 fn, args, kwargs = target
@@ -429,12 +435,14 @@ class Machine:
         """Built-ins given a generator or a function that may wait run as prelude code."""
         waiting = False
         for a in args:
-            if type(a) is Generator or type(a) is Function or type(a) is EffectFunction:
+            if type(a) is Generator or type(a) is Function or type(a) is EffectFunction or (
+                    type(a) in CALL_REDIRECTS and CALL_REDIRECTS[type(a)](self, a, (), {}) is not None):
                 waiting = True
                 break
         else:
             for v in kwargs.values():
-                if type(v) is Generator or type(v) is Function or type(v) is EffectFunction:
+                if type(v) is Generator or type(v) is Function or type(v) is EffectFunction or (
+                        type(v) in CALL_REDIRECTS and CALL_REDIRECTS[type(v)](self, v, (), {}) is not None):
                     waiting = True
                     break
         if not waiting:
@@ -489,6 +497,9 @@ class Machine:
         """A call the machine would simply perform on the host (no frame, no wait)."""
         kind = type(callee)
         if kind is Function or kind is EffectFunction or kind is MachineOp:
+            return False
+        redirect = CALL_REDIRECTS.get(kind)
+        if redirect is not None and redirect(self, callee, args, kwargs or {}) is not None:
             return False
         if callee is iter:
             return not (len(args) == 1 and type(args[0]) is Generator)

@@ -140,6 +140,13 @@ class EffectFunction:
 EffectFunction.__name__ = "builtin_function_or_method"
 
 
+# Host callables that stand for another call the machine should make itself when that call
+# may wait (a `functools.partial` of a durable action, a cached or renamed function that
+# waits): type -> redirect(machine, callee, args, kwargs) -> (callee, args, kwargs), or None
+# to call it as it is. A redirect decides from the callee alone and changes nothing.
+CALL_REDIRECTS: dict[type, Any] = {}
+
+
 class Frame:
     """One activation of a resumable unit: where to resume and its saved variables."""
 

@@ -82,4 +82,10 @@ def prelude_builtins() -> dict[str, Any]:
 
 
 def overrides(prelude_globals: dict[str, Any]) -> dict[Any, Any]:
-    return {obj: prelude_globals[name] for obj, name in _OVERRIDDEN.items()}
+    from flowmetal.machine.stdlib import (
+        PRELUDE_OVERRIDES,  # the standard modules' (functools.reduce)
+    )
+
+    table = {obj: prelude_globals[name] for obj, name in _OVERRIDDEN.items()}
+    table.update((obj, prelude_globals[name]) for obj, name in PRELUDE_OVERRIDES.items())
+    return table

@@ -37,6 +37,7 @@ __all__ = [
     "fm_repr",
     "fm_str",
     "register_leaf",
+    "register_repr",
     "safe_format",
     "safe_format_map",
     "shown",
@@ -54,6 +55,16 @@ _MAX_DEPTH = 40  # containers nested deeper are written element by element
 def register_leaf(cls: type) -> None:
     """`cls` writes its own deterministic repr (using fm_repr for anything it contains)."""
     _LEAF.add(cls)
+
+
+# Host types (not subclassable, or CPython's own) whose repr Flowmetal writes instead,
+# e.g. `operator.itemgetter(...)` or `functools.partial(...)` holding a function.
+_REPRS: dict[type, Callable[[Any], str]] = {}
+
+
+def register_repr(cls: type, write: Callable[[Any], str]) -> None:
+    """Write instances of exactly `cls` with `write(x)` (which uses fm_repr for what x holds)."""
+    _REPRS[cls] = write
 
 
 def _all_leaves(x: Any, depth: int) -> bool:
@@ -120,6 +131,9 @@ class _Writer:
 
 def _other_repr(x: Any, writer: _Writer) -> str:
     t = type(x)
+    write = _REPRS.get(t)
+    if write is not None:
+        return write(x)
     if isinstance(x, BaseException):
         return _exc_repr(x, writer)
     if t is types.FunctionType:

@@ -19,13 +19,15 @@ from flowmetal.machine.stdlib import base64 as _base64
 from flowmetal.machine.stdlib import collections as _collections
 from flowmetal.machine.stdlib import common as _common
 from flowmetal.machine.stdlib import context as _context
+from flowmetal.machine.stdlib import functools as _functools
 from flowmetal.machine.stdlib import hashlib as _hashlib
 from flowmetal.machine.stdlib import hmac as _hmac
 from flowmetal.machine.stdlib import itertools as _itertools
+from flowmetal.machine.stdlib import operator as _operator
 from flowmetal.machine.stdlib import typing as _typing
 from flowmetal.machine.stdlib import urllib as _urllib
 
-__all__ = ["BUILDERS", "CODEC_HOOKS", "register_codecs"]
+__all__ = ["BUILDERS", "CODEC_HOOKS", "PRELUDE_OVERRIDES", "register_codecs"]
 
 # module name -> its members (one line per module)
 BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
@@ -38,6 +40,8 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "hmac": _hmac.members,
     "urllib": _urllib.members,
     "urllib.parse": _urllib.parse_members,
+    "operator": _operator.members,
+    "functools": _functools.members,
 }
 
 CODEC_HOOKS: list[Callable[[Any], None]] = [
@@ -50,7 +54,15 @@ CODEC_HOOKS: list[Callable[[Any], None]] = [
     _hashlib.register_codec,
     _hmac.register_codec,
     _urllib.register_codec,
+    _operator.register_codec,
+    _functools.register_codec,
 ]
+
+# module function -> the name of its resumable version in `lang/prelude.flow`, which the machine
+# runs instead when an argument is a function that may wait (as for `sorted` or `map`)
+PRELUDE_OVERRIDES: dict[Any, str] = {
+    _functools.reduce: "_reduce",
+}
 
 
 def register_codecs(codec: Any) -> None:

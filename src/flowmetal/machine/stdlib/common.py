@@ -12,12 +12,14 @@ import types
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from flowmetal.machine.access import register_kind
 from flowmetal.machine.codec import allow_reduce
 from flowmetal.machine.limits import _ACTIVE_TICKER as _TICKER
 from flowmetal.machine.limits import ACTIVE, SELF_COUNTING, active_ticker
 from flowmetal.machine.objects import MemoryLimitExceeded
+from flowmetal.machine.show import register_leaf
 
-__all__ = ["charge", "check_size", "counted", "looks_like", "materialize", "register_codec", "register_methods", "tick_each"]
+__all__ = ["BuiltinFunction", "charge", "check_size", "counted", "looks_like", "materialize", "register_codec", "register_methods", "tick_each"]
 
 
 _SMALL = 64
@@ -84,6 +86,30 @@ def looks_like(cls: type, module: str, name: str) -> None:
     cls.__module__ = module
 
 
+class BuiltinFunction:
+    """A function of a module that the machine must see as a built-in, not as a plain Python
+    function (which generated code calls directly): one with a resumable version in the
+    prelude (`functools.reduce`), run instead when a callback may wait. Prints as
+    `<built-in function NAME>`."""
+
+    __slots__ = ("_fm_fn", "_fm_name")
+
+    def __init__(self, fn: Any, name: str) -> None:
+        self._fm_fn = fn
+        self._fm_name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fm_fn(*args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:  # `__name__`, `__qualname__`: not class attributes
+        if attr in ("__name__", "__qualname__"):
+            return self._fm_name
+        raise AttributeError(f"'builtin_function_or_method' object has no attribute '{attr}'")
+
+    def __repr__(self) -> str:
+        return f"<built-in function {self._fm_name}>"
+
+
 def register_codec(codec: Any) -> None:
     codec.register_constant(counted, "fm:counted")  # `chain.from_iterable` maps it over its input
 
@@ -102,3 +128,5 @@ def register_methods(codec: Any, cls: type, name: str) -> None:
 
 # `Ticker.counted` is `map(itemgetter(1), zip(ticks, iterable))`: snapshots write it as such
 allow_reduce(operator.itemgetter, "operator.itemgetter")
+register_kind(BuiltinFunction, "builtin_function_or_method")
+register_leaf(BuiltinFunction)
