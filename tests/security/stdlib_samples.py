@@ -40,6 +40,8 @@ def stdlib_values() -> list[Any]:
                h.compress("", []), h.count(), h.cycle(""), h.dropwhile(None, []), h.filterfalse(None, []),
                h.groupby(""), h.islice("", 1), h.permutations(""), h.product(), h.repeat(1), h.starmap(pow, []),
                h.takewhile(None, []), h.zip_longest()]
+    hq, string = get_module("heapq"), get_module("string")
+    values += [hq.merge([1], [2]), string.Template("$a"), string.Formatter()]
     values += workflow_values()
     return values
 

@@ -86,6 +86,10 @@ STD_MODULES: frozenset[str] = frozenset({
     "urllib.parse",
     "operator",
     "functools",
+    "heapq",
+    "bisect",
+    "copy",
+    "string",
 })
 
 # Dunder attributes a program may read.

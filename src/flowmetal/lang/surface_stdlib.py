@@ -97,6 +97,14 @@ def stdlib_kinds() -> list[Kind]:
                group="iterators") for n in ITERTOOLS_TYPES],
         *[Kind(f"itertools.{n}", f"An iterator `itertools.{what}` makes inside.", group="iterators")
           for n, what in (("_tee", "tee()"), ("_tee_dataobject", "tee()"), ("_grouper", "groupby()"))],
+        # -- heapq, string ---------------------------------------------------------------
+        Kind("heapq.merge", "The iterator `heapq.merge()` returns (kept across waits).", group="iterators"),
+        Kind("string.Template", "A `$`-substitution template (`string.Template`).",
+             methods=_names("get_identifiers is_valid safe_substitute substitute"), data=_names("delimiter template"),
+             refused=_names("braceidpattern flags idpattern pattern"), type_reachable=True, group="modules"),
+        Kind("string.Formatter", "`str.format` as an object (`string.Formatter`).",
+             methods=_names("check_unused_args convert_field format format_field get_field get_value parse vformat"),
+             type_reachable=True, group="modules"),
         # -- typing ---------------------------------------------------------------------
         Kind("typing._SpecialForm", "A name from `typing` (`List`, `Optional[int]`, ...): for annotations "
              "only; it prints as in CPython, can be subscripted and compared, and creates nothing.",
@@ -117,6 +125,17 @@ def stdlib_modules() -> list[ModuleSurface]:
         ModuleSurface("collections", "Container types: `Counter`, `defaultdict`, `deque`, `OrderedDict`, "
                       "`ChainMap`.", _names("ChainMap Counter OrderedDict defaultdict deque")),
         ModuleSurface("itertools", "Iterator building blocks, CPython's own.", frozenset(ITERTOOLS_TYPES) | {"tee"}),
+        ModuleSurface("heapq", "Heaps (plain lists): `heappush`, `heappop`, `heapify`, `heapreplace`, "
+                      "`heappushpop`, `nlargest`, `nsmallest`, `merge`.",
+                      _names("heapify heappop heappush heappushpop heapreplace merge nlargest nsmallest")),
+        ModuleSurface("bisect", "Binary search in sorted lists: `bisect`, `bisect_left`, `bisect_right`, `insort`, "
+                      "`insort_left`, `insort_right` (with `key=`).",
+                      _names("bisect bisect_left bisect_right insort insort_left insort_right")),
+        ModuleSurface("copy", "`copy` and `deepcopy` of the values a program holds; `Error`.",
+                      _names("Error copy deepcopy")),
+        ModuleSurface("string", "The constants, `capwords`, `Template` and `Formatter`.",
+                      _names("Formatter Template ascii_letters ascii_lowercase ascii_uppercase capwords digits "
+                             "hexdigits octdigits printable punctuation whitespace")),
         ModuleSurface("typing", "Names for annotations (never evaluated), and `cast`, `TypeVar`, "
                       "`TYPE_CHECKING` (False).", TYPING_MEMBERS),
     ]

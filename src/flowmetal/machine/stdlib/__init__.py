@@ -19,11 +19,14 @@ from flowmetal.machine.stdlib import base64 as _base64
 from flowmetal.machine.stdlib import collections as _collections
 from flowmetal.machine.stdlib import common as _common
 from flowmetal.machine.stdlib import context as _context
+from flowmetal.machine.stdlib import copy as _copy
 from flowmetal.machine.stdlib import functools as _functools
 from flowmetal.machine.stdlib import hashlib as _hashlib
+from flowmetal.machine.stdlib import heapq as _heapq
 from flowmetal.machine.stdlib import hmac as _hmac
 from flowmetal.machine.stdlib import itertools as _itertools
 from flowmetal.machine.stdlib import operator as _operator
+from flowmetal.machine.stdlib import string as _string
 from flowmetal.machine.stdlib import typing as _typing
 from flowmetal.machine.stdlib import urllib as _urllib
 
@@ -42,6 +45,10 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "urllib.parse": _urllib.parse_members,
     "operator": _operator.members,
     "functools": _functools.members,
+    "heapq": _heapq.members,
+    "bisect": _heapq.bisect_members,
+    "copy": _copy.members,
+    "string": _string.members,
 }
 
 CODEC_HOOKS: list[Callable[[Any], None]] = [
@@ -56,6 +63,9 @@ CODEC_HOOKS: list[Callable[[Any], None]] = [
     _urllib.register_codec,
     _operator.register_codec,
     _functools.register_codec,
+    _heapq.register_codec,
+    _copy.register_codec,
+    _string.register_codec,
 ]
 
 # module function -> the name of its resumable version in `lang/prelude.flow`, which the machine

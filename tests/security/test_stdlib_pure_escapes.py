@@ -1,0 +1,107 @@
+"""Attacks through heapq, bisect, copy, string, textwrap, statistics, fractions, decimal, queue and
+pprint (machine/stdlib/): no host object, attribute or address reached through them, no loop in
+C or host Python without fuel, nothing allocated past the limits, nothing shared between
+programs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flowmetal.machine.api import Limits
+from security.attack import attempt, no_host_effect, stopped
+
+ESCAPES = {
+    # -- string: Template and Formatter read no attribute a program could not ---------------
+    "formatter_class": 'import string\nprint(string.Formatter().format("{0.__class__}", 1))\n',
+    "formatter_mro": 'import string\nprint(string.Formatter().format("{0.real.__class__.__mro__}", 1))\n',
+    "formatter_vformat_globals": ('import string\ndef f():\n    pass\n'
+                                  'print(string.Formatter().vformat("{0.__globals__}", [f], {}))\n'),
+    "formatter_get_field": 'import string\nprint(string.Formatter().get_field("0.__class__", [1], {}))\n',
+    "formatter_nested_spec": 'import string\nprint(string.Formatter().format("{0:{1.__class__}}", 1, 2))\n',
+    "formatter_getattr_internal": 'import string\nprint(string.Formatter().getattr_)\n',
+    "formatter_getattr_format": 'import string\nprint("{0.getattr_}".format(string.Formatter()))\n',
+    "formatter_via_str_format": 'import string\nprint("{0.format.__self__}".format(string.Formatter()))\n',
+    "template_pattern": 'import string\nprint(string.Template("a").pattern)\n',
+    "template_pattern_format": 'import string\nprint("{0.pattern}".format(string.Template("a")))\n',
+    "template_flags": 'import string\nprint("{0.flags}".format(string.Template("a")))\n',
+    "template_class_pattern": 'import string\nprint(string.Template.pattern)\n',
+    "template_dict": 'import string\nprint("{0.__dict__}".format(string.Template("a")))\n',
+    "template_invalid": 'import string\nprint("{0._invalid}".format(string.Template("a")))\n',
+    "template_init_subclass": 'import string\nprint("{0.__init_subclass__}".format(string.Template))\n',
+    "template_braced_attribute": 'import string\nprint(string.Template("${a.__class__}").substitute(a=1))\n',
+    # -- heapq, bisect ----------------------------------------------------------------------
+    "merge_internals": 'import heapq\nprint("{0._fm_heap}".format(heapq.merge([1])))\n',
+    "merge_type_new": 'import heapq\nm = heapq.merge([1])\nprint(type(m)(([2],), None, False))\n',
+    "heapq_private": 'import heapq\nprint(heapq._heapify_max)\n',
+    "bisect_module_internal": 'import bisect\nprint("{0.__dict__}".format(bisect))\n',
+    # -- copy: no host object rebuilt from its internals -------------------------------------
+    "copy_iterator": "import copy\nprint(copy.copy(iter([1, 2])))\n",
+    "deepcopy_iterator": "import copy\nprint(copy.deepcopy(iter([1, 2])))\n",
+    "copy_itertools": "import copy, itertools\nprint(copy.deepcopy(itertools.count()))\n",
+    "copy_partial": "import copy, functools\nprint(copy.deepcopy(functools.partial(len)))\n",
+    "copy_exception": "import copy\nprint(copy.copy(ValueError('x')))\n",
+    "copy_attrgetter": "import copy, operator\nprint(copy.copy(operator.attrgetter('a')))\n",
+    "copy_generator": "import copy\nprint(copy.deepcopy(x for x in [1]))\n",
+    "copy_reduce_ex": 'import copy\nprint("{0.__reduce_ex__}".format([1]))\n',
+    "copy_private_dispatch": "import copy\nprint(copy._deepcopy_dispatch)\n",
+    "copy_copiers": "import copy\nprint(copy._COPIERS)\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_escape_is_stopped(name: str, tmp_path: Path) -> None:
+    with no_host_effect(tmp_path) as marker:
+        outcome = attempt(ESCAPES[name], marker)
+    stopped(outcome, "AttributeError", "TypeError", "ValueError", "ImportError", "NameError", "KeyError")
+    assert "0x" not in outcome.output
+
+
+RUNAWAYS = {
+    "nsmallest_endless": "import heapq\nfrom itertools import count\nheapq.nsmallest(1, count())",
+    "nlargest_endless": "import heapq\nfrom itertools import count\nheapq.nlargest(1, count())",
+    "merge_endless": ("import heapq\nfrom itertools import dropwhile, repeat\n"
+                      "print(next(dropwhile(bool, heapq.merge(repeat(1)))))"),
+    "merge_of_empties_endless": ("import heapq\nfrom itertools import chain, repeat\n"
+                                 "print(next(heapq.merge(chain.from_iterable(repeat(())))))"),
+    "heapify_big": "import heapq\nh = [0] * 5_000_000\nfor i in range(10):\n    heapq.heapify(h)",
+    "deepcopy_big": "import copy\nrow = [0] * 100_000\nfor i in range(10):\n    copy.deepcopy(row)",
+    "copy_big": "import copy\nrow = [0] * 100_000\nfor i in range(10):\n    copy.copy(row)",
+    "template_many_fields": ("import string\nt = string.Template('$a' * 500_000)\n"
+                             "for i in range(10):\n    t.substitute(a='')"),
+}
+HUGE = {
+    "template_substitute": "import string\nprint(len(string.Template('$x' * 10_000).substitute(x='a' * 100_000)))",
+    "template_safe_substitute": ("import string\n"
+                                 "print(len(string.Template('$x' * 10_000).safe_substitute(x='a' * 100_000)))"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUNAWAYS))
+def test_work_in_c_uses_fuel(name: str) -> None:
+    outcome = attempt(RUNAWAYS[name], limits=Limits(fuel=300_000))
+    assert outcome.error_line is not None and outcome.error_line.startswith("FuelExhausted"), outcome
+
+
+@pytest.mark.parametrize("name", sorted(HUGE))
+def test_huge_results_are_refused_first(name: str) -> None:
+    outcome = attempt(HUGE[name])
+    assert outcome.error_line is not None and outcome.error_line.startswith("MemoryLimitExceeded"), outcome
+
+
+def test_deepcopy_of_a_deep_structure_does_not_recurse_on_the_host() -> None:
+    outcome = attempt("import copy\nx = []\nfor i in range(100_000):\n    x = [x, i]\n"
+                      "y = copy.deepcopy(x)\nn = 0\nwhile y:\n    y = y[0]\n    n += 1\nprint(n)\n")
+    assert outcome.error_line is None and outcome.output == "100000\n", outcome
+
+
+def test_deepcopy_memo_shows_no_addresses() -> None:
+    outcome = attempt("import copy\nmemo = {}\ncopy.deepcopy([[1], [2]], memo)\nprint(memo)\n")
+    assert outcome.error_line is None and outcome.output == "{}\n", outcome
+
+
+def test_template_and_formatter_write_no_addresses() -> None:
+    outcome = attempt("import string\ndef f():\n    pass\n"
+                      "print(string.Template('$f ${f}').substitute(f=f), string.Formatter().format('{0} {0!r}', f))\n")
+    assert outcome.error_line is None and outcome.output == "<function f> <function f> <function f> <function f>\n"
