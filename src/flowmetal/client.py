@@ -187,6 +187,9 @@ class Client:
                     return _outcome(program_id, out["status"], out.get("result"), out.get("error"), type)
                 if left is not None and left <= 0:
                     raise ResultTimeout(f"program {program_id} is still {out['status']}")
+        row = self.store.get_program(program_id)
+        if row.status in FINISHED:  # (no listening connection needed: often the case for a batch)
+            return _outcome(program_id, row.status, row.result, row.error, type)
         with self._listener() as listener:
             while True:
                 row = self.store.get_program(program_id)

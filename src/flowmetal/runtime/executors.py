@@ -51,6 +51,7 @@ from flowmetal.runtime.slice import SliceResult, failed_commit
 from flowmetal.store.base import (
     FINISHED,
     Claim,
+    InboxMessage,
     ProgramRow,
     StoreError,
     StoreUnavailable,
@@ -455,21 +456,19 @@ class _Slot:
     # -- one slice --------------------------------------------------------------------------
     def _run(self, job: Job) -> SliceResult:
         started_ns, t0 = time.time_ns(), time.perf_counter()
-        result = self._run_once(job)
-        if result.started_ns == 0:
-            with contextlib.suppress(StoreError):
-                result.stamp(self.pool.store.get_program(job.program_id), started_ns, time.perf_counter() - t0)
-        return result
-
-    def _run_once(self, job: Job) -> SliceResult:
-        pool, store = self.pool, self.pool.store
         try:
-            row = store.get_program(job.program_id)
+            row, inbox = self.pool.store.program_and_inbox(job.claim)
         except UnknownProgram:
             raise Stopped(f"program {job.program_id} is gone") from None
+        result = self._run_once(job, row, inbox)
+        if result.started_ns == 0:
+            result.stamp(row, started_ns, time.perf_counter() - t0)
+        return result
+
+    def _run_once(self, job: Job, row: ProgramRow, inbox: list[InboxMessage]) -> SliceResult:
+        pool = self.pool
         if row.status in FINISHED:
             return SliceResult(row.id, row.status, None)
-        inbox = store.inbox(row.id)
         for attempt in (1, 2):
             ex = self._ensure()
             message = p.RunSlice(row, job.claim.fence, inbox, job.outcomes, pool.rt.clock(),

@@ -36,6 +36,7 @@ from flowmetal.runtime.inline import Functions, InlineCalls, Performer
 from flowmetal.runtime.waits import UnservedWatch
 from flowmetal.store.base import (
     FINISHED,
+    Claim,
     Commit,
     Conflict,
     LeaseLost,
@@ -90,6 +91,12 @@ class Worker:
         self.unserved = UnservedWatch(self.store)
         self.slices: ExecutorPool | LocalSlices = runtime.pool() or LocalSlices(runtime)
         self._idle = False  # waiting for the store's wake-up (a finished slice must then wake it)
+        # Whether the store may have work for us we have not claimed: set by the store's wake-ups,
+        # timeouts, a full claim and programs we let go of; not by our own threads' wake-ups (a
+        # call performed here finished), which continue programs we hold. A round trip saved per step.
+        self._claim_due = True
+        self._claimed = False  # the last round claimed (so the next wake-up time is worth reading again)
+        self._next_wake: float | None = None
         self.slices.on_finish = self._slice_finished
 
     # -- lifecycle ------------------------------------------------------------------
@@ -117,9 +124,12 @@ class Worker:
                 if until is not None and until() and not self.slices.busy():
                     return
                 try:
-                    did = self.step()
-                    nxt = None if did else self.store.next_wake()
+                    did = self.step(claim=self._claim_due)
+                    if not did and self._claimed:
+                        self._next_wake = self.store.next_wake()
+                    nxt = None if did else self._next_wake
                 except StoreUnavailable as e:
+                    self._claim_due = True
                     self._wait_for_store(e)
                     continue
                 if self._down_since is not None:
@@ -139,7 +149,9 @@ class Worker:
                 self._idle = True
                 try:
                     if not self.slices.finished:
-                        self.notifier.wait(timeout)
+                        woken = self.notifier.wait(timeout)
+                        if not woken or self.notifier.heard:
+                            self._claim_due = True
                 finally:
                     self._idle = False
         finally:
@@ -203,15 +215,19 @@ class Worker:
                 self.unserved.check(now)  # logs calls to functions nobody serves
 
     # -- one round ------------------------------------------------------------------
-    def step(self) -> bool:
-        """Claim what is runnable, hand out its slices, commit those that finished (together).
-        True if any finished."""
+    def step(self, claim: bool = True) -> bool:
+        """Claim what is runnable (unless not `claim`: then only continue programs whose calls
+        finished here), hand out its slices, commit those that finished (together). True if any
+        finished."""
         jobs = self._continuations() if self.inline is not None else []
         in_flight = self.slices.in_flight()
         room = self.concurrency - in_flight
         # (a claim is a transaction: take work in batches, not one program per finished slice)
-        claims = (self.store.claim(self.id, self.pid, self.host, self.lease, self.rt.clock(), room, self.only)
-                  if room > 0 and (not in_flight or room >= self.concurrency // 4) else [])
+        self._claimed = claim and room > 0 and (not in_flight or room >= self.concurrency // 4)
+        claims: list[Claim] = []
+        if self._claimed:
+            claims = self.store.claim(self.id, self.pid, self.host, self.lease, self.rt.clock(), room, self.only)
+            self._claim_due = len(claims) >= room  # a full batch: there may be more
         jobs += [Job(c) for c in claims]
         if jobs:
             now = time.monotonic()
@@ -251,6 +267,7 @@ class Worker:
                 telemetry.slice_broke(job.program_id, job.error)
             with contextlib.suppress(StoreError):
                 self.store.release(self.id, job.program_id, job.claim.fence)
+            self._claim_due = True
             if job.continued and self.inline is not None:
                 self.inline.after_slice(job.claim, None, False, job.outcomes, now)
         try:
@@ -292,6 +309,8 @@ class Worker:
             self.stats.slices += 1
             if r.commit is None:
                 self.store.release(self.id, claim.program_id, claim.fence)
+            if r.commit is None or not r.commit.keep_lease or r.program_id in lost:
+                self._claim_due = True  # let go of: it may be runnable again (a message came meanwhile)
         # (calls this worker performs itself need no connector woken)
         if any(c.sends or c.starts or c.status in FINISHED or any(n.owner is None for n in c.calls)
                for c in commits):

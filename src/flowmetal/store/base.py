@@ -275,6 +275,10 @@ class Claim:
     program_id: str
     fence: int
     took_over: bool = False  # its previous holder's lease had run out (that slice never committed)
+    # What the claim read about the program (stores that read it in the same round trip), for its
+    # first slice: taken once by `Store.program_and_inbox`, which reads it from the store otherwise.
+    row: ProgramRow | None = field(default=None, compare=False, repr=False)
+    inbox: list[InboxMessage] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -429,6 +433,12 @@ class ProgramDump:
 class Listener(ABC):
     """A subscription to the store's wake-ups ("something may be runnable now")."""
 
+    # Whether the last `wait` was woken by the store (a notification, or a lost connection that
+    # may have swallowed one), not only by `interrupt`: a worker interrupted by its own threads
+    # (a call it performs finished) need not look in the store for work. Listeners that cannot
+    # tell leave it True.
+    heard: bool = True
+
     @abstractmethod
     def wait(self, timeout: float) -> bool:
         """Sleep until woken or `timeout` seconds pass; True if woken."""
@@ -551,6 +561,15 @@ class Store(OperationsStore):
 
     @abstractmethod
     def inbox(self, program_id: str) -> list[InboxMessage]: ...
+
+    def program_and_inbox(self, claim: Claim) -> tuple[ProgramRow, list[InboxMessage]]:
+        """What a slice of a claimed program starts from: its row and its inbox (what the claim
+        read, the first time; stores that can read both in one round trip override this)."""
+        row, inbox = claim.row, claim.inbox
+        claim.row = claim.inbox = None  # once: the program's next slice starts from what it committed
+        if row is not None and inbox is not None:
+            return row, inbox
+        return self.get_program(claim.program_id), self.inbox(claim.program_id)
 
     @abstractmethod
     def request_cancel(self, program_id: str, now: float) -> None: ...

@@ -220,6 +220,7 @@ _PROGRAM_COLUMNS = ("id, filename, source_hash, status, args, last_seq, created_
                     " retain, run")
 # JSON-valued columns of calls: decoded in a ProgramDump, like the SQLite store's dumps
 _CALL_JSON = ("payload", "policy", "outcome", "last_error")
+_P_COLUMNS = ", ".join(f"p.{c.strip()}" for c in _PROGRAM_COLUMNS.split(","))
 _LIVE_STATUSES = "('running', 'waiting')"
 _DONE_STATUSES = "('completed', 'failed', 'cancelled')"  # _enqueue's test, as in the SQLite store
 
@@ -424,6 +425,7 @@ class PgListener(Listener):
 
     def wait(self, timeout: float) -> bool:
         timeout = max(0.0, timeout)
+        self.heard = True
         if self._conn is None:
             if not self._closed and self._connect():
                 return True  # wake-ups sent while disconnected were lost: look for work now
@@ -438,9 +440,8 @@ class PgListener(Listener):
         if wake in ready:
             self._drain_interrupts()
             woken = True
-        if fd in ready:
-            woken = self._read_notifications() or woken
-        return woken
+        self.heard = fd in ready and self._read_notifications()
+        return woken or self.heard
 
     def _read_notifications(self) -> bool:
         conn = self._conn
@@ -562,8 +563,11 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
             delay *= 4
         raise AssertionError("unreachable")
 
-    def _write(self, fn: Callable[[Conn], T], *, tx: bool = True, idempotent: bool = False) -> T:
-        """Run a write, in one transaction when `tx` (else `fn` is a single autocommit statement).
+    def _write(self, fn: Callable[[Conn], T], *, tx: bool = True, idempotent: bool = False,
+               pipeline: bool = False) -> T:
+        """Run a write, in one transaction when `tx` (else `fn` is a single autocommit statement);
+        with `pipeline`, in pipeline mode: BEGIN and `fn`'s statements go out together, and COMMIT
+        with whatever `fn` left unread (`fn` reads results only once it has sent everything).
         Retried when it certainly did not commit (a deadlock victim, or a connection lost before
         COMMIT was sent) or when doing it twice is harmless (`idempotent`); a connection lost while
         committing leaves the outcome unknown, so that raises StoreUnavailable."""
@@ -575,7 +579,7 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
                 with self.pool.connection() as conn:
                     if not tx:
                         return fn(conn)
-                    with conn.transaction():
+                    with conn.pipeline() if pipeline else contextlib.nullcontext(), conn.transaction():
                         result = fn(conn)
                         body_done = True
                     return result
@@ -726,6 +730,21 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
             "SELECT id, channel, message FROM inbox WHERE program_id = %s ORDER BY id", (program_id,)).fetchall())
         return [InboxMessage(r[0], r[1], json.loads(r[2])) for r in rows]
 
+    def program_and_inbox(self, claim: Claim) -> tuple[ProgramRow, list[InboxMessage]]:
+        row, inbox = claim.row, claim.inbox
+        claim.row = claim.inbox = None
+        if row is not None and inbox is not None:
+            return row, inbox
+        # one round trip for both (a program continued after its calls, by the thread of an executor)
+        rows = self._read(lambda conn: conn.execute(
+            f"SELECT {_P_COLUMNS}, i.id, i.channel, i.message FROM programs p LEFT JOIN inbox i"
+            " ON i.program_id = p.id WHERE p.id = %s ORDER BY i.id", (claim.program_id,)).fetchall())
+        if not rows:
+            raise UnknownProgram(f"no program with id {claim.program_id!r} in {self.settings.display}")
+        n = len(rows[0]) - 3
+        return _program_row(rows[0][:n]), [InboxMessage(r[n], r[n + 1], json.loads(r[n + 2]))
+                                           for r in rows if r[n] is not None]
+
     def request_cancel(self, program_id: str, now: float) -> None:
         self._live_update(program_id, "cancel_requested = 1, runnable = 1, updated_at = %s", (now,))
 
@@ -760,7 +779,9 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         programs = sorted((_program_row(r) for r in rows), key=lambda row: (row.updated_at, row.id))
         self._local.prefetch = _Prefetch(time.monotonic(), {row.id: row for row in programs},
                                          self._inboxes([row.id for row in programs]))
-        return [Claim(row.id, row.fence, took_over=row.id in taken_over) for row in programs]
+        prefetch = self._local.prefetch
+        return [Claim(row.id, row.fence, took_over=row.id in taken_over, row=row,
+                      inbox=prefetch.inboxes.get(row.id)) for row in programs]
 
     def _inboxes(self, program_ids: list[str]) -> dict[str, list[InboxMessage]]:
         """The inboxes of programs just claimed, for the slices about to run (see _prefetched).
@@ -834,33 +855,54 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         if not commits:
             return
         try:
-            self._write(lambda conn: self._commit(conn, commits, now))
+            self._write(lambda conn: self._commit(conn, commits, now), pipeline=True)
         except psycopg.errors.UniqueViolation as e:
-            # an event at a taken position, or a child id started twice at once
+            # an event at a taken position, or a child id started twice at once. The checks run
+            # after the writes (see _commit), so a lost lease may show as this first: say which.
+            rows = self._read(lambda conn: conn.execute(
+                "SELECT id, fence, last_seq, lease_owner FROM programs WHERE id = ANY(%s)",
+                ([c.program_id for c in commits],)).fetchall())
+            state = {r[0]: (r[1], r[2], r[3]) for r in rows}
+            for c in commits:
+                current = state.get(c.program_id)
+                if current is not None and (current[0] != c.fence or current[2] is None):
+                    _check(c, current)
             raise Conflict(f"commit conflicts with another writer: {_first_line(e)}") from None
 
     def _commit(self, conn: Conn, commits: list[Commit], now: float) -> None:
-        # Lock every program the commits append to or send to, in id order (so two group commits
-        # never deadlock), and read what the fence and sequence checks need, race-free.
+        # One round trip for the whole group (pipeline mode; see _write), then COMMIT: lock every
+        # program the commits append to or send to, in id order (so two group commits never
+        # deadlock), reading what the fence and sequence checks need; write everything; and only
+        # then look at what the lock read. A failed check raises before COMMIT, so nothing of the
+        # group is kept, as if it had been checked first (the rows stay locked meanwhile).
         ids = sorted({c.program_id for c in commits} | {t for c in commits for t, _, _ in c.sends})
-        rows = conn.execute("SELECT id, fence, last_seq, lease_owner FROM programs WHERE id = ANY(%s)"
-                            " ORDER BY id FOR UPDATE", (ids,)).fetchall()
-        state = {r[0]: (r[1], r[2], r[3]) for r in rows}
+        locked = conn.execute("SELECT id, fence, last_seq, lease_owner FROM programs WHERE id = ANY(%s)"
+                              " ORDER BY id FOR UPDATE", (ids,))
+        checks: list[Callable[[], None]] = []
         for batch in _rounds(commits):
-            self._apply_batch(conn, batch, state, now)
+            self._apply_batch(conn, batch, now, checks)
+        state = {r[0]: (r[1], r[2], r[3]) for r in locked.fetchall()}
+        for batch in _rounds(commits):
+            for c in batch:
+                _check(c, state.get(c.program_id))
+            for c in batch:
+                fence, _, owner = state[c.program_id]
+                if c.restart_args is not None:
+                    state[c.program_id] = (fence, 1, None)
+                else:
+                    state[c.program_id] = (fence, c.base_seq + len(c.events), owner if c.keep_lease else None)
+        for check in checks:
+            check()
 
-    def _apply_batch(self, conn: Conn, batch: list[Commit], state: dict[str, tuple[int, int, str | None]],
-                     now: float) -> None:
+    def _apply_batch(self, conn: Conn, batch: list[Commit], now: float, checks: list[Callable[[], None]]) -> None:
         """Apply commits of distinct programs with a few set-based statements (round trips are
         what a commit costs); the effect is the SQLite store's `_apply` of each in turn. Arrays
-        go in binary (%b): psycopg writes text-format arrays element by element in Python."""
-        for c in batch:
-            _check(c, state.get(c.program_id))
+        go in binary (%b): psycopg writes text-format arrays element by element in Python.
+        Checks of what the statements return go to `checks`, run once everything is sent."""
         restarts = [c for c in batch if c.restart_args is not None]
         if restarts:  # continue_as_new: rare enough to apply one by one
             for c in restarts:
                 self._apply_restart(conn, c, now)
-                state[c.program_id] = (state[c.program_id][0], 1, None)
             batch = [c for c in batch if c.restart_args is None]
             if not batch:
                 return
@@ -880,7 +922,7 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
                 self._create(conn, new, now)
         self._send_all(conn, [s for c in batch for s in c.sends], now)
         self._insert_calls(conn, batch, now)
-        self._record_done_calls(conn, batch, now)
+        self._record_done_calls(conn, batch, now, checks)
         cancel = [k for c in batch for k in c.cancel_calls]
         if cancel:
             conn.execute("UPDATE calls SET status = 'cancelled', lease_owner = NULL, updated_at = %s"
@@ -893,9 +935,6 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
                                 " VALUES (%s, %s, %s, 'open', %s, %s) ON CONFLICT (token) DO UPDATE SET"
                                 " status = 'open', options = EXCLUDED.options", callbacks)
         self._update_programs(conn, batch, now)
-        for c in batch:
-            fence, _, owner = state[c.program_id]
-            state[c.program_id] = (fence, c.base_seq + len(c.events), owner if c.keep_lease else None)
 
     def _insert_events(self, conn: Conn, batch: list[Commit], now: float) -> None:
         rows = [(c.program_id, c.base_seq + i, etype, dumps({"v": EVENT_VERSION, **data}))
@@ -935,22 +974,26 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
                     " deadline, status, attempt, next_at, lease_owner, lease_expires, attempt_deadline, created_at,"
                     " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
 
-    def _record_done_calls(self, conn: Conn, batch: list[Commit], now: float) -> None:
+    def _record_done_calls(self, conn: Conn, batch: list[Commit], now: float,
+                           checks: list[Callable[[], None]]) -> None:
         """Outcomes of calls the committing worker performed in process: each call must still be
         claimed by that worker (else its attempt was given up meanwhile: Conflict)."""
         done = [(key, dumps(message), c.call_owner, ended_status(message))
                 for c in batch for key, message in c.done_calls]
         if not done:
             return
-        rows = conn.execute(
+        cur = conn.execute(
             "UPDATE calls AS c SET status = d.status, outcome = d.outcome, lease_owner = NULL, lease_expires = NULL,"
             " updated_at = %s FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS d(key, outcome, owner,"
             " status) WHERE c.key = d.key AND c.status = 'claimed' AND c.lease_owner = d.owner RETURNING c.key",
-            (now, [d[0] for d in done], [d[1] for d in done], [d[2] for d in done], [d[3] for d in done])).fetchall()
-        recorded = {r[0] for r in rows}
-        for key, _, owner, _ in done:
-            if key not in recorded:
-                raise Conflict(f"call {key!r} is no longer claimed by {owner}")
+            (now, [d[0] for d in done], [d[1] for d in done], [d[2] for d in done], [d[3] for d in done]))
+
+        def check() -> None:
+            recorded = {r[0] for r in cur.fetchall()}
+            for key, _, owner, _ in done:
+                if key not in recorded:
+                    raise Conflict(f"call {key!r} is no longer claimed by {owner}")
+        checks.append(check)
 
     def _update_programs(self, conn: Conn, batch: list[Commit], now: float) -> None:
         conn.execute(

@@ -33,6 +33,7 @@ class SocketListener(Listener):
         self._sender.setblocking(False)
 
     def wait(self, timeout: float) -> bool:
+        self.heard = False
         if self.sock is None:
             select.select([], [], [], max(0.0, timeout))
             return False
@@ -40,14 +41,16 @@ class SocketListener(Listener):
         if ready:
             with contextlib.suppress(OSError):
                 while True:
-                    self.sock.recv(64)
+                    data = self.sock.recv(64)
+                    # b"!" from notify_all (the store), b"i" from our own interrupt()
+                    self.heard = self.heard or b"!" in data or not data
             return True
         return False
 
     def interrupt(self) -> None:
         # never block: a full queue means a wake-up is already pending
         with contextlib.suppress(OSError):
-            self._sender.sendto(b"!", self._address)
+            self._sender.sendto(b"i", self._address)
 
     def close(self) -> None:
         self._sender.close()
