@@ -8,6 +8,7 @@ import itertools
 from typing import Any
 
 from flowmetal.machine.access import fm_getattr
+from flowmetal.machine.stdlib.namedtuples import SAMPLE
 from flowmetal.machine.stdmods import get_module
 
 
@@ -25,6 +26,8 @@ def stdlib_values() -> list[Any]:
     od = col.OrderedDict(a=1)
     cm = col.ChainMap({"a": 1})
     dq = col.deque([1, 2])
+    made = col.namedtuple("Made", "x count", defaults=[[1]])
+    values += [SAMPLE(1, [2]), made(3), made]
     values += [dq, col.Counter("ab"), col.defaultdict(list), od, cm, fm_getattr(od, "keys")(),
                fm_getattr(od, "values")(), fm_getattr(od, "items")(), cm.keys(), cm.items(), cm.values(),
                iter(dq), reversed(dq), iter(od)]

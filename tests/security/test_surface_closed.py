@@ -107,7 +107,8 @@ def _is_program_value(x: Any) -> bool:
 @pytest.mark.parametrize("value", _program_values(), ids=lambda v: type(v).__qualname__)
 def test_every_allowed_attribute_leads_to_a_program_value(value: Any) -> None:
     kind = access._KIND_OF.get(type(value))
-    names = kind.attributes if kind is not None else {"__name__", "__qualname__"}
+    own = access.own_table(type(value))  # a class the program made: its own table
+    names = set(own) if own is not None else kind.attributes if kind is not None else {"__name__", "__qualname__"}
     for name in sorted(names):
         try:
             got = fm_getattr(value, name)
@@ -134,7 +135,8 @@ def test_standard_module_members_are_the_table(module: str) -> None:
 def test_routed_names_are_refused_on_every_kind_that_does_not_allow_them() -> None:
     for value in _program_values():
         kind = access._KIND_OF.get(type(value))
-        allowed = kind.attributes if kind is not None else {"__name__", "__qualname__"}
+        own = access.own_table(type(value))  # a class the program made: its own table
+        allowed = set(own) if own is not None else kind.attributes if kind is not None else {"__name__", "__qualname__"}
         for name in sorted(ROUTED_ATTRIBUTES - allowed):
             if isinstance(value, type) or type(value) in (FlowType, type(access.TYPE), type(access.STR)):
                 continue  # type objects: covered by test_type_objects_programs_hold_offer_only_methods

@@ -36,6 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from flowmetal.lang.check_scopes import check_names
+from flowmetal.lang.declared import declared_attributes
 from flowmetal.lang.diagnostics import Diagnostic
 from flowmetal.lang.surface import is_readable_name
 
@@ -159,6 +160,7 @@ class _ConstructChecker:
         self.diagnostics: list[Diagnostic] = []
 
     def check(self, tree: ast.Module) -> list[Diagnostic]:
+        self.declared = declared_attributes(tree)  # the fields of the program's namedtuples
         for node in ast.walk(tree):
             visit = getattr(self, "visit_" + type(node).__name__, None)
             if visit is not None:
@@ -223,7 +225,7 @@ class _ConstructChecker:
             self.error(node, f"assigning attributes is not supported: {_NO_ATTRIBUTES}")
         elif isinstance(node.ctx, ast.Del):
             self.error(node, f"deleting attributes is not supported: {_NO_ATTRIBUTES}")
-        elif not is_readable_name(node.attr):
+        elif not is_readable_name(node.attr) and node.attr not in self.declared:
             # Point at the attribute name (the node ends with it), not at the
             # start of `a.b.__class__`, so chained accesses get distinct positions.
             if _is_dunder(node.attr):

@@ -21,7 +21,7 @@ from flowmetal.lang.lowering import (
     rethrow,
 )
 from flowmetal.lang.scopes import Scope
-from flowmetal.lang.surface import ROUTED_ATTRIBUTES
+from flowmetal.lang.surface import is_routed
 from flowmetal.lang.translate import (
     CHECKED_OPS,
     H_CALLATTR,
@@ -259,7 +259,7 @@ class ExprLowerer:
             self.loc = saved
 
     def lower_Call(self, e: ast.Call) -> ast.expr:
-        if isinstance(e.func, ast.Attribute) and e.func.attr in ROUTED_ATTRIBUTES:
+        if isinstance(e.func, ast.Attribute) and is_routed(e.func.attr):
             # a routed method is called through the checked helper (which never leaves a
             # bound method in a temporary across a wait)
             base = self.materialize(self.lower(e.func.value))
@@ -393,7 +393,7 @@ class ExprLowerer:
 
     def lower_Attribute(self, e: ast.Attribute) -> ast.expr:
         base = self.lower(e.value)
-        if e.attr in ROUTED_ATTRIBUTES:
+        if is_routed(e.attr):
             return routed_attribute(base, e.attr, e)
         return ast.Attribute(value=base, attr=e.attr, ctx=ast.Load())
 

@@ -42,8 +42,12 @@ from dataclasses import dataclass, field
 from flowmetal.lang.surface_stdlib import stdlib_kinds, stdlib_modules
 from flowmetal.lang.surface_workflow import workflow_kinds, workflow_modules
 
-# Dunder attributes programs may read. Every other `_` name is unreachable.
+# Dunder attributes programs may read. Every other `_` name is unreachable, but for:
 READABLE_DUNDERS: frozenset[str] = frozenset({"__name__", "__qualname__", "__cause__", "__context__"})
+# the documented API of `collections.namedtuple` classes, which starts with `_` to stay clear of
+# field names (a deliberate exception: these names are always routed, so they mean something
+# only on a namedtuple, through its class's own table)
+READABLE_UNDERSCORED: frozenset[str] = frozenset({"_asdict", "_field_defaults", "_fields", "_make", "_replace"})
 
 
 @dataclass(frozen=True)
@@ -274,7 +278,7 @@ HTTP_MEMBERS: frozenset[str] = _names("request get post put delete patch head Ht
 
 
 def _all_attributes() -> frozenset[str]:
-    names: set[str] = set(READABLE_DUNDERS)
+    names: set[str] = set(READABLE_DUNDERS | READABLE_UNDERSCORED)
     for kind in KINDS.values():
         names |= kind.attributes
     for module in MODULES.values():
@@ -285,7 +289,7 @@ def _all_attributes() -> frozenset[str]:
 ALL_ATTRIBUTES: frozenset[str] = _all_attributes()
 """Every attribute name some value or module offers; the checker refuses any other."""
 
-ROUTED_ATTRIBUTES: frozenset[str] = frozenset(
+ROUTED_ATTRIBUTES: frozenset[str] = READABLE_UNDERSCORED | frozenset(
     name
     for kind in KINDS.values()
     for name in kind.routed | kind.refused | (kind.data if kind.type_reachable else frozenset())
@@ -319,8 +323,16 @@ def render_markdown() -> str:
 def is_readable_name(name: str) -> bool:
     """Whether a program may write `x.name` at all (before knowing what x is)."""
     if name.startswith("_"):
-        return name in READABLE_DUNDERS
+        return name in READABLE_DUNDERS or name in READABLE_UNDERSCORED
     return name in ALL_ATTRIBUTES
+
+
+def is_routed(name: str) -> bool:
+    """Whether the compiler reads `x.name` through the machine's checked getattr: the routed
+    names, and names no kind has (the fields of a program's namedtuples: only their own
+    classes' tables know them). (Other `_` names appear only in the prelude, Flowmetal's own
+    code, which reads its own objects natively; the checker refuses them in programs.)"""
+    return name in ROUTED_ATTRIBUTES or (name not in ALL_ATTRIBUTES and not name.startswith("_"))
 
 
 __all__ = [
@@ -330,10 +342,12 @@ __all__ = [
     "KINDS",
     "MODULES",
     "READABLE_DUNDERS",
+    "READABLE_UNDERSCORED",
     "ROUTED_ATTRIBUTES",
     "Kind",
     "ModuleSurface",
     "is_readable_name",
+    "is_routed",
     "render_markdown",
 ]
 

@@ -83,6 +83,11 @@ def stdlib_kinds() -> list[Kind]:
         Kind("collections.ChainMap", "Several mappings searched in turn (`collections.ChainMap`).",
              methods=_DICT_METHODS | _names("new_child"), data=_names("maps parents"), routed=_VIEWS,
              type_reachable=True, group="modules"),
+        Kind("collections.namedtuple", "An instance of a class made by `namedtuple(\"Point\", \"x y\")` (or "
+             "`typing.NamedTuple`): a tuple whose fields are also its attributes (`p.x`); the class is called "
+             "like a function (`Point(1, 2)`) and offers `_make()`, `_fields` and `_field_defaults`.",
+             methods=_names("_asdict _make _replace count index"), data=_names("_field_defaults _fields"),
+             type_reachable=True, group="modules"),  # (`_` names are always routed: READABLE_UNDERSCORED)
         *[Kind(f"odict_{n}", f"The {n} of an `OrderedDict`, as `od.{n}()` returns them.",
                methods=_names("isdisjoint") if n != "values" else frozenset(), group="modules")
           for n in ("keys", "values", "items")],
@@ -123,7 +128,7 @@ def stdlib_modules() -> list[ModuleSurface]:
         ModuleSurface("operator", "The operators as functions; `attrgetter` and `methodcaller` through the "
                       "allow-list.", OPERATOR_MEMBERS),
         ModuleSurface("collections", "Container types: `Counter`, `defaultdict`, `deque`, `OrderedDict`, "
-                      "`ChainMap`.", _names("ChainMap Counter OrderedDict defaultdict deque")),
+                      "`ChainMap`, `namedtuple`.", _names("ChainMap Counter OrderedDict defaultdict deque namedtuple")),
         ModuleSurface("itertools", "Iterator building blocks, CPython's own.", frozenset(ITERTOOLS_TYPES) | {"tee"}),
         ModuleSurface("heapq", "Heaps (plain lists): `heappush`, `heappop`, `heapify`, `heapreplace`, "
                       "`heappushpop`, `nlargest`, `nsmallest`, `merge`.",

@@ -30,7 +30,7 @@ from typing import Any
 from flowmetal.lang.classify import Unit
 from flowmetal.lang.names import BUILTIN_NAMES
 from flowmetal.lang.scopes import COMPREHENSIONS, Scope
-from flowmetal.lang.surface import ROUTED_ATTRIBUTES
+from flowmetal.lang.surface import is_routed
 
 # Names of the machine helpers that generated code calls. They are closure cells of the
 # generated code (see `HELPERS`), so no name a program binds can shadow them; the checker
@@ -239,17 +239,17 @@ class Translator(ast.NodeTransformer):
         return self.scope.owner_of(builtin) is None and builtin not in self.module_scope.bound
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
-        if isinstance(node.ctx, ast.Load) and self.is_builtin(node.value, "str") and node.attr not in ROUTED_ATTRIBUTES:
+        if isinstance(node.ctx, ast.Load) and self.is_builtin(node.value, "str") and not is_routed(node.attr):
             # `str.lower`: the host type's own method (Flowmetal's `str` object would forward it)
             return ast.copy_location(ast.Attribute(value=name(H_HOSTSTR), attr=node.attr, ctx=ast.Load()), node)
         node.value = self.visit(node.value)
-        if isinstance(node.ctx, ast.Load) and node.attr in ROUTED_ATTRIBUTES:
+        if isinstance(node.ctx, ast.Load) and is_routed(node.attr):
             return routed_attribute(node.value, node.attr, node)
         return node
 
     def visit_Call(self, node: ast.Call) -> ast.expr:
         func = node.func
-        if isinstance(func, ast.Attribute) and func.attr in ROUTED_ATTRIBUTES:
+        if isinstance(func, ast.Attribute) and is_routed(func.attr):
             receiver = self.visit(func.value)
             args = [self.visit(a) for a in node.args]
             keywords = [ast.keyword(arg=k.arg, value=self.visit(k.value)) for k in node.keywords]

@@ -307,7 +307,17 @@ def visible_class(host: type) -> Any:
 # --------------------------------------------------------------------------------
 
 
+def own_table(t: type) -> dict[str, _Getter] | None:
+    """The attribute table a class made by a program carries itself (`namedtuple` classes): such a
+    class is never entered in this module's registries, which would keep it alive for good."""
+    own = getattr(t, "_fm_attrs", None)
+    return own if type(own) is dict else None
+
+
 def _kind_table(t: type) -> dict[str, _Getter] | None:
+    own = own_table(t)
+    if own is not None:  # (never cached here: see own_table)
+        return own
     table = _GET.get(t)
     if table is None:
         for base in t.__mro__[1:-1]:  # not `object`: only subclasses of a known kind inherit it
@@ -341,6 +351,12 @@ def fm_callattr(obj: Any, name: str, /, *args: Any, **kwargs: Any) -> Any:
 
 def _getattr_slow(obj: Any, name: str) -> Any:
     t = type(obj)
+    own = own_table(t)
+    if own is not None:  # a class the program made (`namedtuple`)
+        get = own.get(name)
+        if get is not None:
+            return get(obj)
+        raise AttributeError(f"'{t.__name__}' object has no attribute '{name}'", name=name, obj=obj)
     if t is _MODULE_TYPE[0]:
         members = obj.__dict__
         if name in members:
@@ -366,6 +382,9 @@ def _class_attrs(cls: Any) -> dict[str, Any]:
     attrs = _CLASS_ATTRS.get(id(cls))
     if attrs is not None:
         return attrs
+    own = getattr(cls, "_fm_class_attrs", None) if isinstance(cls, type) else None
+    if type(own) is dict:
+        return {name: get(cls) for name, get in own.items()}
     if not isinstance(cls, type) or _kind_table(cls) is None:
         return {"__name__": cls.__name__, "__qualname__": cls.__qualname__}
     kind = _KIND_OF[cls]
@@ -393,6 +412,8 @@ def visible_type(x: Any) -> Any:
         return v
     if isinstance(x, type) or t is FlowType or t is _TypeBuiltin or t is _StrType:
         return TYPE
+    if own_table(t) is not None:
+        return t
     if _kind_table(t) is not None:
         kind = _KIND_OF[t]
         v = _VISIBLE[t] = t if kind.type_reachable else _flow_type(kind.name, t)

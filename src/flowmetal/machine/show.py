@@ -87,16 +87,28 @@ def _all_leaves_seq(items: Any, depth: int) -> bool:
 _CONTAINERS = {list, tuple, dict}
 
 
+# The writer of the repr being written, if any: a value's own `__repr__` (a namedtuple's, a
+# deque's) calls fm_repr for what it holds, and those calls must share the containers already
+# open, or a list holding the value that holds the list would be written forever (CPython's
+# `Py_ReprEnter` is per thread in the same way).
+_OPEN: list[_Writer | None] = [None]
+
+
 def fm_repr(x: Any) -> str:
     """`repr(x)` without process-dependent parts."""
     t = type(x)
     if t in _LEAF:
         return repr(x)
-    if t in _CONTAINERS:
-        if _all_leaves(x, 0):
-            return repr(x)
-        return _Writer().repr(x)
-    return _other_repr(x, _Writer())
+    if t in _CONTAINERS and _all_leaves(x, 0):
+        return repr(x)  # (no cycle can pass through it)
+    writer = _OPEN[0]
+    if writer is not None:
+        return writer.repr(x)
+    writer = _OPEN[0] = _Writer()
+    try:
+        return writer.repr(x)
+    finally:
+        _OPEN[0] = None
 
 
 class _Writer:

@@ -25,6 +25,7 @@ from flowmetal.machine.stdlib import hashlib as _hashlib
 from flowmetal.machine.stdlib import heapq as _heapq
 from flowmetal.machine.stdlib import hmac as _hmac
 from flowmetal.machine.stdlib import itertools as _itertools
+from flowmetal.machine.stdlib import namedtuples as _namedtuples
 from flowmetal.machine.stdlib import operator as _operator
 from flowmetal.machine.stdlib import string as _string
 from flowmetal.machine.stdlib import typing as _typing
@@ -56,6 +57,7 @@ CODEC_HOOKS: list[Callable[[Any], None]] = [
     _typing.register_codec,
     _itertools.register_codec,
     _collections.register_codec,
+    _namedtuples.register_codec,
     _context.register_codec,
     _base64.register_codec,
     _hashlib.register_codec,

@@ -1,5 +1,5 @@
 """`collections` for Flowmetal programs: `Counter`, `defaultdict`, `deque`, `OrderedDict` and
-`ChainMap` (`namedtuple` comes with classes).
+`ChainMap`, and `namedtuple` (in `namedtuples.py`).
 
 Each is a subclass of CPython's own class (named and printed as CPython's), so results,
 errors and speed are CPython's. What the subclasses add:
@@ -34,6 +34,7 @@ from flowmetal.machine.stdlib.common import (
     register_methods,
     tick_each,
 )
+from flowmetal.machine.stdlib.namedtuples import namedtuple
 from flowmetal.machine.values import FmSet
 from flowmetal.machine.views import ItemsView, KeysView, ValuesView, view_of
 
@@ -338,7 +339,7 @@ class _ChainValues(_abc.ValuesView):
 
 def members() -> dict[str, Any]:
     return {"Counter": Counter, "defaultdict": defaultdict, "deque": deque, "OrderedDict": OrderedDict,
-            "ChainMap": ChainMap}
+            "ChainMap": ChainMap, "namedtuple": namedtuple}
 
 
 def _fill_deque(d: deque, state: list[Any]) -> None:

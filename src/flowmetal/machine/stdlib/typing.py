@@ -61,6 +61,10 @@ class Hint:
         return hash((self._fm_name, self._fm_args))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._fm_name == "NamedTuple" and self._fm_args is None:  # the functional form
+            from flowmetal.machine.stdlib.namedtuples import typing_namedtuple
+
+            return typing_namedtuple(*args, **kwargs)
         raise TypeError(f"Cannot instantiate {self!r}")
 
     def __repr__(self) -> str:
