@@ -28,10 +28,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from flowmetal.machine.access import FlowType
+from flowmetal.machine.access import FlowType, own_table
 from flowmetal.machine.show import fm_repr
 from flowmetal.machine.stdlib import collections as _col
 from flowmetal.machine.stdlib.common import charge
+from flowmetal.machine.stdlib.namedtuples import NamedTupleBase
 from flowmetal.machine.values import FmFrozenSet, FmSet, Match, Module, Pattern
 
 __all__ = ["Error", "copy", "deepcopy", "members", "register_atoms", "register_codec", "register_copier"]
@@ -58,6 +59,8 @@ class Copier:
     new: Callable[[Any], Any] | None = None
     fill: Callable[[Any, Any, list[Any]], None] | None = None
     build: Callable[[Any, list[Any]], Any] | None = None
+    # built anew even when a cycle has copied it meanwhile (what CPython's `__reduce_ex__` path does)
+    always_new: bool = False
 
 
 _COPIERS: dict[type, Copier] = {}
@@ -80,7 +83,10 @@ def _refuse(x: Any, what: str) -> TypeError:
 
 
 def _copier(x: Any, what: str) -> Copier:
-    copier = _COPIERS.get(type(x))
+    t = type(x)
+    copier = _COPIERS.get(t)
+    if copier is None and own_table(t) is not None:  # a class the program made: copied as its base is
+        copier = next((_COPIERS[base] for base in t.__mro__[1:] if base in _COPIERS), None)
     if copier is None:
         raise _refuse(x, what)
     return copier
@@ -90,10 +96,7 @@ def copy(x: Any) -> Any:
     """Shallow copy operation on arbitrary Python objects."""
     if type(x) in _ATOMS:
         return x
-    copier = _copier(x, "copy.copy")
-    if copier.build is not None:  # immutable: itself, as in CPython
-        return x
-    return copier.shallow(x)
+    return _copier(x, "copy.copy").shallow(x)  # (an immutable value's shallow copy is itself)
 
 
 _MISSING: Any = object()
@@ -145,7 +148,7 @@ def deepcopy(x: Any, memo: Any = None, _nil: Any = None) -> Any:
             else:
                 # an immutable value may have been copied meanwhile through a cycle (CPython's rule)
                 done = memo.get(id(obj), _MISSING)
-                if done is _MISSING:
+                if done is _MISSING or copier.always_new:
                     assert copier.build is not None
                     done = copier.build(obj, out)
                     memo[id(obj)] = done
@@ -207,6 +210,9 @@ def _new_chainmap(x: Any) -> Any:
 
 
 register_copier(tuple, Copier(shallow=lambda x: x, parts=lambda x: x, build=_tuple_build))
+# a namedtuple is rebuilt, even when nothing in it changes (CPython copies it through `__reduce_ex__`)
+register_copier(NamedTupleBase, Copier(shallow=lambda x: tuple.__new__(type(x), x), parts=lambda x: x,
+                                       build=lambda x, parts: tuple.__new__(type(x), parts), always_new=True))
 register_copier(FmFrozenSet, Copier(shallow=lambda x: x, parts=lambda x: x, build=_frozenset_build))
 register_copier(list, Copier(shallow=_shallow, parts=lambda x: x, new=lambda x: [], fill=_fill_list))
 register_copier(dict, Copier(shallow=_shallow, parts=_flat_items, new=lambda x: {}, fill=_fill_dict))
