@@ -45,6 +45,8 @@ def stdlib_values() -> list[Any]:
                h.takewhile(None, []), h.zip_longest()]
     hq, string = get_module("heapq"), get_module("string")
     values += [hq.merge([1], [2]), string.Template("$a"), string.Formatter()]
+    fr, st = get_module("fractions"), get_module("statistics")
+    values += [fr.Fraction(1, 3), st.NormalDist(1, 2), st.linear_regression([1, 2], [3, 5])]
     values += workflow_values()
     return values
 

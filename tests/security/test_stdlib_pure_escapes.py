@@ -47,6 +47,19 @@ ESCAPES = {
     "copy_reduce_ex": 'import copy\nprint("{0.__reduce_ex__}".format([1]))\n',
     "copy_private_dispatch": "import copy\nprint(copy._deepcopy_dispatch)\n",
     "copy_copiers": "import copy\nprint(copy._COPIERS)\n",
+    # -- fractions, statistics ----------------------------------------------------------------
+    "fraction_internals": 'from fractions import Fraction\nprint("{0._numerator}".format(Fraction(1, 3)))\n',
+    "fraction_class": 'from fractions import Fraction\nprint("{0.__class__.__bases__}".format(Fraction(1)))\n',
+    "fraction_classmethod_func": 'from fractions import Fraction\nprint("{0.from_float.__func__}".format(Fraction))\n',
+    "fraction_numerator_descriptor": "from fractions import Fraction\nprint(Fraction.numerator)\n",
+    "fraction_reduce": 'from fractions import Fraction\nprint("{0.__reduce__}".format(Fraction(1)))\n',
+    "statistics_samples": 'import statistics\nprint("{0.samples}".format(statistics.NormalDist()))\n',
+    "statistics_samples_static": "import statistics\nprint(statistics.NormalDist().samples(2))\n",
+    "statistics_private": "import statistics\nprint(statistics._sum([1]))\n",
+    "statistics_random": 'import statistics\nprint("{0.random}".format(statistics))\n',
+    "normaldist_mu": 'import statistics\nprint("{0._mu}".format(statistics.NormalDist()))\n',
+    "regression_make": "import statistics\nprint(statistics.linear_regression([1, 2], [1, 2])._make([3, 4]))\n",
+    "regression_type": "import statistics\nr = statistics.linear_regression([1, 2], [1, 2])\nprint(type(r)(1, 2))\n",
 }
 
 
@@ -59,6 +72,8 @@ def test_escape_is_stopped(name: str, tmp_path: Path) -> None:
 
 
 RUNAWAYS = {
+    "statistics_mean_endless": "import statistics\nfrom itertools import count\nstatistics.mean(count())",
+    "statistics_big": "import statistics\nrow = list(range(100_000))\nfor i in range(10):\n    statistics.fmean(row)",
     "nsmallest_endless": "import heapq\nfrom itertools import count\nheapq.nsmallest(1, count())",
     "nlargest_endless": "import heapq\nfrom itertools import count\nheapq.nlargest(1, count())",
     "merge_endless": ("import heapq\nfrom itertools import dropwhile, repeat\n"
@@ -72,6 +87,13 @@ RUNAWAYS = {
                              "for i in range(10):\n    t.substitute(a='')"),
 }
 HUGE = {
+    "fraction_exponent_string": 'from fractions import Fraction\nprint(Fraction("1e999999999"))',
+    "fraction_negative_exponent": 'from fractions import Fraction\nprint(Fraction("1e-99999999999999999999"))',
+    "fraction_pow": "from fractions import Fraction\nprint(Fraction(3, 2) ** 10**9)",
+    "fraction_rpow": "from fractions import Fraction\nprint(3 ** Fraction(10**10))",
+    "fraction_round": "from fractions import Fraction\nprint(round(Fraction(1, 3), 10**9))",
+    "quantiles_n": "import statistics\nprint(statistics.quantiles([1, 2, 3], n=10**10))",
+    "normaldist_quantiles_n": "import statistics\nprint(statistics.NormalDist().quantiles(10**10))",
     "template_substitute": "import string\nprint(len(string.Template('$x' * 10_000).substitute(x='a' * 100_000)))",
     "template_safe_substitute": ("import string\n"
                                  "print(len(string.Template('$x' * 10_000).safe_substitute(x='a' * 100_000)))"),

@@ -90,6 +90,8 @@ STD_MODULES: frozenset[str] = frozenset({
     "bisect",
     "copy",
     "string",
+    "fractions",
+    "statistics",
 })
 
 # Dunder attributes a program may read.

@@ -110,6 +110,16 @@ def stdlib_kinds() -> list[Kind]:
         Kind("string.Formatter", "`str.format` as an object (`string.Formatter`).",
              methods=_names("check_unused_args convert_field format format_field get_field get_value parse vformat"),
              type_reachable=True, group="modules"),
+        # -- fractions, statistics --------------------------------------------------------
+        Kind("fractions.Fraction", "A rational number (`fractions.Fraction`).",
+             methods=_names("as_integer_ratio conjugate from_decimal from_float limit_denominator"),
+             data=_names("denominator imag numerator real"), type_reachable=True, group="modules"),
+        Kind("statistics.NormalDist", "A normal distribution (`statistics.NormalDist`), without `samples`.",
+             methods=_names("cdf from_samples inv_cdf overlap pdf quantiles zscore"),
+             data=_names("mean median mode stdev variance"), refused=_names("samples"), type_reachable=True,
+             group="modules"),
+        Kind("statistics.LinearRegression", "What `linear_regression()` returns: a named tuple.",
+             methods=_names("count index"), data=_names("intercept slope"), group="modules"),
         # -- typing ---------------------------------------------------------------------
         Kind("typing._SpecialForm", "A name from `typing` (`List`, `Optional[int]`, ...): for annotations "
              "only; it prints as in CPython, can be subscripted and compared, and creates nothing.",
@@ -141,6 +151,12 @@ def stdlib_modules() -> list[ModuleSurface]:
         ModuleSurface("string", "The constants, `capwords`, `Template` and `Formatter`.",
                       _names("Formatter Template ascii_letters ascii_lowercase ascii_uppercase capwords digits "
                              "hexdigits octdigits printable punctuation whitespace")),
+        ModuleSurface("fractions", "`Fraction`.", _names("Fraction")),
+        ModuleSurface("statistics", "Every function of CPython 3.11's `statistics`, `NormalDist` (without "
+                      "`samples`) and `StatisticsError`.",
+                      _names("NormalDist StatisticsError correlation covariance fmean geometric_mean harmonic_mean "
+                             "linear_regression mean median median_grouped median_high median_low mode multimode "
+                             "pstdev pvariance quantiles stdev variance")),
         ModuleSurface("typing", "Names for annotations (never evaluated), and `cast`, `TypeVar`, "
                       "`TYPE_CHECKING` (False).", TYPING_MEMBERS),
     ]

@@ -20,6 +20,7 @@ from flowmetal.machine.stdlib import collections as _collections
 from flowmetal.machine.stdlib import common as _common
 from flowmetal.machine.stdlib import context as _context
 from flowmetal.machine.stdlib import copy as _copy
+from flowmetal.machine.stdlib import fractions as _fractions
 from flowmetal.machine.stdlib import functools as _functools
 from flowmetal.machine.stdlib import hashlib as _hashlib
 from flowmetal.machine.stdlib import heapq as _heapq
@@ -27,6 +28,7 @@ from flowmetal.machine.stdlib import hmac as _hmac
 from flowmetal.machine.stdlib import itertools as _itertools
 from flowmetal.machine.stdlib import namedtuples as _namedtuples
 from flowmetal.machine.stdlib import operator as _operator
+from flowmetal.machine.stdlib import statistics as _statistics
 from flowmetal.machine.stdlib import string as _string
 from flowmetal.machine.stdlib import typing as _typing
 from flowmetal.machine.stdlib import urllib as _urllib
@@ -50,6 +52,8 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "bisect": _heapq.bisect_members,
     "copy": _copy.members,
     "string": _string.members,
+    "fractions": _fractions.members,
+    "statistics": _statistics.members,
 }
 
 CODEC_HOOKS: list[Callable[[Any], None]] = [
@@ -68,6 +72,8 @@ CODEC_HOOKS: list[Callable[[Any], None]] = [
     _heapq.register_codec,
     _copy.register_codec,
     _string.register_codec,
+    _fractions.register_codec,
+    _statistics.register_codec,
 ]
 
 # module function -> the name of its resumable version in `lang/prelude.flow`, which the machine

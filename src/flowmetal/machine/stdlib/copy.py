@@ -26,6 +26,7 @@ import copy as _copy
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from flowmetal.machine.access import FlowType, own_table
@@ -209,6 +210,14 @@ def _new_chainmap(x: Any) -> Any:
     return _col.ChainMap.__new__(_col.ChainMap)
 
 
+def _register_atoms() -> None:
+    from flowmetal.machine.stdlib.fractions import Fraction
+    from flowmetal.machine.stdlib.statistics import LinearRegression, NormalDist
+
+    register_atoms(Fraction, NormalDist, LinearRegression, Decimal)
+
+
+_register_atoms()
 register_copier(tuple, Copier(shallow=lambda x: x, parts=lambda x: x, build=_tuple_build))
 # a namedtuple is rebuilt, even when nothing in it changes (CPython copies it through `__reduce_ex__`)
 register_copier(NamedTupleBase, Copier(shallow=lambda x: tuple.__new__(type(x), x), parts=lambda x: x,
