@@ -180,7 +180,8 @@ def test_forbidden_table_matches_the_language() -> None:
         assert f"`{name}`" in text
 
 
-@pytest.mark.parametrize("module", ["json", "re", "base64", "binascii", "hashlib", "hmac", "urllib.parse"])
+@pytest.mark.parametrize("module", ["json", "re", "base64", "binascii", "hashlib", "hmac", "urllib.parse", "datetime",
+                                    "zoneinfo"])
 def test_module_exports_documented(module: str) -> None:
     text = _doc()
     missing = sorted(

@@ -59,4 +59,14 @@ def workflow_values() -> list[Any]:
         hmac.new(b"key", b"msg", "sha256"),
         parse.urlparse("http://u:p@h:1/p;x?q#f"), parse.urlsplit("http://h/p"), parse.urldefrag("http://h/p#f"),
         parse.urlparse(b"http://h/p"), parse.urlsplit(b"http://h/p"), parse.urldefrag(b"http://h/p#f"),
+        *datetime_values(),
     ]
+
+
+def datetime_values() -> list[Any]:
+    dt, zi = get_module("datetime"), get_module("zoneinfo")
+    paris = zi.ZoneInfo("Europe/Paris")
+    moment = dt.datetime(2024, 3, 31, 2, 30, tzinfo=paris)
+    return [dt.date(2024, 2, 29), moment, dt.datetime(2024, 1, 1), dt.time(12, 30, tzinfo=dt.UTC), dt.timedelta(1),
+            dt.timezone(dt.timedelta(hours=2), "X"), dt.UTC, paris, moment.isocalendar(), moment.timetuple(),
+            zi.ZoneInfoNotFoundError("k")]

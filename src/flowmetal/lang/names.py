@@ -92,6 +92,8 @@ STD_MODULES: frozenset[str] = frozenset({
     "string",
     "fractions",
     "statistics",
+    "datetime",
+    "zoneinfo",
 })
 
 # Dunder attributes a program may read.

@@ -24,6 +24,13 @@ def _names(text: str) -> frozenset[str]:
 _EXCEPTION_METHODS = _names("add_note with_traceback")
 _EXCEPTION_DATA = frozenset({"args", "__cause__", "__context__"})
 _URL_FIELDS = "fragment hostname netloc password path port query scheme username"
+_CLASS_VALUES = "max min resolution"  # class attributes holding values (`date.max`), listed as methods
+_DATE_METHODS = ("ctime fromisocalendar fromisoformat fromordinal fromtimestamp isocalendar isoformat isoweekday "
+                 "replace strftime timetuple today toordinal weekday " + _CLASS_VALUES)
+_TIME_DATA = "fold hour microsecond minute second tzinfo"
+_TZ_METHODS = "dst fromutc tzname utcoffset"
+_STRUCT_TIME = ("n_fields n_sequence_fields n_unnamed_fields tm_gmtoff tm_hour tm_isdst tm_mday tm_min tm_mon "
+                "tm_sec tm_wday tm_yday tm_year tm_zone")
 
 
 def workflow_kinds() -> list[Kind]:
@@ -51,6 +58,35 @@ def workflow_kinds() -> list[Kind]:
             ("DefragResult", "urldefrag", "fragment url"),
             ("ParseResultBytes", "urlparse", _URL_FIELDS + " params"),
             ("SplitResultBytes", "urlsplit", _URL_FIELDS), ("DefragResultBytes", "urldefrag", "fragment url"))],
+        # -- datetime, zoneinfo, time ----------------------------------------------------------
+        Kind("datetime.date", "A date (`date(2024, 2, 29)`); `date.today()` is a durable read of the clock.",
+             methods=_names(_DATE_METHODS), data=_names("day month year"),
+             routed=_names("fromtimestamp strftime today"), type_reachable=True, group="modules"),
+        Kind("datetime.datetime", "A date and time, naive or aware; `now()`, `utcnow()`, `today()` are durable "
+             "reads of the clock, and UTC stands for the host's local zone.",
+             methods=_names(_DATE_METHODS + " astimezone combine date dst now strptime time timestamp timetz "
+                            "tzname utcfromtimestamp utcnow utcoffset utctimetuple"),
+             data=_names("day month year " + _TIME_DATA),
+             routed=_names("astimezone fromtimestamp now strftime strptime timestamp today utcnow"),
+             type_reachable=True, group="modules"),
+        Kind("datetime.time", "A time of day (`time(12, 30)`).",
+             methods=_names("dst fromisoformat isoformat replace strftime tzname utcoffset " + _CLASS_VALUES),
+             data=_names(_TIME_DATA), routed=_names("strftime"), type_reachable=True, group="modules"),
+        Kind("datetime.timedelta", "A duration (`timedelta(days=1, hours=2)`).",
+             methods=_names("total_seconds " + _CLASS_VALUES), data=_names("days microseconds seconds"),
+             type_reachable=True, group="modules"),
+        Kind("datetime.timezone", "A fixed offset from UTC (`timezone.utc`, `timezone(timedelta(hours=2))`).",
+             methods=_names(_TZ_METHODS + " max min utc"), type_reachable=True, group="modules"),
+        Kind("datetime.tzinfo", "The base of time zones, for `isinstance` only.", methods=_names(_TZ_METHODS),
+             group="modules"),
+        Kind("datetime.IsoCalendarDate", "What `isocalendar()` returns: a named tuple.",
+             methods=_names("count index"), data=_names("week weekday year"), group="modules"),
+        Kind("zoneinfo.ZoneInfo", "An IANA time zone (`ZoneInfo(\"Europe/Paris\")`), from the `tzdata` shipped "
+             "with Flowmetal, never the host's files.", methods=_names(_TZ_METHODS), data=_names("key"),
+             type_reachable=True, group="modules"),
+        exception("zoneinfo.ZoneInfoNotFoundError", "No time zone has that key (a `KeyError`)."),
+        Kind("time.struct_time", "A broken-down time (`time.gmtime()`, `timetuple()`): a named tuple.",
+             methods=_names("count index"), data=_names(_STRUCT_TIME), type_reachable=True, group="modules"),
     ]
 
 
@@ -71,6 +107,10 @@ def workflow_modules() -> list[ModuleSurface]:
                              "algorithms_available")),
         ModuleSurface("hmac", "Keyed hashes for message signatures; `compare_digest` in constant time.",
                       _names("new digest compare_digest")),
+        ModuleSurface("datetime", "Dates, times, durations and fixed offsets, CPython's own types; the clock "
+                      "is a durable read.", _names("date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR UTC")),
+        ModuleSurface("zoneinfo", "IANA time zones from the `tzdata` package shipped with Flowmetal.",
+                      _names("ZoneInfo ZoneInfoNotFoundError available_timezones")),
         ModuleSurface("urllib", "Only `urllib.parse` (there is no `urllib.request`: use `flowmetal.http`).",
                       _names("parse")),
         ModuleSurface("urllib.parse", "Parsing, joining and quoting URLs, query strings.",

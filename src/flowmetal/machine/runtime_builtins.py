@@ -5,7 +5,10 @@ program could bind."""
 
 from __future__ import annotations
 
+import _strptime  # noqa: F401  (one of _C_IMPORTS)
 import builtins as host
+import sys
+import time  # noqa: F401  (one of _C_IMPORTS)
 import types
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +62,22 @@ def _take_throw(frame: Any) -> BaseException:
     return exc
 
 
+# Host modules CPython's C code imports while a program's frame is the current one: `datetime`'s
+# strftime and timetuple() import `time`, strptime imports `_strptime`. C imports through the
+# `__import__` of the current frame's builtins, so programs' builtins have one that hands out these
+# (already imported) modules and nothing else; programs cannot name it (the checker refuses it).
+_C_IMPORTS = frozenset({"time", "_strptime"})
+
+
+def _c_import(name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+    if level == 0 and name in _C_IMPORTS:
+        return sys.modules[name]
+    raise ImportError(f"'{name}' is not available: use 'import' of a Flowmetal module")
+
+
 def make_program_builtins(machine: Machine, program_key: str) -> dict[str, Any]:
     table: dict[str, Any] = dict(make_builtins(make_print(machine)))
+    table["__import__"] = _c_import
     if program_key == "prelude":
         from flowmetal.machine.prelude import prelude_builtins
 

@@ -199,7 +199,9 @@ def fm_str(x: Any) -> str:
         return fm_exc_str(x)
     if isinstance(x, str):
         return str(x)
-    if t.__str__ is object.__str__ or t in _CONTAINERS or t in _LEAF:
+    if t in _LEAF:
+        return str(x)  # a leaf's own str (a date's ISO form) is as deterministic as its repr
+    if t.__str__ is object.__str__ or t in _CONTAINERS:
         return fm_repr(x)
     return _ADDRESS.sub("", str(x))
 

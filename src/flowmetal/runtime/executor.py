@@ -133,6 +133,9 @@ def _warm_up(runner: Runner, link: WorkerLink) -> None:
             importlib.import_module(f"{package.__name__}.{info.name}")
     for name in ("urllib.parse", "flowmetal.runtime.inspect", "flowmetal.runtime.secrets"):
         importlib.import_module(name)
+    from flowmetal.machine.stdlib import zoneinfo
+
+    zoneinfo.preload()  # the time zones of the tzdata package, read from disk while it can be
     from flowmetal.machine.api import Blocked, Completed, Machine
     from flowmetal.runtime import actions
 

@@ -17,7 +17,10 @@ from typing import Any, Protocol
 from flowmetal.errors import CheckFailed, FlowmetalError, SnapshotError
 from flowmetal.lang.program import Program, compile_cached
 from flowmetal.machine.api import Blocked, Completed, Failed, Limits, Machine
+from flowmetal.machine.machine import NO_READS
+from flowmetal.machine.stdlib.context import ReadDiverged
 from flowmetal.runtime import actions
+from flowmetal.runtime.reads import ReplayReads
 from flowmetal.runtime.slice import (
     Slice,
     SliceEnv,
@@ -30,7 +33,7 @@ from flowmetal.runtime.slice import (
 from flowmetal.store.base import FINISHED, Event, InboxMessage, ProgramRow
 
 # what running the machine records (everything else in a log is a request or an answer)
-RUN_PRODUCTS = ("output", "task_spawned", "task_finished")
+RUN_PRODUCTS = ("read", "output", "task_spawned", "task_finished")
 
 
 class ReplayDiverged(FlowmetalError):
@@ -137,7 +140,15 @@ def replay(program_id: str, machine: Machine, events: list[Event]) -> None:
     while i < len(queue):
         if queue[i].data.get("stopped"):
             return  # the program was stopped (a budget, a quota): running on would redo what stopped it
+        # the reads this run made (the clock, seeds), recorded among its products
+        reads = ReplayReads(program_id, [(e.seq, e.data) for e in _products(queue, i) if e.type == "read"])
+        machine.reads = reads
         outcome = machine.run()
+        machine.reads = NO_READS
+        if isinstance(outcome, Failed) and isinstance(outcome.error, ReadDiverged):
+            raise ReplayDiverged(str(outcome.error))
+        if reads.left:
+            raise ReplayDiverged(f"{program_id}: replay made {reads.taken} reads, the record has {len(reads.reads)}")
         text = machine.take_output()
         while i < len(queue) and queue[i].type in RUN_PRODUCTS:
             if queue[i].type == "output":
@@ -188,6 +199,14 @@ def replay(program_id: str, machine: Machine, events: list[Event]) -> None:
             progressed = True
         if not progressed and i < len(queue) and queue[i].type not in RUN_PRODUCTS:
             raise ReplayDiverged(f"{program_id}: replay stalled at event {queue[i].seq} ({queue[i].type})")
+
+def _products(queue: list[Event], i: int) -> list[Event]:
+    """The products of the run whose first event is `queue[i]`."""
+    j = i
+    while j < len(queue) and queue[j].type in RUN_PRODUCTS:
+        j += 1
+    return queue[i:j]
+
 
 def _replay_cancel(program_id: str, machine: Machine, queue: list[Event], i: int) -> int:
     """Replay a cancellation as `_Slice.run` made it: `Cancelled` recorded for every pending

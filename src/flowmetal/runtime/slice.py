@@ -30,6 +30,7 @@ from flowmetal.machine.objects import EffectRequest, MemoryLimitExceeded, Output
 from flowmetal.machine.tasks import Cancelled, Timeout
 from flowmetal.runtime import actions, outside
 from flowmetal.runtime import secrets as handles
+from flowmetal.runtime.reads import LiveReads
 from flowmetal.store.base import (
     FINISHED,
     Commit,
@@ -260,6 +261,7 @@ class Slice:
 
     def _run(self) -> SliceResult:
         m = self.machine
+        m.reads = LiveReads(self.now, self.env.rng, self.commit.events, self.quotas.events_per_slice)
         # a cancel lands at the program's current wait; one requested before the program ever
         # waited lands at its first wait
         self.cancel_pending = self.row.cancel_requested and not self.cancel_done

@@ -126,6 +126,8 @@ class Timeline:
                 entry.summary = f"{text} failed{attempts}: {err.get('type', 'Error')}: {_cut(str(err.get('message', '')))}"
             else:
                 entry.summary = _answer(entry, kind, text, d.get("result"), attempts)
+        elif t == "read":
+            entry.summary = f"{d.get('what')} read {short(d.get('value'))}"
         elif t == "task_spawned":
             entry.summary = f"task {d.get('task')} spawned"
         elif t == "task_finished":

@@ -21,6 +21,7 @@ from flowmetal.machine.stdlib import common as _common
 from flowmetal.machine.stdlib import context as _context
 from flowmetal.machine.stdlib import copy as _copy
 from flowmetal.machine.stdlib import fractions as _fractions
+from flowmetal.machine.stdlib import datetime as _datetime
 from flowmetal.machine.stdlib import functools as _functools
 from flowmetal.machine.stdlib import hashlib as _hashlib
 from flowmetal.machine.stdlib import heapq as _heapq
@@ -32,6 +33,7 @@ from flowmetal.machine.stdlib import statistics as _statistics
 from flowmetal.machine.stdlib import string as _string
 from flowmetal.machine.stdlib import typing as _typing
 from flowmetal.machine.stdlib import urllib as _urllib
+from flowmetal.machine.stdlib import zoneinfo as _zoneinfo
 
 __all__ = ["BUILDERS", "CODEC_HOOKS", "PRELUDE_OVERRIDES", "register_codecs"]
 
@@ -54,6 +56,8 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "string": _string.members,
     "fractions": _fractions.members,
     "statistics": _statistics.members,
+    "datetime": _datetime.members,
+    "zoneinfo": _zoneinfo.members,
 }
 
 CODEC_HOOKS: list[Callable[[Any], None]] = [
@@ -74,6 +78,8 @@ CODEC_HOOKS: list[Callable[[Any], None]] = [
     _string.register_codec,
     _fractions.register_codec,
     _statistics.register_codec,
+    _datetime.register_codec,
+    _zoneinfo.register_codec,
 ]
 
 # module function -> the name of its resumable version in `lang/prelude.flow`, which the machine

@@ -1,0 +1,98 @@
+"""Attacks through datetime and zoneinfo: the host's files (zones by path), the host's clock and
+local time zone, the internals of time zones and datetimes, C code's imports, and work beyond a
+program's limits."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowmetal.machine.api import Limits
+from security.attack import attempt, no_host_effect, stopped
+
+ATTACKS = {
+    # the host's zone files: by path, relative or absolute, or through CPython's own loaders
+    "zone_by_path": "from zoneinfo import ZoneInfo\nprint(ZoneInfo('../../../../../etc/passwd'))\n",
+    "zone_absolute": "from zoneinfo import ZoneInfo\nprint(ZoneInfo('/etc/localtime'))\n",
+    "zone_localtime": "from zoneinfo import ZoneInfo\nprint(ZoneInfo('localtime'))\n",
+    "zone_bytes_key": "from zoneinfo import ZoneInfo\nprint(ZoneInfo(b'UTC'))\n",
+    "zone_from_file": "from zoneinfo import ZoneInfo\nprint(ZoneInfo.from_file)\n",
+    "zone_no_cache": "from zoneinfo import ZoneInfo\nprint(ZoneInfo.no_cache('UTC'))\n",
+    "zone_clear_cache": "from zoneinfo import ZoneInfo\nZoneInfo.clear_cache()\n",
+    "zone_unpickle": "from zoneinfo import ZoneInfo\nprint(ZoneInfo._unpickle)\n",
+    "zone_reduce_format": 'from zoneinfo import ZoneInfo\nprint("{0.__reduce__}".format(ZoneInfo("UTC")))\n',
+    "zone_dict_format": 'from zoneinfo import ZoneInfo\nprint("{0.__dict__}".format(ZoneInfo("UTC")))\n',
+    "zone_class_mro": 'from zoneinfo import ZoneInfo\nprint("{0.__class__.__mro__}".format(ZoneInfo("UTC")))\n',
+    "zone_tzpath": "import zoneinfo\nprint(zoneinfo.TZPATH)\n",
+    "zone_reset_tzpath": "import zoneinfo\nzoneinfo.reset_tzpath(['/'])\n",
+    # time zone classes cannot be made or subclassed into something that runs host code
+    "tzinfo_instance": "import datetime\nprint(datetime.tzinfo())\n",
+    "tzinfo_subclasses": "import datetime\nprint(datetime.tzinfo.__subclasses__())\n",
+    "tzinfo_format_class": 'from datetime import datetime, UTC\nprint("{0.tzinfo.__class__.__base__}".format(datetime(2020, 1, 1, tzinfo=UTC)))\n',
+    "datetime_reduce": "from datetime import datetime\nprint(datetime(2020, 1, 1).__reduce__())\n",
+    "datetime_module_time": "import datetime\nprint(datetime.time.sleep)\n",
+    "datetime_capi": "import datetime\nprint(datetime.datetime_CAPI)\n",
+    # what C code imports is handed to C only: programs cannot name it
+    "import_function": "print(__import__('os'))\n",
+    "builtins_dict": "print(__builtins__)\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_is_stopped(name: str, tmp_path: Path) -> None:
+    with no_host_effect(tmp_path):
+        outcome = attempt(ATTACKS[name])
+    stopped(outcome, "AttributeError", "TypeError", "ValueError", "ImportError", "KeyError",
+            "zoneinfo._common.ZoneInfoNotFoundError", "NameError")
+    assert "0x" not in outcome.output
+
+
+@pytest.fixture
+def host_in_tokyo() -> Iterator[None]:
+    """The host's local zone is Asia/Tokyo while the test runs."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Tokyo"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def test_the_hosts_local_zone_never_shows(host_in_tokyo: None) -> None:
+    # where CPython uses the host's local zone, programs get UTC, whatever the host's zone
+    outcome = attempt("from datetime import date, datetime\n"
+                      "print(datetime.fromtimestamp(0), date.fromtimestamp(86399))\n"
+                      "print(datetime(2000, 1, 1).timestamp(), datetime(2000, 1, 1).astimezone())\n"
+                      "print(datetime(2000, 1, 1, 9).astimezone().tzname())\n")
+    assert outcome.error_line is None, outcome.error_line
+    assert outcome.output == ("1970-01-01 00:00:00 1970-01-01\n946684800.0 2000-01-01 00:00:00+00:00\nUTC\n")
+
+
+@pytest.mark.parametrize("call", ["datetime.now()", "datetime.utcnow()", "datetime.today()", "date.today()",
+                                  "datetime(2020, 1, 1).now()", "type(datetime(2020, 1, 1)).now()",
+                                  "date(2020, 1, 1).today()"])
+def test_the_hosts_clock_is_never_read(call: str) -> None:
+    # outside the durable runtime (no one records the answer) the clock cannot be read at all
+    outcome = attempt(f"from datetime import date, datetime\nprint({call})\n")
+    assert outcome.error_line is not None
+    assert outcome.error_line.startswith("RuntimeError: ") and "reads the clock" in outcome.error_line
+
+
+def test_a_huge_strftime_format_is_refused_before_it_runs() -> None:
+    outcome = attempt("from datetime import date\nfmt = '%A' * 3_000_000\nprint(len(date(2020, 1, 1).strftime(fmt)))\n",
+                      limits=Limits(max_sequence=10_000_000))
+    assert outcome.error_line is not None and outcome.error_line.startswith("MemoryLimitExceeded"), outcome.error_line
+
+
+def test_a_zone_is_the_same_object_in_every_program_and_cannot_be_changed() -> None:
+    outcome = attempt("from zoneinfo import ZoneInfo\nz = ZoneInfo('Europe/Paris')\nz.key = 'UTC'\n")
+    stopped(outcome, "AttributeError")
