@@ -20,8 +20,8 @@ from flowmetal.machine.stdlib import collections as _collections
 from flowmetal.machine.stdlib import common as _common
 from flowmetal.machine.stdlib import context as _context
 from flowmetal.machine.stdlib import copy as _copy
-from flowmetal.machine.stdlib import fractions as _fractions
 from flowmetal.machine.stdlib import datetime as _datetime
+from flowmetal.machine.stdlib import fractions as _fractions
 from flowmetal.machine.stdlib import functools as _functools
 from flowmetal.machine.stdlib import hashlib as _hashlib
 from flowmetal.machine.stdlib import heapq as _heapq
