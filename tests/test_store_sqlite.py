@@ -92,6 +92,32 @@ def test_reopening_keeps_data_and_version(store: SQLiteStore, db_path: Path) -> 
     again.close()
 
 
+def test_a_schema_6_store_gets_the_timer_indexes_and_keeps_its_sleepers(store: SQLiteStore, db_path: Path) -> None:
+    """Schema 7 finds timers, leases and runnable programs through indexes: a store of version 6
+    (its old indexes, a sleeping and a runnable program) is migrated on open and works the same."""
+    store.create_program(new("sleeper"), 1.0)
+    store.create_program(new("ready"), 2.0)
+    (c, _) = store.claim("w", 1, "h", 10.0, 3.0, 2)
+    store.commit([Commit("sleeper", c.fence, 1, wake_at=50.0)], 4.0)
+    store.close()
+    conn = raw(db_path)
+    for name in ("programs_ready", "programs_timer", "programs_leased"):
+        conn.execute(f"DROP INDEX {name}")
+    conn.execute("CREATE INDEX programs_wake ON programs (wake_at)")
+    conn.execute("CREATE INDEX programs_runnable ON programs (runnable, status)")
+    conn.execute("UPDATE schema_version SET version = 6")
+    conn.close()
+    again = open_store(f"sqlite:///{db_path}")
+    indexes = {r[0] for r in raw(db_path).execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"programs_ready", "programs_timer", "programs_leased"} <= indexes
+    assert not {"programs_wake", "programs_runnable"} & indexes
+    assert again.next_wake() == 50.0
+    assert again.claim("w", 1, "h", 10.0, 12.0, 5) == []  # "ready" is still leased, "sleeper" not due
+    # (oldest first: "ready" was last updated when it was created; its lease lapsed, its slice never committed)
+    assert [c.program_id for c in again.claim("w", 1, "h", 10.0, 60.0, 5)] == ["ready", "sleeper"]
+    again.close()
+
+
 def test_newer_schema_is_refused(store: SQLiteStore, db_path: Path) -> None:
     store.close()
     conn = raw(db_path)

@@ -90,8 +90,13 @@ from flowmetal.store.shared import (
     CALL_DEFAULTS,
     CALLBACK_COLUMNS,
     HOST,
+    LEASED_CLAUSE,
     LOST_MIGRATION,
+    TIMER_CLAUSE,
+    TIMER_MIGRATION,
+    branch_size,
     call_row,
+    claim_candidates,
     ended_status,
     expired_attempt,
     first_attempt,
@@ -100,7 +105,7 @@ from flowmetal.store.shared import (
     pid_alive,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -203,6 +208,8 @@ _MIGRATIONS: dict[int, list[str]] = {
     5: [statement.replace(" REAL", " DOUBLE PRECISION") for statement in records_sql.MIGRATION],
     # attempts lost with their worker (not counted against the retry policy)
     6: [LOST_MIGRATION],
+    # timers and leases in indexes: idle rounds cost the same for any number of sleeping programs
+    7: TIMER_MIGRATION,
 }
 
 # URL query parameters that are Flowmetal's, not libpq's
@@ -763,6 +770,11 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         if only is not None:  # a program and the children it started (not LIKE: ids may hold _ or %)
             where += " AND (id = %s OR left(id, %s) = %s)"
             params.extend([only, len(only) + 1, only + "."])
+        else:  # (= ANY(ARRAY(...)): the candidates are read once, then each row by its key, whatever
+            # the planner's statistics say)
+            size = branch_size(limit)
+            where += f" AND id = ANY(ARRAY({claim_candidates('%s')}))"
+            params.extend([size, now, size, now, size])
         params.extend([pid, host, limit])
         returning = ", ".join(f"p.{c.strip()}" for c in _PROGRAM_COLUMNS.split(","))
         query = (
@@ -1056,12 +1068,16 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         # A program leased by another process is that process's to run: for this one its timer
         # is due when the lease lapses. (Its past-due wake_at would make idle workers poll in a
         # busy loop while another worker runs it.)
+        # (Two index reads: the earliest unleased timer, and among the few leased programs.)
         r = self._read(lambda conn: conn.execute(
-            "SELECT MIN(CASE WHEN lease_owner IS NULL OR (lease_pid = %s AND lease_host = %s) THEN wake_at"
-            " ELSE GREATEST(wake_at, lease_expires) END)"
-            f" FROM programs WHERE status IN {_LIVE_STATUSES} AND wake_at IS NOT NULL",
+            f"SELECT (SELECT wake_at FROM programs WHERE {TIMER_CLAUSE} AND lease_owner IS NULL"
+            "         ORDER BY wake_at LIMIT 1),"
+            "        (SELECT MIN(CASE WHEN lease_pid = %s AND lease_host = %s THEN wake_at"
+            "                    ELSE GREATEST(wake_at, lease_expires) END)"
+            f"        FROM programs WHERE {LEASED_CLAUSE} AND {TIMER_CLAUSE})",
             (os.getpid(), HOST)).fetchone())
-        return r[0] if r else None
+        due = [t for t in r or () if t is not None]
+        return min(due) if due else None
 
     # -- moving programs ------------------------------------------------------------------------
     def export_program(self, program_id: str) -> ProgramDump:

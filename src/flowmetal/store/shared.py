@@ -19,6 +19,45 @@ CALL_COLUMNS = ("key", "program_id", "channel", "kind", "name", "payload", "poli
 LOST_MIGRATION = "ALTER TABLE calls ADD COLUMN lost INTEGER NOT NULL DEFAULT 0"  # schema version 6
 # (absent from export files written before schema 6: such a call had lost none)
 CALL_DEFAULTS: dict[str, Any] = {"lost": 0}
+# schema version 7: what a worker looks for comes from indexes, whatever the number of sleeping
+# programs: the runnable programs (oldest first), the timers (by due time), the leases (by expiry;
+# few: the programs being run) — instead of scans of every live program on every idle round
+READY_CLAUSE = "runnable = 1 AND lease_owner IS NULL AND status IN ('running', 'waiting')"
+TIMER_CLAUSE = "wake_at IS NOT NULL AND status IN ('running', 'waiting')"
+LEASED_CLAUSE = "lease_owner IS NOT NULL"
+TIMER_MIGRATION = [
+    f"CREATE INDEX programs_ready ON programs (updated_at) WHERE {READY_CLAUSE}",
+    f"CREATE INDEX programs_timer ON programs (wake_at) WHERE {TIMER_CLAUSE}",
+    f"CREATE INDEX programs_leased ON programs (lease_expires) WHERE {LEASED_CLAUSE}",
+    # (served by those three)
+    "DROP INDEX programs_wake",
+    "DROP INDEX programs_runnable",
+]
+
+
+def claim_candidates(mark: str, sqlite: bool = False) -> str:
+    """The ids a claim chooses among, each kind read from its index (at most a few times the
+    claim's size of each): runnable, timer due, lease lapsed (its slice never committed).
+    Parameters: branch size, now, branch size, now, branch size. The claim's own conditions
+    still apply to them. (SQLite is told which index to use: without statistics it would rather
+    search by status, i.e. read every live program.)"""
+    def by(index: str) -> str:
+        return f" INDEXED BY {index}" if sqlite else ""
+
+    return (f"SELECT id FROM (SELECT id FROM programs{by('programs_ready')} WHERE {READY_CLAUSE}"
+            f" ORDER BY updated_at LIMIT {mark}) AS ready"
+            f" UNION ALL SELECT id FROM (SELECT id FROM programs{by('programs_timer')} WHERE {TIMER_CLAUSE}"
+            f" AND lease_owner IS NULL AND wake_at <= {mark} ORDER BY wake_at LIMIT {mark}) AS due"
+            f" UNION ALL SELECT id FROM (SELECT id FROM programs{by('programs_leased')} WHERE {LEASED_CLAUSE}"
+            f" AND lease_expires < {mark} ORDER BY lease_expires LIMIT {mark}) AS lapsed")
+
+
+def branch_size(limit: int) -> int:
+    """How many of each kind a claim of `limit` programs considers: enough that claimers racing
+    for the same oldest programs (each skips rows another has locked) still find `limit`."""
+    return 2 * limit + 8
+
+
 CALLBACK_COLUMNS = ("token", "program_id", "channel", "status", "created_at", "delivered_at", "options")
 
 HOST = socket.gethostname()  # what workers of this process record as their lease's host

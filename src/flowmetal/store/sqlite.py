@@ -58,8 +58,13 @@ from flowmetal.store.shared import (
     CALL_COLUMNS,
     CALL_DEFAULTS,
     CALLBACK_COLUMNS,
+    LEASED_CLAUSE,
     LOST_MIGRATION,
+    TIMER_CLAUSE,
+    TIMER_MIGRATION,
+    branch_size,
     call_row,
+    claim_candidates,
     ended_status,
     expired_attempt,
     first_attempt,
@@ -70,7 +75,7 @@ from flowmetal.store.shared import (
 )
 from flowmetal.store.wake import SocketListener, notify_all
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 T = TypeVar("T")
 
 _MIGRATIONS: dict[int, list[str]] = {
@@ -170,8 +175,8 @@ _MIGRATIONS: dict[int, list[str]] = {
     4: ops_sql.MIGRATION,  # deployments, schedules, hooks, retention, continue_as_new
     5: records_sql.MIGRATION,  # failed attempts, served function names, callback options
     6: [LOST_MIGRATION],  # attempts lost with their worker (not counted against the retry policy)
+    7: TIMER_MIGRATION,  # timers and leases in indexes: idle rounds cost the same for any number of sleepers
 }
-
 
 
 def _row(r: sqlite3.Row) -> ProgramRow:
@@ -428,7 +433,7 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
               only: str | None = None) -> list[Claim]:
         self._clear_dead_leases(host, now)
         query = (
-            "SELECT id, fence, lease_owner FROM programs WHERE status IN ('running', 'waiting')"
+            "SELECT id, fence, lease_owner FROM programs WHERE +status IN ('running', 'waiting')"
             " AND (runnable = 1 OR (wake_at IS NOT NULL AND wake_at <= ?)"
             "      OR lease_owner IS NOT NULL)"  # an expired lease: its slice never committed
             " AND (lease_owner IS NULL OR lease_expires < ?)"
@@ -437,6 +442,10 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
         if only is not None:  # a program and the children it started (not LIKE: ids may hold _ or %)
             query += " AND (id = ? OR substr(id, 1, ?) = ?)"
             params.extend([only, len(only) + 1, only + "."])
+        else:  # (+status above: found by id among these, not searched by status)
+            size = branch_size(limit)
+            query += f" AND id IN ({claim_candidates('?', sqlite=True)})"
+            params.extend([size, now, size, now, size])
         query += " ORDER BY updated_at LIMIT ?"
         params.append(limit)
         # look before taking the write lock: most claims of a busy store find nothing new, and
@@ -464,7 +473,8 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
             return
         self._local.dead_check = now
         rows = self.db.execute(
-            "SELECT id, lease_pid, fence FROM programs WHERE lease_owner IS NOT NULL AND lease_host = ?"
+            "SELECT id, lease_pid, fence FROM programs INDEXED BY programs_leased WHERE lease_owner IS NOT NULL"
+            " AND lease_host = ?"
             " AND lease_expires >= ?", (host, now)).fetchall()
         dead = [(r["id"], r["fence"], r["lease_pid"]) for r in rows
                 if r["lease_pid"] and not pid_alive(r["lease_pid"])]
@@ -589,10 +599,15 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
 
     def next_wake(self) -> float | None:
         # a timer of a program another worker holds is that worker's to fire: wake (at the
-        # latest) when its lease would lapse, instead of spinning until it commits
-        r = self.db.execute("SELECT MIN(CASE WHEN lease_owner IS NULL THEN wake_at ELSE MAX(wake_at, lease_expires) END)"
-                            " FROM programs WHERE status IN ('running', 'waiting') AND wake_at IS NOT NULL").fetchone()
-        return r[0] if r else None
+        # latest) when its lease would lapse, instead of spinning until it commits. (Two index
+        # reads: the earliest unleased timer, and among the few leased programs.)
+        r = self.db.execute("SELECT (SELECT wake_at FROM programs INDEXED BY programs_timer"
+                            f"         WHERE {TIMER_CLAUSE} AND lease_owner IS NULL"
+                            "         ORDER BY wake_at LIMIT 1),"
+                            "        (SELECT MIN(MAX(wake_at, lease_expires)) FROM programs INDEXED BY programs_leased"
+                            f"        WHERE {LEASED_CLAUSE} AND {TIMER_CLAUSE})").fetchone()
+        due = [t for t in r if t is not None]
+        return min(due) if due else None
 
 
     # -- moving programs ----------------------------------------------------------------
