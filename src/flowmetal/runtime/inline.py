@@ -206,6 +206,10 @@ class InlineCalls:
     def busy(self) -> bool:
         return bool(self.programs or self.orphans)
 
+    def finished(self) -> bool:
+        """Calls have finished that `completed` has not looked at yet."""
+        return not self.done.empty()
+
     def close(self, now: float) -> None:
         """On stop: let running calls finish and record them through the store."""
         self.pool.shutdown(wait=True)

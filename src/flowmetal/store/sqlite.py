@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from flowmetal.store import ops_sql, records_sql
@@ -453,17 +454,20 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
         if not self.db.execute(query, params).fetchone():
             return []
         with self._write(durable=False) as db:
-            rows = db.execute(query, params).fetchall()
-            claims = []
-            for r in rows:
-                fence = r["fence"] + 1
-                db.execute(
-                    "UPDATE programs SET lease_owner = ?, lease_pid = ?, lease_host = ?, lease_expires = ?,"
-                    " fence = ?, runnable = 0 WHERE id = ?",
-                    (worker, pid, host, now + lease, fence, r["id"]),
-                )
-                claims.append(Claim(r["id"], fence, took_over=r["lease_owner"] is not None))
-            return claims
+            rows = db.execute(query.replace("SELECT id, fence, lease_owner", "SELECT *", 1), params).fetchall()
+            db.executemany(
+                "UPDATE programs SET lease_owner = ?, lease_pid = ?, lease_host = ?, lease_expires = ?,"
+                " fence = ?, runnable = 0 WHERE id = ?",
+                [(worker, pid, host, now + lease, r["fence"] + 1, r["id"]) for r in rows])
+            # what the first slices start from, read under the write lock (so as fresh as the claim)
+            inboxes: dict[str, list[InboxMessage]] = {r["id"]: [] for r in rows}
+            marks = ", ".join("?" * len(rows))
+            for m in db.execute(f"SELECT id, program_id, channel, message FROM inbox WHERE program_id IN ({marks})"
+                                " ORDER BY id", [r["id"] for r in rows]):
+                inboxes[m["program_id"]].append(InboxMessage(m["id"], m["channel"], json.loads(m["message"])))
+            return [Claim(r["id"], r["fence"] + 1, took_over=r["lease_owner"] is not None,
+                          row=replace(_row(r), lease_owner=worker, fence=r["fence"] + 1, runnable=False),
+                          inbox=inboxes[r["id"]]) for r in rows]
 
     def _clear_dead_leases(self, host: str, now: float) -> None:
         """On this machine a lease holder's death is provable: its process is gone.
