@@ -24,6 +24,7 @@ Result = tuple[str, str | None]
 
 _RUNNER = r"""
 import contextlib
+import decimal
 import io
 import json
 import sys
@@ -33,6 +34,7 @@ import traceback
 def run_one(path):
     with open(path, encoding="utf-8") as f:
         source = f.read()
+    decimal.setcontext(decimal.Context())  # each program starts with its own, as in Flowmetal
     out = io.StringIO()
     error = None
     namespace = {"__name__": "__flowmetal__"}

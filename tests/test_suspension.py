@@ -81,7 +81,7 @@ probe = _ns["probe"]
 # --------------------------------------------------------------------------- CPython oracle
 
 _ORACLE = r"""
-import contextlib, io, json, sys, traceback, types
+import contextlib, decimal, io, json, sys, traceback, types
 
 probe_mod = types.ModuleType("_fm_probe")
 CALLS = []
@@ -101,6 +101,7 @@ def run_one(path):
     error = None
     result = None
     del CALLS[:]
+    decimal.setcontext(decimal.Context())  # each program starts with its own, as in Flowmetal
     namespace = {"__name__": "__flowmetal__"}
     try:
         with contextlib.redirect_stdout(out):

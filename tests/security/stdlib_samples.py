@@ -47,6 +47,9 @@ def stdlib_values() -> list[Any]:
     values += [hq.merge([1], [2]), string.Template("$a"), string.Formatter()]
     fr, st = get_module("fractions"), get_module("statistics")
     values += [fr.Fraction(1, 3), st.NormalDist(1, 2), st.linear_regression([1, 2], [3, 5])]
+    dec = get_module("decimal")
+    ctx = dec.Context(prec=5)
+    values += [dec.Decimal("1.5"), ctx, dec.Decimal("1.5").as_tuple(), ctx.flags]
     values += workflow_values()
     return values
 

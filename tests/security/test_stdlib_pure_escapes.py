@@ -59,6 +59,17 @@ ESCAPES = {
     "statistics_random": 'import statistics\nprint("{0.random}".format(statistics))\n',
     "normaldist_mu": 'import statistics\nprint("{0._mu}".format(statistics.NormalDist()))\n',
     "regression_make": "import statistics\nprint(statistics.linear_regression([1, 2], [1, 2])._make([3, 4]))\n",
+    # -- decimal: no shared template contexts, no internals, no host context ------------------
+    "decimal_default_context": "import decimal\nprint(decimal.DefaultContext)\n",
+    "decimal_extended_context": "from decimal import ExtendedContext\n",
+    "decimal_localcontext": "import decimal\nprint(decimal.localcontext)\n",
+    "decimal_prec_assignment": "import decimal\ndecimal.getcontext().prec = 10**9\n",
+    "decimal_huge_prec_context": "import decimal\ndecimal.Context(prec=10**9)\n",
+    "decimal_class": 'import decimal\nprint("{0.__class__.__mro__}".format(decimal.Decimal(1)))\n',
+    "decimal_context_reduce": 'import decimal\nprint("{0.__reduce__}".format(decimal.getcontext()))\n',
+    "decimal_c_module": 'import decimal\nprint("{0._decimal}".format(decimal))\n',
+    "decimal_signal_dict_internals": 'import decimal\nprint("{0._as_dict}".format(decimal.getcontext().flags))\n',
+    "decimal_method_base": 'import decimal\nprint("{0.exp.__globals__}".format(decimal.Decimal(1)))\n',
     "regression_type": "import statistics\nr = statistics.linear_regression([1, 2], [1, 2])\nprint(type(r)(1, 2))\n",
 }
 
@@ -72,6 +83,19 @@ def test_escape_is_stopped(name: str, tmp_path: Path) -> None:
 
 
 RUNAWAYS = {
+    # a context at the highest precision allowed: each expensive operation is charged first
+    **{f"decimal_{op}": ("import decimal\ndecimal.setcontext(decimal.Context(prec=100_000))\n"
+                         f"print(decimal.Decimal(3).{op}())") for op in ("exp", "ln", "log10", "sqrt")},
+    "decimal_power": ("import decimal\ndecimal.setcontext(decimal.Context(prec=100_000))\n"
+                      "print(decimal.Decimal(3) ** decimal.Decimal('0.5'))"),
+    "decimal_context_power": ("import decimal\nc = decimal.Context(prec=100_000)\n"
+                              "print(c.power(decimal.Decimal(3), decimal.Decimal('0.5')))"),
+    "decimal_context_exp": "import decimal\nc = decimal.Context(prec=100_000)\nprint(c.exp(decimal.Decimal(3)))",
+    # a huge exponent turned into an integer
+    "decimal_int": 'import decimal\nprint(int(decimal.Decimal("1e999999")))',
+    "decimal_floor": 'import decimal, math\nprint(math.floor(decimal.Decimal("1e999999")))',
+    "decimal_round": 'import decimal\nprint(round(decimal.Decimal("1e999999")))',
+    "decimal_ratio": 'import decimal\nprint(decimal.Decimal("1e-999999").as_integer_ratio())',
     "statistics_mean_endless": "import statistics\nfrom itertools import count\nstatistics.mean(count())",
     "statistics_big": "import statistics\nrow = list(range(100_000))\nfor i in range(10):\n    statistics.fmean(row)",
     "nsmallest_endless": "import heapq\nfrom itertools import count\nheapq.nsmallest(1, count())",
@@ -87,6 +111,9 @@ RUNAWAYS = {
                              "for i in range(10):\n    t.substitute(a='')"),
 }
 HUGE = {
+    "decimal_format_f": 'import decimal\nprint(len(format(decimal.Decimal("1e999999999"), "f")))',
+    "decimal_format_precision": 'import decimal\nprint(len(f"{decimal.Decimal(1):.999999999f}"))',
+    "decimal_fraction": 'import decimal, fractions\nprint(fractions.Fraction(decimal.Decimal("1e999999999")))',
     "fraction_exponent_string": 'from fractions import Fraction\nprint(Fraction("1e999999999"))',
     "fraction_negative_exponent": 'from fractions import Fraction\nprint(Fraction("1e-99999999999999999999"))',
     "fraction_pow": "from fractions import Fraction\nprint(Fraction(3, 2) ** 10**9)",
@@ -110,6 +137,15 @@ def test_work_in_c_uses_fuel(name: str) -> None:
 def test_huge_results_are_refused_first(name: str) -> None:
     outcome = attempt(HUGE[name])
     assert outcome.error_line is not None and outcome.error_line.startswith("MemoryLimitExceeded"), outcome
+
+
+def test_each_program_has_its_own_decimal_context() -> None:
+    import decimal
+
+    first = attempt("import decimal\ndecimal.setcontext(decimal.Context(prec=5))\nprint(decimal.Decimal(1) / 3)\n")
+    second = attempt("import decimal\nprint(decimal.Decimal(1) / 3, decimal.getcontext().flags[decimal.Inexact])\n")
+    assert first.output == "0.33333\n" and second.output == "0.3333333333333333333333333333 True\n"
+    assert decimal.getcontext().prec == 28  # the host's own is left as it was
 
 
 def test_deepcopy_of_a_deep_structure_does_not_recurse_on_the_host() -> None:

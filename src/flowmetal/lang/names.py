@@ -94,6 +94,7 @@ STD_MODULES: frozenset[str] = frozenset({
     "statistics",
     "datetime",
     "zoneinfo",
+    "decimal",
 })
 
 # Dunder attributes a program may read.

@@ -120,6 +120,32 @@ def stdlib_kinds() -> list[Kind]:
              group="modules"),
         Kind("statistics.LinearRegression", "What `linear_regression()` returns: a named tuple.",
              methods=_names("count index"), data=_names("intercept slope"), group="modules"),
+        # -- decimal ----------------------------------------------------------------------
+        Kind("decimal.Decimal", "A decimal floating-point number (`decimal.Decimal`).",
+             methods=_names("adjusted as_integer_ratio as_tuple canonical compare compare_signal compare_total "
+                            "compare_total_mag conjugate copy_abs copy_negate copy_sign exp fma from_float "
+                            "is_canonical is_finite is_infinite is_nan is_normal is_qnan is_signed is_snan "
+                            "is_subnormal is_zero ln log10 logb logical_and logical_invert logical_or logical_xor max "
+                            "max_mag min min_mag next_minus next_plus next_toward normalize number_class quantize "
+                            "radix remainder_near rotate same_quantum scaleb shift sqrt to_eng_string to_integral "
+                            "to_integral_exact to_integral_value"),
+             data=_names("imag real"), type_reachable=True, group="modules"),
+        Kind("decimal.Context", "The precision, rounding and signals of decimal arithmetic (`decimal.Context`); "
+             "`getcontext()` is the program's own.",
+             methods=_names("Etiny Etop abs add canonical clear_flags clear_traps compare compare_signal "
+                            "compare_total compare_total_mag copy copy_abs copy_decimal copy_negate copy_sign "
+                            "create_decimal create_decimal_from_float divide divide_int divmod exp fma is_canonical "
+                            "is_finite is_infinite is_nan is_normal is_qnan is_signed is_snan is_subnormal is_zero "
+                            "ln log10 logb logical_and logical_invert logical_or logical_xor max max_mag min min_mag "
+                            "minus multiply next_minus next_plus next_toward normalize number_class plus power "
+                            "quantize radix remainder remainder_near rotate same_quantum scaleb shift sqrt subtract "
+                            "to_eng_string to_integral to_integral_exact to_integral_value to_sci_string"),
+             data=_names("Emax Emin capitals clamp flags prec rounding traps"), type_reachable=True,
+             group="modules"),
+        Kind("decimal.DecimalTuple", "What `Decimal.as_tuple()` returns: a named tuple.",
+             methods=_names("count index"), data=_names("digits exponent sign"), group="modules"),
+        Kind("decimal.SignalDict", "A context's `flags` or `traps`: a mapping from signals to booleans.",
+             methods=_names("clear copy get items keys pop popitem setdefault update values"), group="modules"),
         # -- typing ---------------------------------------------------------------------
         Kind("typing._SpecialForm", "A name from `typing` (`List`, `Optional[int]`, ...): for annotations "
              "only; it prints as in CPython, can be subscripted and compared, and creates nothing.",
@@ -157,6 +183,13 @@ def stdlib_modules() -> list[ModuleSurface]:
                       _names("NormalDist StatisticsError correlation covariance fmean geometric_mean harmonic_mean "
                              "linear_regression mean median median_grouped median_high median_low mode multimode "
                              "pstdev pvariance quantiles stdev variance")),
+        ModuleSurface("decimal", "`Decimal`, `Context`, `getcontext`/`setcontext` (the program's own "
+                      "context), the signals, the rounding modes, `DecimalTuple`, `MAX_PREC` (100,000 here).",
+                      _names("Clamped Context ConversionSyntax Decimal DecimalException DecimalTuple DivisionByZero "
+                             "DivisionImpossible DivisionUndefined FloatOperation Inexact InvalidContext "
+                             "InvalidOperation MAX_PREC Overflow ROUND_05UP ROUND_CEILING ROUND_DOWN ROUND_FLOOR "
+                             "ROUND_HALF_DOWN ROUND_HALF_EVEN ROUND_HALF_UP ROUND_UP Rounded Subnormal Underflow "
+                             "getcontext setcontext")),
         ModuleSurface("typing", "Names for annotations (never evaluated), and `cast`, `TypeVar`, "
                       "`TYPE_CHECKING` (False).", TYPING_MEMBERS),
     ]

@@ -21,6 +21,7 @@ from flowmetal.machine.stdlib import common as _common
 from flowmetal.machine.stdlib import context as _context
 from flowmetal.machine.stdlib import copy as _copy
 from flowmetal.machine.stdlib import datetime as _datetime
+from flowmetal.machine.stdlib import decimal as _decimal
 from flowmetal.machine.stdlib import fractions as _fractions
 from flowmetal.machine.stdlib import functools as _functools
 from flowmetal.machine.stdlib import hashlib as _hashlib
@@ -58,6 +59,7 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "statistics": _statistics.members,
     "datetime": _datetime.members,
     "zoneinfo": _zoneinfo.members,
+    "decimal": _decimal.members,
 }
 
 CODEC_HOOKS: list[Callable[[Any], None]] = [
@@ -80,6 +82,7 @@ CODEC_HOOKS: list[Callable[[Any], None]] = [
     _statistics.register_codec,
     _datetime.register_codec,
     _zoneinfo.register_codec,
+    _decimal.register_codec,
 ]
 
 # module function -> the name of its resumable version in `lang/prelude.flow`, which the machine

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from flowmetal.machine.machine import Machine
 
 __all__ = [
+    "ENTER_HOOKS",
+    "LEAVE_HOOKS",
     "FixedReads",
     "NoReads",
     "ProgramEntropy",
@@ -48,12 +50,25 @@ T = TypeVar("T")
 _CURRENT: contextvars.ContextVar[Machine | None] = contextvars.ContextVar("flowmetal_machine", default=None)
 
 
+# What a module installs for the duration of a run and takes away after it (decimal's thread
+# context): hook(machine), called by enter and leave
+ENTER_HOOKS: list[Callable[[Machine], None]] = []
+LEAVE_HOOKS: list[Callable[[Machine], None]] = []
+
+
 def enter(machine: Machine) -> contextvars.Token[Machine | None]:
-    return _CURRENT.set(machine)
+    token = _CURRENT.set(machine)
+    for hook in ENTER_HOOKS:
+        hook(machine)
+    return token
 
 
 def leave(token: contextvars.Token[Machine | None]) -> None:
+    machine = _CURRENT.get()
     _CURRENT.reset(token)
+    if machine is not None:
+        for hook in LEAVE_HOOKS:
+            hook(machine)
 
 
 def current() -> Machine:

@@ -34,10 +34,20 @@ def _data(arg: Any) -> Any:
     return list(materialize(arg, "statistics"))
 
 
+def _own(x: Any) -> Any:
+    if type(x) is Decimal:  # CPython's, from arithmetic inside statistics: ours
+        from flowmetal.machine.stdlib.decimal import own as own_decimal
+
+        return own_decimal(x)
+    return own(x)
+
+
 def _own_all(result: Any) -> Any:
     if type(result) is list:
-        return [own(x) for x in result]
-    return own(result)
+        return [_own(x) for x in result]
+    if type(result) is tuple:
+        return tuple(_own(x) for x in result)
+    return _own(result)
 
 
 def _function(name: str) -> Callable[..., Any]:
