@@ -452,7 +452,7 @@ def cpython_runner(w: Workload) -> Callable[[], tuple[str, Any]]:
     extra: dict[str, Any] = {"probe": _cpython_probe} if w.effects else {}
 
     def run() -> tuple[str, Any]:
-        g: dict[str, Any] = {"__name__": "__flowmetal__", **extra}
+        g: dict[str, Any] = {"__name__": "__main__", **extra}
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             exec(code, g)

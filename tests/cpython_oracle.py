@@ -2,8 +2,9 @@
 
 A `.flow` program is Python 3.11 source. The oracle executes it the way Flowmetal
 does: the module body runs in a fresh namespace whose `__name__` is
-`"__flowmetal__"`, and then, if the module defined a callable `main`, `main()` is
-called (its return value is not printed). The result is the program's standard
+`"__main__"`, and then, if the module defined a callable `main` and has no top-level
+`if __name__ ...:` test (a script calls its main itself), `main()` is called (its
+return value is not printed). The result is the program's standard
 output and the last line of the traceback of an uncaught exception (or None).
 
 Programs run in a subprocess (with `PYTHONHASHSEED=0`) so they cannot disturb
@@ -31,18 +32,27 @@ import sys
 import traceback
 
 
+def has_main_guard(source):
+    import ast
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(s, ast.If) and any(isinstance(n, ast.Name) and n.id == "__name__"
+                                             for n in ast.walk(s.test)) for s in tree.body)
+
 def run_one(path):
     with open(path, encoding="utf-8") as f:
         source = f.read()
     decimal.setcontext(decimal.Context())  # each program starts with its own, as in Flowmetal
     out = io.StringIO()
     error = None
-    namespace = {"__name__": "__flowmetal__"}
+    namespace = {"__name__": "__main__"}
     try:
         with contextlib.redirect_stdout(out):
             exec(compile(source, path, "exec"), namespace)
             main = namespace.get("main")
-            if callable(main):
+            if callable(main) and not has_main_guard(source):
                 main()
     except BaseException as exc:
         text = "".join(traceback.format_exception(exc)).rstrip("\n")

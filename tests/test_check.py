@@ -345,7 +345,19 @@ def test_allowed_dunders() -> None:
 def test_star_import_from_unknown_module_reports_the_module_only() -> None:
     found = diags("from os import *\n")
     assert len(found) == 1
-    assert "module 'os' is not available" in found[0]
+    assert "module 'os' is not provided" in found[0]
+
+
+def test_a_module_that_is_not_provided_is_not_called_a_way_out() -> None:
+    (found,) = diags("import csv\n")
+    assert "module 'csv' is not provided; provided modules are: flowmetal, json, math, re" in found
+    assert "connectors" not in found
+    (found,) = diags("import subprocess\n")
+    assert "only through connectors" in found
+
+
+def test_future_imports_and_main_guard_are_accepted() -> None:
+    assert diags("from __future__ import annotations\nif __name__ == '__main__':\n    print(__name__)\n") == []
 
 
 def test_module_with_unrestricted_exports() -> None:
@@ -354,8 +366,7 @@ def test_module_with_unrestricted_exports() -> None:
 
 def test_no_importable_modules() -> None:
     assert diags("import json\n", modules={}) == [
-        "t.flow:1:8: error: module 'json' is not available: programs reach the outside "
-        "world only through connectors; no modules are importable"
+        "t.flow:1:8: error: module 'json' is not provided; no modules are provided"
     ]
 
 
@@ -405,8 +416,8 @@ def test_warnings_do_not_make_a_program_invalid_and_compile_still_runs() -> None
 
 def test_compile_is_skipped_after_an_error() -> None:
     assert diags("import os\nreturn 1\n") == [
-        "t.flow:1:8: error: module 'os' is not available: programs reach the outside world "
-        "only through connectors; importable modules are: flowmetal, json, math, re"
+        "t.flow:1:8: error: module 'os' is not provided: programs reach the outside world "
+        "only through connectors (the `flowmetal` module); provided modules are: flowmetal, json, math, re"
     ]
 
 

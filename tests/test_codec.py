@@ -295,7 +295,7 @@ def test_json_and_re_errors() -> None:
 def test_exception_unencodable_details_are_skipped() -> None:
     e = ValueError("x")
     e.handle = object()  # type: ignore[attr-defined]
-    e.__context__ = OSError("not allow-listed")
+    e.__context__ = EOFError("not allow-listed")
     out = roundtrip(e)
     assert not hasattr(out, "handle") and out.__context__ is None
 

@@ -95,6 +95,15 @@ probe_mod.probe = probe
 sys.modules["_fm_probe"] = probe_mod
 sys.setrecursionlimit(1100)
 
+def has_main_guard(source):
+    import ast
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any(isinstance(s, ast.If) and any(isinstance(n, ast.Name) and n.id == "__name__"
+                                             for n in ast.walk(s.test)) for s in tree.body)
+
 def run_one(path):
     source = open(path, encoding="utf-8").read().replace(IMPORT_LINE, "from _fm_probe import probe")
     out = io.StringIO()
@@ -102,12 +111,12 @@ def run_one(path):
     result = None
     del CALLS[:]
     decimal.setcontext(decimal.Context())  # each program starts with its own, as in Flowmetal
-    namespace = {"__name__": "__flowmetal__"}
+    namespace = {"__name__": "__main__"}
     try:
         with contextlib.redirect_stdout(out):
             exec(compile(source, path, "exec"), namespace)
             main = namespace.get("main")
-            if callable(main):
+            if callable(main) and not has_main_guard(source):
                 result = repr(main())
     except BaseException as exc:
         error = traceback.format_exception_only(type(exc), exc)[-1].rstrip("\n")

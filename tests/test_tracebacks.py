@@ -68,7 +68,7 @@ mod.probe = probe
 sys.modules["_fm_probe"] = mod
 source = open("prog.flow", encoding="utf-8").read().replace(
     "from flowmetal import probe", "from _fm_probe import probe")
-ns = {"__name__": "__flowmetal__"}
+ns = {"__name__": "__main__"}
 try:
     exec(compile(source, "prog.flow", "exec"), ns)
     if callable(ns.get("main")):

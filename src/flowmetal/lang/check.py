@@ -8,7 +8,7 @@ these passes and reports every problem it finds, not just the first:
    position and with the message CPython gives.
 2. Construct pass: every node is visited once (iteratively, via `ast.walk`)
    and constructs Flowmetal does not support are rejected: classes,
-   generators, async, `match`, `except*`, `:=`, attribute assignment and
+   async, `match`, `except*`, `:=`, attribute assignment and
    deletion, attribute names no Flowmetal value has (the allow-list in
    `surface.py`; every `_` name but a few documented dunders), reserved and
    dunder names in every form that binds a name, programs nested deeper than
@@ -38,6 +38,7 @@ from typing import Any
 from flowmetal.lang.check_scopes import check_names
 from flowmetal.lang.declared import declared_attributes
 from flowmetal.lang.diagnostics import Diagnostic
+from flowmetal.lang.names import IO_MODULES
 from flowmetal.lang.surface import is_readable_name
 
 # Deeper syntax trees are refused: the compiler's passes (and CPython's) recurse per level
@@ -45,7 +46,6 @@ from flowmetal.lang.surface import is_readable_name
 MAX_DEPTH = 500
 
 _ASYNC_WHY = "every Flowmetal program is already asynchronous — waits suspend the program durably"
-_GENERATORS = "generators (yield) are not supported; use a list or a generator expression"
 _NO_ATTRIBUTES = "Flowmetal values have no user-defined attributes"
 _TOO_DEEP = "the program is nested too deeply to check"
 
@@ -175,11 +175,9 @@ class _ConstructChecker:
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         self.error(node, "class definitions are not supported")
 
-    def visit_Yield(self, node: ast.Yield) -> None:
-        self.error(node, _GENERATORS)
-
-    def visit_YieldFrom(self, node: ast.YieldFrom) -> None:
-        self.error(node, _GENERATORS)
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        if any(isinstance(n, ast.Yield | ast.YieldFrom) for n in ast.walk(node.body)):
+            self.error(node, "'yield' inside a lambda is not supported; write a generator function with def")
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
         self.error(node, f"async functions are not supported: {_ASYNC_WHY}")
@@ -286,14 +284,14 @@ class _ConstructChecker:
 
     def _unavailable(self, node: ast.AST, module: str) -> None:
         if self.modules:
-            available = "importable modules are: " + ", ".join(sorted(self.modules))
+            available = "provided modules are: " + ", ".join(sorted(self.modules))
         else:
-            available = "no modules are importable"
-        self.error(
-            node,
-            f"module '{module}' is not available: programs reach the outside world "
-            f"only through connectors; {available}",
-        )
+            available = "no modules are provided"
+        if module.partition(".")[0] in IO_MODULES:
+            why = ": programs reach the outside world only through connectors (the `flowmetal` module)"
+        else:
+            why = ""
+        self.error(node, f"module '{module}' is not provided{why}; {available}")
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -308,6 +306,8 @@ class _ConstructChecker:
             )
             return
         module = node.module or ""
+        if module == "__future__":
+            return  # CPython's compiler (the compile pass) refuses unknown features
         if module not in self.modules:
             self._unavailable(node, module)
             return

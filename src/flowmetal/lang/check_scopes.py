@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from flowmetal.lang.diagnostics import Diagnostic
-from flowmetal.lang.names import BUILTIN_NAMES, FORBIDDEN_BUILTINS
+from flowmetal.lang.names import BUILTIN_NAMES, FORBIDDEN_BUILTINS, MODULE_GLOBALS
 
 ScopeKind = Literal["module", "function", "class", "comprehension"]
 
@@ -263,7 +263,7 @@ def check_names(tree: ast.Module, filename: str) -> list[Diagnostic]:
     collector = ScopeCollector()
     collector.collect(tree)
 
-    module_names = set(collector.module.bindings)
+    module_names = set(collector.module.bindings) | MODULE_GLOBALS
     bound_anywhere: set[str] = set()
     for scope in collector.scopes:
         bound_anywhere |= scope.bindings

@@ -465,7 +465,44 @@ class ExprLowerer:
         resume = self.new_block()
         self.terminate(self.save_and_return(resume, ast.Tuple(elts=[const(2), value], ctx=ast.Load())))
         self.cur = resume
+        self.emit(rethrow())  # gen.throw() / gen.close() raise here
         return name("_fm_rv")
+
+    def lower_YieldFrom(self, e: ast.YieldFrom) -> ast.expr:
+        """`yield from it`: step the sub-iterator (a resumable generator through the machine,
+        request 6, which also passes a thrown exception on), yield what it yields, send it
+        what we are sent; the value is what the sub-generator returned."""
+        it, snd, v, result, thrown = self.temp(), self.temp(), self.temp(), self.temp(), self.temp()
+        self.emit(assign(it, call("_fm_iter", self.lower(e.value))), assign(snd, const(None)))
+        head, stepped, resume_step, back, after = (self.new_block() for _ in range(5))
+        done, yielding = self.new_block(), self.new_block()
+        self.start(head)
+        self.emit(ast.Expr(value=call("_fm_tick")))
+        is_gen = ast.Compare(left=ast.Attribute(value=name(it), attr="__class__", ctx=ast.Load()),
+                             ops=[ast.Is()], comparators=[name("_fm_Generator")])
+        step = ast.Tuple(elts=[const(6), name(it), name(snd), const(None)], ctx=ast.Load())
+        self.emit(ast.If(test=is_gen, body=self.save_and_return(resume_step, step), orelse=[]))
+        self.terminate([assign(v, call("_fm_yf_step", name(it), name(snd))), *goto(stepped.id)])
+        self.cur = resume_step
+        self.terminate([rethrow(), assign(v, name("_fm_rv")), *goto(stepped.id)])
+        self.cur = stepped
+        self.branch(call("_fm_yf_done", name(v)), done, yielding)
+        self.cur = done
+        self.emit(assign(result, call("_fm_yf_value", name(v))))
+        self.jump(after)
+        self.cur = yielding
+        self.terminate(self.save_and_return(back, ast.Tuple(elts=[const(2), name(v)], ctx=ast.Load())))
+        self.cur = back
+        throw = ast.Attribute(value=name("_fm_fr"), attr="throw", ctx=ast.Load())
+        pass_on = ast.Tuple(elts=[const(6), name(it), const(None), name(thrown)], ctx=ast.Load())
+        self.emit(ast.If(test=ast.Compare(left=throw, ops=[ast.IsNot()], comparators=[const(None)]), body=[
+            assign(thrown, call("_fm_take_throw", name("_fm_fr"))),
+            ast.If(test=is_gen, body=self.save_and_return(resume_step, pass_on), orelse=[]),
+            ast.Raise(exc=name(thrown), cause=None),  # a plain iterator cannot take it
+        ], orelse=[]))
+        self.terminate([assign(snd, name("_fm_rv")), *goto(head.id)])
+        self.cur = after
+        return name(result)
 
     # -- loops -----------------------------------------------------------------
     def loop(self, iterable: ast.expr, bind: Callable[[ast.expr], None], body: Callable[[], None],

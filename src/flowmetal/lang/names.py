@@ -7,6 +7,8 @@ in exactly one place.
 
 from __future__ import annotations
 
+import ast
+
 # Functions and types available to every program.
 BUILTIN_FUNCTIONS: frozenset[str] = frozenset(
     {
@@ -28,13 +30,30 @@ BUILTIN_EXCEPTIONS: frozenset[str] = frozenset(
         "RuntimeError", "AssertionError", "NameError", "UnboundLocalError",
         "AttributeError", "StopIteration", "RecursionError", "OverflowError",
         "NotImplementedError", "MemoryError", "UnicodeError", "UnicodeDecodeError",
-        "UnicodeEncodeError", "ImportError", "ModuleNotFoundError",
+        "UnicodeEncodeError", "ImportError", "ModuleNotFoundError", "GeneratorExit",
+        "OSError", "IOError", "EnvironmentError",  # the last two are CPython's aliases of OSError
     }
 )
 
 BUILTIN_CONSTANTS: frozenset[str] = frozenset({"None", "True", "False", "NotImplemented", "Ellipsis"})
 
 BUILTIN_NAMES: frozenset[str] = BUILTIN_FUNCTIONS | BUILTIN_EXCEPTIONS | BUILTIN_CONSTANTS
+
+# Globals every program starts with: `__name__` is "__main__" at the top level of the program
+# (so `if __name__ == "__main__":` runs), as in a script CPython runs.
+MODULE_GLOBALS: frozenset[str] = frozenset({"__name__"})
+MAIN_NAME = "__main__"
+
+
+def has_main_guard(tree: ast.Module) -> bool:
+    """Whether the program's top level has an `if` testing `__name__` (`if __name__ == "__main__":`).
+    Such a program is a script that calls what it wants itself: the runtime does not call its
+    `main()` on its own."""
+    for stmt in tree.body:
+        if isinstance(stmt, ast.If) and any(isinstance(n, ast.Name) and n.id == "__name__"
+                                            for n in ast.walk(stmt.test)):
+            return True
+    return False
 
 _OUTSIDE = "programs reach the outside world only through connectors"
 _DYNAMIC = "Flowmetal programs are checked and compiled ahead of running, so code cannot be made at run time"
@@ -78,6 +97,7 @@ STD_MODULES: frozenset[str] = frozenset({
     "typing",
     "itertools",
     "collections",
+    "collections.abc",
     "base64",
     "binascii",
     "hashlib",
@@ -95,6 +115,17 @@ STD_MODULES: frozenset[str] = frozenset({
     "datetime",
     "zoneinfo",
     "decimal",
+})
+
+# Standard (and well-known) modules whose purpose is input and output: importing one is refused
+# with the reason that programs reach the world only through connectors.
+IO_MODULES: frozenset[str] = frozenset({
+    "os", "sys", "io", "socket", "socketserver", "subprocess", "pathlib", "shutil", "glob", "fnmatch",
+    "tempfile", "signal", "select", "selectors", "ssl", "http", "ftplib", "smtplib", "poplib", "imaplib",
+    "telnetlib", "xmlrpc", "webbrowser", "threading", "multiprocessing", "concurrent", "asyncio", "sqlite3",
+    "dbm", "shelve", "pickle", "marshal", "ctypes", "mmap", "fcntl", "pty", "tty", "termios", "resource",
+    "platform", "getpass", "fileinput", "logging", "requests", "httpx", "aiohttp", "urllib3", "psycopg",
+    "psycopg2", "builtins", "importlib", "inspect", "gc", "atexit", "faulthandler", "code", "runpy",
 })
 
 # Dunder attributes a program may read.

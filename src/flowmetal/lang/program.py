@@ -23,6 +23,7 @@ from flowmetal.lang.check import check_source, has_errors, stack_for_compiling
 from flowmetal.lang.classify import classify
 from flowmetal.lang.diagnostics import Diagnostic
 from flowmetal.lang.lower import ProgramFacts, UnitInfo, default_facts_builtin, lower_unit
+from flowmetal.lang.names import has_main_guard
 from flowmetal.lang.scopes import NodeMap, analyze
 from flowmetal.lang.translate import HELPERS
 
@@ -162,7 +163,7 @@ def _compile_tree(tree: ast.Module, source: str, filename: str, effect_modules: 
         units=infos,
         codes=codes,
         code_keys={c: k for k, c in codes.items()},
-        defines_main="main" in module_scope.bound,
+        defines_main="main" in module_scope.bound and not has_main_guard(tree),
         diagnostics=warning_diags,
     )
 

@@ -60,7 +60,7 @@ class Kind:
     data: frozenset[str] = frozenset()  # attributes that are not methods
     routed: frozenset[str] = frozenset()  # attributes Flowmetal implements itself
     # names the host type has that programs may not read (they are routed, so the checked
-    # getattr refuses them: e.g. a generator's `send`, which is also a `flowmetal` action)
+    # getattr refuses them)
     refused: frozenset[str] = frozenset()
     type_reachable: bool = False  # programs hold the type object itself (e.g. `int`)
     group: str = "values"  # how the documentation groups it
@@ -152,8 +152,9 @@ KINDS: dict[str, Kind] = {
             "dict_reverseitemiterator", "callable_iterator", "iterator")],
         *[Kind(n, f"The lazy iterator `{n}()` returns.", type_reachable=True, group="iterators")
           for n in ("enumerate", "zip", "map", "filter", "reversed")],
-        Kind("generator", "A generator (from a generator expression).", data=_CALLABLE_DATA,
-             refused=_names("send"), group="iterators"),
+        Kind("generator", "A generator: a generator expression, or a call of a function containing `yield` "
+             "(prints as `<generator object NAME>`, without an address).", methods=_names("close send throw"),
+             data=_CALLABLE_DATA, group="iterators"),
         # -- code -----------------------------------------------------------------------
         Kind("function", "A function defined by the program (`def` or `lambda`).", data=_CALLABLE_DATA,
              group="code"),
@@ -187,11 +188,14 @@ KINDS: dict[str, Kind] = {
         _exception("AttributeError", "A value has no such attribute.", "name"),
         _exception("ImportError", "A name cannot be imported from a module.", "msg name path"),
         _exception("ModuleNotFoundError", "A module does not exist.", "msg name path"),
+        _exception("GeneratorExit", "Raised inside a generator by its `close()`."),
         _exception("IndexError", "A sequence index is out of range."),
         _exception("KeyError", "A dict key (or set element) is missing."),
         _exception("MemoryError", "Raised for an impossible allocation; ends the program."),
         _exception("NameError", "A name is not defined.", "name"),
         _exception("NotImplementedError", "Raise it to mark an unfinished function."),
+        _exception("OSError", "An operating-system error (also named `IOError` and `EnvironmentError`, as in "
+                   "CPython); programs raise it themselves, they do no I/O.", "errno filename filename2 strerror"),
         _exception("OverflowError", "A numeric result is too large."),
         _exception("RecursionError", "Calls nest too deeply."),
         _exception("RuntimeError", "A general error."),

@@ -36,6 +36,13 @@ TYPING_MEMBERS = _names(
 )
 
 
+COLLECTIONS_ABC_MEMBERS = _names(
+    "AsyncGenerator AsyncIterable AsyncIterator Awaitable ByteString Callable Collection Container Coroutine "
+    "Generator Hashable ItemsView Iterable Iterator KeysView Mapping MappingView MutableMapping MutableSequence "
+    "MutableSet Reversible Sequence Set Sized ValuesView"
+)
+
+
 ITERTOOLS_TYPES = sorted(_names(
     "accumulate chain combinations combinations_with_replacement compress count cycle dropwhile filterfalse "
     "groupby islice pairwise permutations product repeat starmap takewhile zip_longest"
@@ -150,6 +157,9 @@ def stdlib_kinds() -> list[Kind]:
         Kind("typing._SpecialForm", "A name from `typing` (`List`, `Optional[int]`, ...): for annotations "
              "only; it prints as in CPython, can be subscripted and compared, and creates nothing.",
              group="modules"),
+        Kind("abc.ABCMeta", "A name from `collections.abc` (`Iterable`, `Mapping[str, int]`): prints as in "
+             "CPython, works with `isinstance` (bare names), can be subscripted, and creates nothing.",
+             data=_CALLABLE_DATA, group="modules"),
         Kind("typing.TypeVar", "A type variable (`T = TypeVar(\"T\")`), for annotations.", data=_names("__name__"),
              group="modules"),
     ]
@@ -164,7 +174,9 @@ def stdlib_modules() -> list[ModuleSurface]:
         ModuleSurface("operator", "The operators as functions; `attrgetter` and `methodcaller` through the "
                       "allow-list.", OPERATOR_MEMBERS),
         ModuleSurface("collections", "Container types: `Counter`, `defaultdict`, `deque`, `OrderedDict`, "
-                      "`ChainMap`, `namedtuple`.", _names("ChainMap Counter OrderedDict defaultdict deque namedtuple")),
+                      "`ChainMap`, `namedtuple`.", _names("ChainMap Counter OrderedDict abc defaultdict deque namedtuple")),
+        ModuleSurface("collections.abc", "The abstract container types' names (`Iterable`, `Mapping`, ...), for "
+                      "annotations and `isinstance`.", COLLECTIONS_ABC_MEMBERS),
         ModuleSurface("itertools", "Iterator building blocks, CPython's own.", frozenset(ITERTOOLS_TYPES) | {"tee"}),
         ModuleSurface("heapq", "Heaps (plain lists): `heappush`, `heappop`, `heapify`, `heapreplace`, "
                       "`heappushpop`, `nlargest`, `nsmallest`, `merge`.",

@@ -68,6 +68,7 @@ HELPERS: tuple[str, ...] = (
     H_HOSTSTR, H_ITER, H_GUARD, H_BASE_EXC, H_CHARGE, H_MATERIALIZE, H_POW, H_LSHIFT, H_ZIP, H_TICKS, H_TYPE, H_SAFE, H_SHOWN, H_STR1, "_fm_locals", "_fm_next", "_fm_isinstance", "_fm_Cell",
     "_fm_FunctionType", "_fm_Generator", "_fm_Function", "_fm_Suspension", "_fm_invoke", "_fm_END",
     "_fm_AssertionError", "_fm_in_handler", "_fm_take_throw", "_fm_enter", "_fm_exit",
+    "_fm_yf_step", "_fm_yf_done", "_fm_yf_value",
 )
 
 _SEQ_LITERALS = (ast.List, ast.Tuple)
@@ -524,6 +525,8 @@ class Translator(ast.NodeTransformer):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> list[ast.stmt]:
         out: list[ast.stmt] = []
+        if node.module == "__future__":
+            return out  # `from __future__ import annotations`: annotations are never evaluated anyway
         for alias in node.names:
             target = self.visit(ast.Name(id=alias.asname or alias.name, ctx=ast.Store()))
             value = call(H_IMPORT, const(node.module or ""), const(alias.name))

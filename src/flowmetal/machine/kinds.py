@@ -24,7 +24,13 @@ from typing import Any
 from flowmetal.machine import access
 from flowmetal.machine.access import BoundBuiltin, UnboundBuiltin, fm_getattr, register_kind
 from flowmetal.machine.limits import ACTIVE, SELF_COUNTING, register_sized
-from flowmetal.machine.objects import EffectFunction, Function, Generator, MemoryLimitExceeded
+from flowmetal.machine.objects import (
+    EffectFunction,
+    Function,
+    Generator,
+    GeneratorMethod,
+    MemoryLimitExceeded,
+)
 from flowmetal.machine.show import fm_repr, register_leaf, safe_format, safe_format_map
 from flowmetal.machine.tasks import Cancelled, MachineOp, TaskHandle, Timeout, TimeoutScope
 from flowmetal.machine.values import FmFrozenSet, FmSet, Match, Module, Pattern
@@ -139,7 +145,7 @@ def _register_builtins() -> None:
     register_kind(Generator, "generator")
     register_kind(types.FunctionType, "function")
     register_kind(Function, "function")
-    for callable_type in (types.BuiltinFunctionType, EffectFunction, MachineOp, BoundBuiltin):
+    for callable_type in (types.BuiltinFunctionType, EffectFunction, MachineOp, BoundBuiltin, GeneratorMethod):
         register_kind(callable_type, "builtin_function_or_method")
     register_kind(types.MethodType, "method")
     for descriptor_type in (types.MethodDescriptorType, UnboundBuiltin):
@@ -154,7 +160,7 @@ def _register_builtins() -> None:
                  "AttributeError", "ImportError", "ModuleNotFoundError", "IndexError", "KeyError", "MemoryError",
                  "NameError", "NotImplementedError", "OverflowError", "RecursionError", "RuntimeError",
                  "StopIteration", "TypeError", "UnboundLocalError", "UnicodeError", "UnicodeDecodeError",
-                 "UnicodeEncodeError", "ValueError", "ZeroDivisionError"):
+                 "UnicodeEncodeError", "ValueError", "ZeroDivisionError", "GeneratorExit", "OSError"):
         register_kind(getattr(builtins, name), name)
     register_kind(json.JSONDecodeError, "json.JSONDecodeError")
     register_kind(re.error, "re.error")
@@ -165,7 +171,7 @@ def _register_builtins() -> None:
     register_sized(FmSet, FmFrozenSet, KeysView, ValuesView, ItemsView)
     SELF_COUNTING.add(Generator)
     for leaf in (FmSet, FmFrozenSet, Pattern, Match, Module, KeysView, ValuesView, ItemsView, Function, Generator,
-                 EffectFunction, MachineOp, TaskHandle, TimeoutScope, re.RegexFlag):
+                 EffectFunction, MachineOp, GeneratorMethod, TaskHandle, TimeoutScope, re.RegexFlag):
         register_leaf(leaf)
 
 

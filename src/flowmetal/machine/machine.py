@@ -9,7 +9,8 @@ the host's call stack — and acts on what a frame returns:
                  (CPython) one directly, or, for an effect, stop and return the
                  request to the host; `resolve()` later delivers its result
     (2, value)   a generator yielded
-    (3, gen)     advance a resumable generator
+    (3, gen)     advance a resumable generator (a `for` loop)
+    (6, gen, v, e)  `yield from`: resume a sub-generator, sending v or throwing e
 
 Plain functions run natively inside those steps. Because no CPython frame is
 alive while a program waits, the whole state is the frames, the globals and
@@ -26,22 +27,30 @@ from typing import Any
 
 from flowmetal.errors import MachineError
 from flowmetal.lang.lower import UnitInfo
+from flowmetal.lang.names import MAIN_NAME
 from flowmetal.lang.program import Program
 from flowmetal.machine import kinds as _kinds  # noqa: F401  (registers the kinds of values)
 from flowmetal.machine import prelude
 from flowmetal.machine import tasks as task_ops
 from flowmetal.machine.limits import Limits, make_ticker, set_active
 from flowmetal.machine.objects import (
+    CALL,
     CALL_REDIRECTS,
+    CLOSE,
+    CLOSE_RERAISE,
+    DELEGATE,
     END,
+    LOOP,
     EffectFunction,
     EffectRequest,
     FuelExhausted,
     Function,
     Generator,
+    GeneratorMethod,
     MachineAbort,
     MemoryLimitExceeded,
     OutputLimitExceeded,
+    Returned,
     Suspension,
     Task,
 )
@@ -111,6 +120,7 @@ class Machine:
         self.next_task = 1
         self.outcome: Outcome | None = None
         self.direct_depth = 0  # resumable calls running directly on the host stack
+        self.sent: Any = None  # what a generator pushed by `send()` receives as its first `_fm_rv`
         self.stack_depth = 0  # frames of the task running now
         self.aborted: BaseException | None = None
         self.cancelling = False  # the run after cancel() (never across a snapshot: runs are whole)
@@ -123,6 +133,7 @@ class Machine:
             g: dict[str, Any] = {"__builtins__": make_program_builtins(self, key)}
             self.globals[key] = g
             self.helper_cells[key] = {n: types.CellType(v) for n, v in make_helpers(self, key).items()}
+        self.globals["main"]["__name__"] = MAIN_NAME
         self.prelude_fns = self._load_prelude()
         self.overrides = prelude.overrides(self.prelude_fns)
         if not _empty:
@@ -180,7 +191,7 @@ class Machine:
     def make_generator(self, key: str, uid: int, iterator: Any, closure: tuple[Any, ...]) -> Generator:
         info = self.unit(key, uid)
         frame = self.new_frame(key, info, {"_fm_arg0": iterator}, closure)
-        gen = Generator(self, frame, "<genexpr>")
+        gen = Generator(self, frame, info.qualname)
         frame.gen = gen
         return gen
 
@@ -259,7 +270,7 @@ class Machine:
                 task.status = "blocked"
                 return
             if rv is _PUSHED:
-                rv = None
+                rv, self.sent = self.sent, None
         while True:
             result = self._drive(task, rv, nested=False)
             if result is _BLOCKED or result is _ENDED:
@@ -287,6 +298,14 @@ class Machine:
                     raise
                 stack.pop()
                 e = self._leave_frame(fr, e)
+                gen = fr.gen
+                if gen is not None and isinstance(e, GeneratorExit) and (
+                        gen._mode == CLOSE or gen._mode == CLOSE_RERAISE):
+                    if gen._mode == CLOSE:  # close() ends quietly when the body lets GeneratorExit out
+                        rv = None
+                        if not stack:
+                            return rv
+                        continue
                 if not stack:
                     if nested:
                         raise e
@@ -309,9 +328,11 @@ class Machine:
                 stack.pop()
                 rv = out[1]
                 if fr.gen is not None:
-                    fr.gen._finished = True
-                    fr.gen._running = False
-                    rv = END
+                    rv = self._gen_finished(fr.gen, rv)
+                    if type(rv) is _Raise:
+                        if not stack:
+                            raise rv.error
+                        stack[-1].throw, rv = rv.error, None
             elif kind == 1:
                 if nested and self._refuse_wait(fr, out[1]):
                     rv = None
@@ -321,17 +342,55 @@ class Machine:
                     task.status = "blocked"
                     return _BLOCKED
                 if rv is _PUSHED:
-                    rv = None
+                    rv, self.sent = self.sent, None
             elif kind == 2:
                 stack.pop()
-                assert fr.gen is not None
-                fr.gen._running = False
+                gen = fr.gen
+                assert gen is not None
+                gen._running = False
                 rv = out[1]
+                if gen._mode == CLOSE or gen._mode == CLOSE_RERAISE:
+                    err = RuntimeError("generator ignored GeneratorExit")
+                    if not stack:
+                        raise err
+                    stack[-1].throw, rv = err, None
+                    continue
                 if nested and not stack:
                     return rv
-            else:
+            elif kind == 3:
                 rv = self._advance(task, out[1])
+            else:  # 6: `yield from` resumes its sub-generator
+                exc = out[3]
+                try:
+                    rv = self._gen_enter(task, out[1], out[2], exc,
+                                         CLOSE_RERAISE if isinstance(exc, GeneratorExit) else DELEGATE)
+                except BaseException as e:
+                    if isinstance(e, MachineAbort | KeyboardInterrupt | SystemExit):
+                        raise
+                    fr.throw, rv = e, None
+                    continue
+                if rv is _PUSHED:
+                    rv, self.sent = self.sent, None
         return rv
+
+    @staticmethod
+    def _gen_finished(gen: Generator, value: Any) -> Any:
+        """What the caller of a generator whose body just returned `value` receives."""
+        gen._finished = True
+        gen._running = False
+        gen._frame.slots = {}  # its variables are gone, as in CPython
+        mode = gen._mode
+        if mode == LOOP:
+            return END
+        if mode == DELEGATE:
+            return Returned(value)
+        if mode == CLOSE:
+            return None
+        if mode == CLOSE_RERAISE:
+            return _Raise(GeneratorExit())
+        if type(mode) is list:
+            return mode[0]  # next(gen, default)
+        return _Raise(StopIteration(value) if value is not None else StopIteration())
 
     @staticmethod
     def _refuse_wait(fr: Frame, callee: Any) -> bool:
@@ -392,8 +451,82 @@ class Machine:
             task.stack[-1].throw = ValueError("generator already executing")
             return None
         gen._running = True
+        gen._mode = LOOP
         task.stack.append(gen._frame)
         return None
+
+    def _gen_enter(self, task: Task | None, gen: Generator, value: Any, exc: BaseException | None,
+                   mode: Any) -> Any:
+        """Resume `gen` with `value` sent (or `exc` thrown) in: push its frame on `task` (None:
+        just prepare it) and return _PUSHED (its first `_fm_rv` is `self.sent`), or the result
+        when the body does not run (a finished or unstarted generator); raises what the caller
+        gets instead."""
+        if gen._running:
+            raise ValueError("generator already executing")
+        fr = gen._frame
+        if gen._finished:
+            if exc is not None:
+                if isinstance(exc, GeneratorExit) and mode == CLOSE:
+                    return None
+                raise exc
+            gen._mode = mode
+            result = self._gen_finished(gen, None)
+            if type(result) is _Raise:
+                raise result.error
+            return result
+        if fr.pc == 0:  # not started: nothing in the body can see a value or an exception yet
+            if exc is not None:
+                gen._finished = True
+                if isinstance(exc, GeneratorExit) and mode == CLOSE:
+                    return None
+                raise exc
+            if value is not None:
+                raise TypeError("can't send non-None value to a just-started generator")
+        gen._running = True
+        gen._mode = mode
+        fr.throw = exc
+        if task is not None:
+            if len(task.stack) >= self.limits.depth:
+                gen._running = False
+                raise RecursionError("maximum recursion depth exceeded")
+            task.stack.append(fr)
+        self.sent = value
+        return _PUSHED
+
+    def _gen_method(self, task: Task | None, method: GeneratorMethod, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+        """`gen.send(v)`, `gen.throw(e)`, `gen.close()` with CPython's argument checks."""
+        name, gen = method._name, method._gen
+        if kwargs:
+            raise TypeError(f"generator.{name}() takes no keyword arguments")
+        if name == "send":
+            if len(args) != 1:
+                raise TypeError(f"generator.send() takes exactly one argument ({len(args)} given)")
+            return self._gen_enter(task, gen, args[0], None, CALL)
+        if name == "close":
+            if args:
+                raise TypeError(f"generator.close() takes no arguments ({len(args)} given)")
+            return self._gen_enter(task, gen, None, GeneratorExit(), CLOSE)
+        if not 1 <= len(args) <= 3:
+            raise TypeError(f"throw expected at least 1 argument, got {len(args)}" if not args
+                            else f"throw expected at most 3 arguments, got {len(args)}")
+        return self._gen_enter(task, gen, None, _exception_of(*args[:2]), CALL)
+
+    def gen_nested(self, gen: Generator, value: Any, exc: BaseException | None, mode: Any) -> Any:
+        """Resume a generator from native code (a plain function, a CPython built-in): it runs on
+        the host stack and may not wait."""
+        got = self._gen_enter(None, gen, value, exc, mode)
+        if got is not _PUSHED:
+            return got
+        self.sent = None
+        return self._run_nested(gen._frame, value)
+
+    def gen_method_nested(self, method: GeneratorMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        got = self._gen_method(None, method, args, kwargs)
+        if got is not _PUSHED:
+            return got
+        value, self.sent = self.sent, None
+        return self._run_nested(method._gen._frame, value)
 
     def _dispatch(self, task: Task, callee: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
         """Call something that might wait, on behalf of the frame on top of `task`."""
@@ -411,8 +544,12 @@ class Machine:
                 else:
                     result = callee._fn(self, task, args, kwargs, callee._bound)
                 return _BLOCKED if result is BLOCKED else result
+            if kind is GeneratorMethod:
+                return self._gen_method(task, callee, args, kwargs)
             if callee is iter and len(args) == 1 and type(args[0]) is Generator and not kwargs:
                 return args[0]  # a generator is its own iterator: never materialize it
+            if callee is next and args and type(args[0]) is Generator and len(args) <= 2 and not kwargs:
+                return self._gen_enter(task, args[0], None, None, [args[1]] if len(args) == 2 else CALL)
             redirect = CALL_REDIRECTS.get(kind)
             if redirect is not None:
                 target = redirect(self, callee, args, kwargs)
@@ -496,7 +633,7 @@ class Machine:
     def _host_callable(self, callee: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> bool:
         """A call the machine would simply perform on the host (no frame, no wait)."""
         kind = type(callee)
-        if kind is Function or kind is EffectFunction or kind is MachineOp:
+        if kind is Function or kind is EffectFunction or kind is MachineOp or kind is GeneratorMethod:
             return False
         redirect = CALL_REDIRECTS.get(kind)
         if redirect is not None and redirect(self, callee, args, kwargs or {}) is not None:
@@ -515,7 +652,7 @@ class Machine:
         else:  # the common case, without cells to set up
             frame = Frame(fn._program_key, unit, fn._frame_fn, slots)
         if unit.kind == "generator":
-            gen = Generator(self, frame, unit.name)
+            gen = Generator(self, frame, unit.qualname)
             frame.gen = gen
             return gen
         return frame
@@ -596,22 +733,14 @@ class Machine:
             return frame
         return self.call_frame_nested(frame)
 
-    def next_nested(self, gen: Generator) -> Any:
-        if gen._finished:
-            raise StopIteration
-        if gen._running:
-            raise ValueError("generator already executing")
-        gen._running = True
-        value = self.call_frame_nested(gen._frame)
-        if value is END:
-            raise StopIteration
-        return value
-
     def call_frame_nested(self, frame: Frame) -> Any:
         """Run a frame to its end on the host stack; it may not wait."""
+        return self._run_nested(frame, None)
+
+    def _run_nested(self, frame: Frame, rv: Any) -> Any:
         outer = self.stack_depth
         try:
-            return self._drive(Task(0, [frame]), None, nested=True)
+            return self._drive(Task(0, [frame]), rv, nested=True)
         finally:
             self.stack_depth = outer
 
@@ -645,6 +774,29 @@ class Machine:
     def check_limits(self) -> None:
         """Called by the fuel ticker every quantum of work."""
         self.limits.check(self)
+
+
+class _Raise:
+    """A generator's end that raises in its caller (StopIteration, GeneratorExit)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _exception_of(typ: Any, value: Any = None) -> BaseException:
+    """The exception `gen.throw(typ[, value])` raises in the generator, as CPython builds it."""
+    if isinstance(typ, BaseException):
+        if value is not None:
+            raise TypeError("instance exception may not have a separate value")
+        return typ
+    if isinstance(typ, type) and issubclass(typ, BaseException):
+        if isinstance(value, typ):
+            return value
+        return typ() if value is None else typ(value)
+    raise TypeError(f"exceptions must be classes or instances deriving from BaseException, not "
+                    f"{type(typ).__name__}")
 
 
 def _host_depth() -> int:

@@ -77,22 +77,49 @@ Function.__qualname__ = "function"
 
 
 class Generator:
-    """A resumable generator: its frame is kept while it is suspended at a `yield`."""
+    """A resumable generator: its frame is kept while it is suspended at a `yield`.
 
-    __slots__ = ("_finished", "_frame", "_machine", "_name", "_running")
+    `_mode` says what the activation running now hands its caller when the body ends
+    (see `Machine._gen_finished`): LOOP (a `for` loop: END), CALL (`next()`/`send()`/
+    `throw()`: StopIteration(value)), CLOSE (`close()`: None), DELEGATE (`yield from`:
+    Returned(value)), CLOSE_RERAISE (`yield from` passing GeneratorExit on), or a
+    one-element list holding `next(g, default)`'s default."""
+
+    __slots__ = ("_finished", "_frame", "_machine", "_mode", "_name", "_running")
 
     def __init__(self, machine: Machine, frame: Frame, name: str) -> None:
         self._machine = machine
         self._frame = frame
-        self._name = name
+        self._name = name  # the qualified name, as CPython's repr shows it
         self._finished = False
         self._running = False
+        self._mode: Any = LOOP
 
     def __iter__(self) -> Generator:
         return self
 
     def __next__(self) -> Any:
-        return self._machine.next_nested(self)
+        return self._machine.gen_nested(self, None, None, CALL)
+
+    def __getattr__(self, attr: str) -> Any:
+        # `__name__` and `__qualname__` are not class attributes, so they land here
+        if attr == "__name__":
+            return self._name.rpartition(".")[2]
+        if attr == "__qualname__":
+            return self._name
+        raise AttributeError(f"'generator' object has no attribute '{attr}'")
+
+    @property
+    def send(self) -> GeneratorMethod:
+        return GeneratorMethod("send", self)
+
+    @property
+    def throw(self) -> GeneratorMethod:
+        return GeneratorMethod("throw", self)
+
+    @property
+    def close(self) -> GeneratorMethod:
+        return GeneratorMethod("close", self)
 
     def __repr__(self) -> str:
         return f"<generator object {self._name}>"
@@ -100,6 +127,51 @@ class Generator:
 
 Generator.__name__ = "generator"
 Generator.__qualname__ = "generator"
+
+# What a generator's body ending hands the activation's caller (Generator._mode).
+LOOP, CALL, CLOSE, DELEGATE, CLOSE_RERAISE = 0, 1, 2, 3, 4
+
+
+class Returned:
+    """`yield from` in generated code: the sub-generator returned `value` (never seen by programs)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class GeneratorMethod:
+    """`gen.send`, `gen.throw`, `gen.close`: the machine runs them (the generator's body may
+    wait); called from native code they run the generator on the host stack."""
+
+    __slots__ = ("_gen", "_name")
+
+    def __init__(self, name: str, gen: Generator) -> None:
+        self._name = name
+        self._gen = gen
+
+    def __getattr__(self, attr: str) -> Any:  # `__name__`, `__qualname__`: not class attributes
+        if attr == "__name__":
+            return self._name
+        if attr == "__qualname__":
+            return f"generator.{self._name}"
+        raise AttributeError(f"'builtin_function_or_method' object has no attribute '{attr}'")
+
+    def __repr__(self) -> str:
+        return f"<built-in method {self._name} of generator object>"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is GeneratorMethod and other._gen is self._gen and other._name == self._name
+
+    def __hash__(self) -> int:
+        return hash((id(self._gen), self._name))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._gen._machine.gen_method_nested(self, args, kwargs)
+
+
+GeneratorMethod.__name__ = "builtin_function_or_method"
 
 
 class Suspension:

@@ -23,6 +23,7 @@ from flowmetal.machine.objects import (
     Generator,
     MachineAbort,
     MemoryLimitExceeded,
+    Returned,
     Suspension,
 )
 from flowmetal.machine.show import SAFE_TYPES, fm_mod, fm_percent, fm_str, shown, str_call
@@ -54,6 +55,16 @@ def _in_handler(exc: Any, handled: BaseException) -> Any:
     if isinstance(exc, BaseException) and exc is not handled and exc.__context__ is None:
         exc.__context__ = handled
     return exc
+
+
+def _yf_step(it: Any, sent: Any) -> Any:
+    """One step of `yield from` over an iterator that is not a resumable generator."""
+    if sent is None:
+        return host.next(it, END)
+    try:
+        return it.send(sent)  # AttributeError, as in CPython, for iterators without `send`
+    except StopIteration:
+        return END
 
 
 def _take_throw(frame: Any) -> BaseException:
@@ -141,6 +152,9 @@ def make_helpers(machine: Machine, program_key: str) -> dict[str, Any]:
         _fm_AssertionError=AssertionError,
         _fm_in_handler=_in_handler,
         _fm_take_throw=_take_throw,
+        _fm_yf_step=_yf_step,
+        _fm_yf_done=lambda v: v is END or type(v) is Returned,
+        _fm_yf_value=lambda v: v.value if type(v) is Returned else None,
         _fm_enter=MachineOp("enter", op_enter),
         _fm_exit=MachineOp("exit", op_exit),
     )

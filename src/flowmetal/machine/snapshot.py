@@ -24,11 +24,13 @@ from flowmetal.machine.codec import Codec
 from flowmetal.machine.limits import Limits
 from flowmetal.machine.objects import (
     END,
+    LOOP,
     EffectFunction,
     EffectRequest,
     Frame,
     Function,
     Generator,
+    GeneratorMethod,
     Task,
 )
 from flowmetal.machine.stdlib import register_codecs as register_stdlib_codecs
@@ -181,10 +183,17 @@ def make_codec(machine: Machine) -> Codec:
         return g
 
     def gen_fill(g: Generator, s: list[Any]) -> None:
-        g._frame, g._name, g._finished, g._running = s
+        g._frame, g._name, g._finished, g._running = s[:4]
+        g._mode = s[4] if len(s) > 4 else LOOP  # (snapshots before generator functions had 4 fields)
 
-    codec.register(Generator, "fm.generator", state=lambda g: [g._frame, g._name, g._finished, g._running],
+    codec.register(Generator, "fm.generator",
+                   state=lambda g: [g._frame, g._name, g._finished, g._running, g._mode],
                    new=gen_new, fill=gen_fill)
+    def genmethod_fill(m: GeneratorMethod, s: list[Any]) -> None:
+        m._name, m._gen = s
+
+    codec.register(GeneratorMethod, "fm.genmethod", state=lambda m: [m._name, m._gen],
+                   new=lambda: GeneratorMethod.__new__(GeneratorMethod), fill=genmethod_fill)
     if machine.codec_extensions is not None:
         machine.codec_extensions(codec)
     return codec

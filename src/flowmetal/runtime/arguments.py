@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowmetal.errors import UsageError
+from flowmetal.lang.names import has_main_guard
 
 
 class BadArguments(UsageError):
@@ -30,7 +31,7 @@ def _stub(source: str) -> Callable[..., None] | None:
     except SyntaxError:
         return None  # the checker reports it
     mains = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == "main"]
-    if not mains:
+    if not mains or has_main_guard(tree):  # a script calls its main() itself, with no arguments
         return None
     params = mains[-1].args
     none = ast.Constant(None)

@@ -17,6 +17,7 @@ from typing import Any
 
 from flowmetal.machine.stdlib import base64 as _base64
 from flowmetal.machine.stdlib import collections as _collections
+from flowmetal.machine.stdlib import collections_abc as _collections_abc
 from flowmetal.machine.stdlib import common as _common
 from flowmetal.machine.stdlib import context as _context
 from flowmetal.machine.stdlib import copy as _copy
@@ -38,11 +39,18 @@ from flowmetal.machine.stdlib import zoneinfo as _zoneinfo
 
 __all__ = ["BUILDERS", "CODEC_HOOKS", "PRELUDE_OVERRIDES", "register_codecs"]
 
+def _submodule(name: str) -> Any:
+    from flowmetal.machine.stdmods import get_module
+
+    return get_module(name)
+
+
 # module name -> its members (one line per module)
 BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "typing": _typing.members,
     "itertools": _itertools.members,
-    "collections": _collections.members,
+    "collections": lambda: {**_collections.members(), "abc": _submodule("collections.abc")},
+    "collections.abc": _collections_abc.members,
     "base64": _base64.members,
     "binascii": _base64.binascii_members,
     "hashlib": _hashlib.members,
@@ -68,6 +76,7 @@ CODEC_HOOKS: list[Callable[[Any], None]] = [
     _itertools.register_codec,
     _collections.register_codec,
     _namedtuples.register_codec,
+    _collections_abc.register_codec,
     _context.register_codec,
     _base64.register_codec,
     _hashlib.register_codec,
