@@ -331,6 +331,73 @@ def main():
     return total
 """
 
+GENERATORS = """
+def naturals(start):
+    n = start
+    while True:
+        yield n
+        n += 1
+
+
+def take(n, it):
+    for i, x in enumerate(it):
+        if i >= n:
+            return
+        yield x
+
+
+def chunks(it, size):
+    buf = []
+    for x in it:
+        buf.append(x)
+        if len(buf) == size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def inorder(node):
+    if node:
+        left, key, right = node
+        yield from inorder(left)
+        yield key
+        yield from inorder(right)
+
+
+def build(lo, hi):
+    if lo >= hi:
+        return None
+    mid = (lo + hi) // 2
+    return (build(lo, mid), mid, build(mid + 1, hi))
+
+
+def averager():
+    total, count, avg = 0, 0, None
+    while True:
+        x = yield avg
+        total += x
+        count += 1
+        avg = total / count
+
+
+def main():
+    total = 0
+    for r in range(120):
+        total += sum(x for x in take(1000, naturals(r)) if x % 3)
+        total += sum(len(c) for c in chunks(take(500, naturals(r)), 7))
+    tree = build(0, 4000)
+    walked = 0
+    for _ in range(12):
+        walked += sum(inorder(tree))
+    avg = averager()
+    next(avg)
+    for v in range(60000):
+        last = avg.send(v)
+    print(total, walked, last)
+    return total
+"""
+
 VISITOR = """
 def build(depth):
     if depth == 0:
@@ -420,6 +487,8 @@ WORKLOADS: list[Workload] = [
              ops=1600 * 2000, op="generator step"),
     Workload("genexp_escape", "general", "generator expressions returned from functions", GENEXP_ESCAPE,
              ops=300 * 1000, op="generator step"),
+    Workload("generators", "general", "generator functions: pipelines, yield from recursion, send()",
+             GENERATORS, ops=120 * 2500 + 12 * 4000 * 13 + 60000, op="generator step"),
     Workload("visitor", "general", "recursive tree walk taking a callback", VISITOR,
              ops=32 * 29524, op="call of walk"),
     Workload("itertools", "library", "permutations/combinations/product/groupby/accumulate/...", ITERTOOLS),

@@ -334,9 +334,7 @@ def test_plain_recursion_error_is_catchable() -> None:
     assert res.result == "ok"
 
 
-@pytest.mark.parametrize("kind", ["resumable", pytest.param("plain", marks=pytest.mark.xfail(
-    strict=True, reason="plain recursion hits the limit in the fuel tick (a C call): the message "
-    "reads 'maximum recursion depth exceeded while calling a Python object'"))])
+@pytest.mark.parametrize("kind", ["resumable", "plain"])
 def test_uncaught_recursion_error_line_matches_cpython(kind: str, tmp_path: Path) -> None:
     source = textwrap.dedent(
         """

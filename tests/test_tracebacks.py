@@ -337,6 +337,29 @@ Traceback (most recent call last):
 ZeroDivisionError: integer division or modulo by zero
 """
 
+DEEP_RECURSION = """\
+def f(n):
+    return f(n + 1)
+
+
+def main():
+    f(0)
+"""
+
+DEEP_RECURSION_EXPECTED = """\
+Traceback (most recent call last):
+  File "prog.flow", line 6, in main
+    f(0)
+  File "prog.flow", line 2, in f
+    return f(n + 1)
+  File "prog.flow", line 2, in f
+    return f(n + 1)
+  File "prog.flow", line 2, in f
+    return f(n + 1)
+  [Previous line repeated 995 more times]
+RecursionError: maximum recursion depth exceeded
+"""
+
 CASES = {
     "nested": (NESTED, NESTED_EXPECTED),
     "resumable": (RESUMABLE, RESUMABLE_EXPECTED),
@@ -346,6 +369,7 @@ CASES = {
     "module_level": (MODULE_LEVEL, MODULE_LEVEL_EXPECTED),
     "context_after_wait": (CONTEXT_AFTER_WAIT, CONTEXT_AFTER_WAIT_EXPECTED),
     "lambda": (LAMBDA, LAMBDA_EXPECTED),
+    "deep_recursion": (DEEP_RECURSION, DEEP_RECURSION_EXPECTED),
 }
 
 
@@ -412,15 +436,6 @@ def main():
     return [probe(i) // (i - 2) for i in range(4)]
 """
 
-DEEP_RECURSION = """\
-def f(n):
-    return f(n + 1)
-
-
-def main():
-    f(0)
-"""
-
 KNOWN = {
     "try_finally": (TRY_FINALLY, "an exception passing through try/finally in a resumable function "
                     "gets an extra entry for the same frame at the last line of the finally block"),
@@ -428,9 +443,6 @@ KNOWN = {
                          "function gets an extra entry at the last line of the handler"),
     "comprehension_waits": (COMPREHENSION_WAITS, "comprehensions that may wait are inlined: the "
                             "traceback lacks CPython's <listcomp> frame"),
-    "deep_recursion": (DEEP_RECURSION, "repeated frames are not collapsed into '[Previous line "
-                       "repeated N more times]', the message has ' while calling a Python object' "
-                       "and a stray 'def f(n):' entry ends the trace"),
 }
 
 

@@ -59,7 +59,12 @@ from flowmetal.machine.runtime_builtins import make_helpers, make_program_builti
 from flowmetal.machine.stdlib import context as std_context
 from flowmetal.machine.stdlib.context import NoReads, Reads
 from flowmetal.machine.tasks import BLOCKED, MachineOp
-from flowmetal.machine.tracebacks import add_trace, error_line, format_exception
+from flowmetal.machine.tracebacks import (
+    add_trace,
+    as_cpython_recursion,
+    error_line,
+    format_exception,
+)
 from flowmetal.machine.values import Module
 
 _PUSHED = task_ops.PUSHED
@@ -67,6 +72,10 @@ _BLOCKED = object()
 _ENDED = object()
 INT_MAX_STR_DIGITS = 4300  # CPython's default; fixed for programs (see docs/language.md)
 _DIRECT_LIMIT = 150  # resumable calls nested on the host stack before the machine takes over
+# The machine's frames between `run()` and a plain `main()` it calls, less CPython's `<module>`
+# frame: with the host's limit this far above `run()`, a plain recursion fails at the depth
+# CPython's does in a script (so "[Previous line repeated N more times]" shows CPython's N).
+_HOST_FRAMES_TO_MAIN = 8
 _VIA_MACHINE = Suspension([], None)
 _BLOCKING_OPS = frozenset({"wait", "wait_any", "result", "enter"})
 NO_READS = NoReads()
@@ -201,7 +210,7 @@ class Machine:
         if self.outcome is not None and not isinstance(self.outcome, Blocked):
             return self.outcome
         old_limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(_host_depth() + self.limits.depth + 50)
+        sys.setrecursionlimit(_host_depth() + self.limits.depth + _HOST_FRAMES_TO_MAIN)
         # Flowmetal's own digit limit for int <-> str, whatever the host's setting, so a
         # program converts (or fails to convert) the same numbers everywhere
         old_digits = sys.get_int_max_str_digits()
@@ -251,6 +260,8 @@ class Machine:
         if isinstance(error, FuelExhausted | MemoryLimitExceeded):
             line = str(error)
             return Failed(error, line, line)
+        if type(error) is RecursionError:  # raised in main() the machine called itself
+            as_cpython_recursion(error)
         return Failed(error, error_line(error), format_exception(error, self.programs))
 
     def _run_task(self, task: Task) -> None:
@@ -450,6 +461,9 @@ class Machine:
         if gen._running:
             task.stack[-1].throw = ValueError("generator already executing")
             return None
+        if len(task.stack) >= self.limits.depth:
+            task.stack[-1].throw = RecursionError("maximum recursion depth exceeded")
+            return None
         gen._running = True
         gen._mode = LOOP
         task.stack.append(gen._frame)
@@ -600,7 +614,8 @@ class Machine:
         """Call a resumable function directly on the host stack (fast: no frame push, no
         saving of the caller) and return its value — or, if it has to wait, a `Suspension`
         holding its frame (and those of the resumable functions it called directly)."""
-        if self.direct_depth >= _DIRECT_LIMIT:
+        if self.direct_depth >= _DIRECT_LIMIT or 4 * self.direct_depth >= self.limits.depth:
+            # (each direct call takes host frames, which the host's limit counts with the program's)
             return _VIA_MACHINE
         if self.stack_depth + self.direct_depth >= self.limits.depth:
             raise RecursionError("maximum recursion depth exceeded")

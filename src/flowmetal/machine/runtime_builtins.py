@@ -29,6 +29,7 @@ from flowmetal.machine.objects import (
 from flowmetal.machine.show import SAFE_TYPES, fm_mod, fm_percent, fm_str, shown, str_call
 from flowmetal.machine.stdmods import get_module
 from flowmetal.machine.tasks import MachineOp, op_enter, op_exit
+from flowmetal.machine.tracebacks import as_cpython_recursion
 from flowmetal.machine.values import FmSet
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ def guard(exc: BaseException) -> None:
         raise exc
     if type(exc) is HOST_MEMORY_ERROR:
         raise MemoryLimitExceeded("MemoryLimitExceeded: the program ran out of memory") from None
+    if type(exc) is RecursionError:
+        as_cpython_recursion(exc)
 
 
 def _in_handler(exc: Any, handled: BaseException) -> Any:

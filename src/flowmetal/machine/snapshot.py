@@ -31,6 +31,7 @@ from flowmetal.machine.objects import (
     Function,
     Generator,
     GeneratorMethod,
+    Returned,
     Task,
 )
 from flowmetal.machine.stdlib import register_codecs as register_stdlib_codecs
@@ -189,6 +190,9 @@ def make_codec(machine: Machine) -> Codec:
     codec.register(Generator, "fm.generator",
                    state=lambda g: [g._frame, g._name, g._finished, g._running, g._mode],
                    new=gen_new, fill=gen_fill)
+    # what `yield from` got back from its sub-generator (in the delegating frame's variables)
+    codec.register(Returned, "fm.returned", state=lambda r: [r.value], build=lambda s: Returned(s[0]))
+
     def genmethod_fill(m: GeneratorMethod, s: list[Any]) -> None:
         m._name, m._gen = s
 

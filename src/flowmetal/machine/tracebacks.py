@@ -21,7 +21,30 @@ if TYPE_CHECKING:
 TRACE_ATTR = "_fm_trace"
 
 
+_C_CALL_MESSAGE = "maximum recursion depth exceeded while calling a Python object"
+
+
+def as_cpython_recursion(exc: RecursionError) -> None:
+    """A plain function that recurses too deeply fails in the fuel tick at its entry (a call of a
+    C function, one level deeper than the frame itself), where CPython fails pushing the frame:
+    give the error CPython's message and drop that frame's entry (at its `def` line), so the
+    program sees and prints what CPython shows."""
+    if exc.args != (_C_CALL_MESSAGE,):
+        return
+    tb, before = exc.__traceback__, None
+    while tb is not None and tb.tb_next is not None:
+        before, tb = tb, tb.tb_next
+    if tb is None or tb.tb_lineno != tb.tb_frame.f_code.co_firstlineno or tb.tb_frame.f_code.co_name.startswith(
+            "_fm_"):
+        return  # not a tick at a function's entry: CPython would say the same
+    exc.args = ("maximum recursion depth exceeded",)
+    if before is not None:
+        before.tb_next = None
+
+
 def add_trace(exc: BaseException, frame: Any, programs: Mapping[str, Program]) -> None:
+    if type(exc) is RecursionError:
+        as_cpython_recursion(exc)
     filenames = {p.filename for k, p in programs.items() if k != "prelude"}
     entries: list[tuple[str, int, str]] = []
     tb = exc.__traceback__
