@@ -95,3 +95,64 @@ def test_without_the_durable_runtime_the_clock_cannot_be_read() -> None:
     res = run_source("from datetime import date\nprint(date.today())\n")
     assert res.error_line is not None
     assert "date.today() reads the clock, which only the durable runtime can answer" in res.error_line
+
+
+RANDOMNESS = """
+import random
+import time
+import uuid
+from flowmetal import receive
+
+
+def main():
+    started = time.time()
+    tick = time.monotonic()
+    values = [random.random(), random.randint(1, 10**9), random.choice("abcdefgh"), str(uuid.uuid4())]
+    fresh = random.Random()
+    mine = [fresh.random(), fresh.getrandbits(64)]
+    print("drawn", values, mine)
+    time.sleep(30)
+    values.append(random.random())
+    print("after", time.time() - started, time.monotonic() - tick, time.strftime("%H:%M:%S"))
+    message = receive()
+    return {"values": values, "mine": mine, "message": message, "uuid": str(uuid.uuid4())}
+"""
+
+
+def test_module_randomness_and_the_time_module_replay_exactly(tmp_path: Path) -> None:
+    env = Env(tmp_path / "store", checkpoint_every=10**9)
+    pid = env.start("randomness", path=_program(tmp_path, "randomness", RANDOMNESS))
+    row = env.drive(pid)
+    assert row.status == "waiting"
+    printed = env.output(pid)
+    assert "after 30.0 30.0 13:47:10\n" in printed
+    reads = [e.data["what"] for e in env.events(pid) if e.type == "read"]
+    # one read of fresh randomness for the whole program (the module's generator, Random() and
+    # uuid4 draw from it), and the clock each time it is read
+    assert reads == ["time.time()", "time.monotonic()", "random.Random()", "time.time()", "time.monotonic()",
+                     "time.strftime()"]
+    assert [e.data["kind"] for e in env.events(pid) if e.type == "effect_requested"] == ["sleep", "receive"]
+    # replayed from the start by a new runtime with another random source: the same numbers
+    store2 = open_store(env.url)
+    rt2 = Runtime(store2, clock=env.clock, rng=random.Random(99), checkpoint_every=10**9)
+    env.send(pid, "go")
+    row = env.drive(pid, env.new_worker(rt2))
+    assert row.status == "completed", row.error
+    assert env.output(pid) == printed
+    assert str(row.result["values"][:4]) in printed.replace('"', "'")
+    assert row.result["message"] == "go" and len(row.result["uuid"]) == 36
+    store2.close()
+    # and a second program gets other numbers (its own seed read)
+    other = env.start("randomness", path=_program(tmp_path, "randomness", RANDOMNESS), pid="other")
+    env.drive(other)
+    assert env.output(other).splitlines()[0] != printed.splitlines()[0]
+
+
+def test_a_seeded_module_generator_reads_nothing() -> None:
+    from flowmetal.machine.api import run_source
+
+    res = run_source("import random\nrandom.seed(7)\nprint(random.random(), random.Random(3).random())\n")
+    import random as host
+
+    assert res.error_line is None, res.error_line
+    assert res.output == f"{host.Random(7).random()} {host.Random(3).random()}\n"

@@ -72,4 +72,13 @@ def datetime_values() -> list[Any]:
     moment = dt.datetime(2024, 3, 31, 2, 30, tzinfo=paris)
     return [dt.date(2024, 2, 29), moment, dt.datetime(2024, 1, 1), dt.time(12, 30, tzinfo=dt.UTC), dt.timedelta(1),
             dt.timezone(dt.timedelta(hours=2), "X"), dt.UTC, paris, moment.isocalendar(), moment.timetuple(),
-            zi.ZoneInfoNotFoundError("k")]
+            zi.ZoneInfoNotFoundError("k"), *clock_values()]
+
+
+def clock_values() -> list[Any]:
+    """time, random, uuid and calendar."""
+    tm, rnd, uuid, cal = get_module("time"), get_module("random"), get_module("uuid"), get_module("calendar")
+    text = cal.TextCalendar(6)
+    return [tm.gmtime(0), tm.localtime(0), tm.sleep, rnd.Random(1), uuid.uuid5(uuid.NAMESPACE_DNS, "x"),
+            cal.Calendar(), text, text.itermonthdays2(2024, 2), cal.IllegalMonthError(13),
+            cal.IllegalWeekdayError(9)]

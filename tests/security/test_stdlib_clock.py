@@ -96,3 +96,81 @@ def test_a_huge_strftime_format_is_refused_before_it_runs() -> None:
 def test_a_zone_is_the_same_object_in_every_program_and_cannot_be_changed() -> None:
     outcome = attempt("from zoneinfo import ZoneInfo\nz = ZoneInfo('Europe/Paris')\nz.key = 'UTC'\n")
     stopped(outcome, "AttributeError")
+
+
+RANDOM_AND_FRIENDS = {
+    # the host's randomness and clocks are not there at all
+    "system_random": "import random\nprint(random.SystemRandom().random())\n",
+    "random_inst": "import random\nprint(random._inst)\n",
+    "random_urandom": "import random\nprint(random._urandom(4))\n",
+    "random_os": "import random\nprint(random._os)\n",
+    "random_reduce": "import random\nprint(random.Random(1).__reduce__())\n",
+    "random_randbelow": "import random\nprint(random.Random(1)._randbelow(5))\n",
+    "random_class_format": 'import random\nprint("{0.__class__.__mro__}".format(random.Random(1)))\n',
+    "random_seed_object": "import random\nrandom.seed(object())\n",
+    "random_seed_tuple": "import random\nrandom.Random((1, 2))\n",
+    "uuid1": "import uuid\nprint(uuid.uuid1())\n",
+    "uuid_getnode": "import uuid\nprint(uuid.getnode())\n",
+    "uuid_os": "import uuid\nprint(uuid.os)\n",
+    "uuid_is_safe": "import uuid\nprint(uuid.uuid5(uuid.NAMESPACE_DNS, 'x').is_safe)\n",
+    "uuid_setattr": "import uuid\nu = uuid.UUID(int=1)\nu.int = 2\n",
+    "time_clock_gettime": "import time\nprint(time.clock_gettime(0))\n",
+    "time_process_time": "import time\nprint(time.process_time())\n",
+    "time_tzset": "import time\ntime.tzset()\n",
+    "time_thread_time": "import time\nprint(time.thread_time())\n",
+    "calendar_html": "import calendar\nprint(calendar.HTMLCalendar().formatmonth(2024, 1))\n",
+    "calendar_locale": "import calendar\nprint(calendar.LocaleTextCalendar(locale='C'))\n",
+    "calendar_different_locale": "import calendar\nprint(calendar.different_locale('C'))\n",
+    "calendar_main": "import calendar\ncalendar.main(['x'])\n",
+    "calendar_sys": "import calendar\nprint(calendar.sys)\n",
+    "calendar_global": "import calendar\nprint(calendar.c)\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(RANDOM_AND_FRIENDS))
+def test_random_uuid_time_calendar_attack_is_stopped(name: str, tmp_path: Path) -> None:
+    with no_host_effect(tmp_path):
+        outcome = attempt(RANDOM_AND_FRIENDS[name])
+    stopped(outcome, "AttributeError", "TypeError", "ValueError", "ImportError")
+    assert "0x" not in outcome.output
+
+
+@pytest.mark.parametrize("call", ["random.random()", "random.Random().random()", "random.seed()", "uuid.uuid4()",
+                                  "time.time()", "time.monotonic()", "time.localtime()", "time.strftime('%H')",
+                                  "time.ctime()", "time.perf_counter_ns()"])
+def test_fresh_randomness_and_the_clock_need_the_durable_runtime(call: str) -> None:
+    outcome = attempt(f"import random, time, uuid\nprint({call})\n")
+    assert outcome.error_line is not None and outcome.error_line.startswith("RuntimeError: "), outcome.error_line
+    assert "only the durable runtime can answer" in outcome.error_line
+
+
+@pytest.mark.parametrize("call", ["random.choices([1], k=10**10)", "random.Random(1).randbytes(10**10)",
+                                  "random.getrandbits(10**11)", "random.sample(range(10**12), 10**10)",
+                                  "calendar.month(2024, 1, w=10**8)", "calendar.calendar(2024, c=10**7)",
+                                  "calendar.calendar(2024, m=10**7)", "calendar.TextCalendar().formatyear(2024, l=10**8)",
+                                  "calendar.weekheader(10**9)", "calendar.TextCalendar().formatmonthname(2024, 1, 10**10)"])
+def test_huge_results_are_refused_before_allocating(call: str) -> None:
+    outcome = attempt(f"import random, calendar\nrandom.seed(1)\nprint(len({call}))\n")
+    assert outcome.error_line is not None and outcome.error_line.startswith("MemoryLimitExceeded"), outcome.error_line
+
+
+def test_shuffling_is_fuel() -> None:
+    outcome = attempt("import random\nrandom.seed(1)\nxs = list(range(200_000))\nfor _ in range(100):\n"
+                      "    random.shuffle(xs)\n", limits=Limits(fuel=2_000_000))
+    assert outcome.error_line is not None and outcome.error_line.startswith("FuelExhausted"), outcome.error_line
+
+
+def test_each_program_has_its_own_module_state() -> None:
+    # random.seed and calendar.setfirstweekday in one program change nothing in another
+    first = attempt("import random, calendar\nrandom.seed(1)\ncalendar.setfirstweekday(6)\n"
+                    "print(random.random(), calendar.firstweekday())\n")
+    second = attempt("import random, calendar\nrandom.seed(2)\nprint(calendar.firstweekday())\n"
+                     "random.seed(1)\nprint(random.random())\n")
+    assert first.error_line is None and second.error_line is None
+    value = first.output.split()[0]
+    assert first.output == f"{value} 6\n" and second.output == f"0\n{value}\n"
+
+
+def test_calendar_prints_to_the_program_not_the_host() -> None:
+    outcome = attempt("import calendar\ncalendar.prmonth(2024, 2)\ncalendar.TextCalendar().prweek([(1, 0)] * 7, 2)\n")
+    assert outcome.error_line is None and outcome.output.startswith("   February 2024\n")

@@ -60,6 +60,9 @@ PURE_METHODS: frozenset[str] = frozenset(
     }
 )
 
+# Members of standard modules that are durable actions (they may wait): `time.sleep` is `sleep`.
+WAITING_STD: frozenset[tuple[str, str]] = frozenset({("time", "sleep")})
+
 # Decorators after which a def's name still calls the def itself (behind a cache lookup).
 TRANSPARENT_DECORATORS: frozenset[tuple[str, str]] = frozenset({("functools", "cache"), ("functools", "lru_cache")})
 
@@ -165,7 +168,7 @@ class _Classifier:
             return self.units.get(node) if self.transparent(node) else None
         if name in self.imports:
             module, attr = self.imports[name]
-            if module in self.effect_modules:
+            if module in self.effect_modules or (module, attr) in WAITING_STD:
                 return None
             return ("std", module, attr)
         return None
@@ -315,7 +318,7 @@ class _Classifier:
             return None
         if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name):
             target = self.name_target(scope, arg.value.id)
-            if isinstance(target, tuple) and target[0] == "std":
+            if isinstance(target, tuple) and target[0] == "std" and not _waits(target, arg.attr):
                 return ()
         return None
 
@@ -341,6 +344,8 @@ class _Classifier:
             base = func.value
             module_target = self.name_target(scope, base.id) if isinstance(base, ast.Name) else None
             if isinstance(module_target, tuple) and module_target[0] == "std":
+                if _waits(module_target, func.attr):
+                    return None
                 spec = _CALLBACK_METHODS.get(func.attr)
             elif isinstance(base, ast.Name) and base.id in self.imports and self.imports[base.id][0] in self.effect_modules:
                 return None
@@ -498,6 +503,11 @@ def func_name(func: ast.expr) -> str | None:
     if isinstance(func, ast.Attribute):
         return func.attr
     return None
+
+
+def _waits(target: tuple[object, ...], attr: str) -> bool:
+    """Whether `attr` of the standard module `target` (("std", module, None)) is a durable action."""
+    return target[2] is None and (str(target[1]), attr) in WAITING_STD
 
 
 def classify(tree: ast.Module, scopes: dict[ast.AST, Scope], effect_modules: frozenset[str],

@@ -115,6 +115,10 @@ STD_MODULES: frozenset[str] = frozenset({
     "datetime",
     "zoneinfo",
     "decimal",
+    "time",
+    "random",
+    "uuid",
+    "calendar",
 })
 
 # Standard (and well-known) modules whose purpose is input and output: importing one is refused

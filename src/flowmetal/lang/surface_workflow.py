@@ -29,6 +29,12 @@ _DATE_METHODS = ("ctime fromisocalendar fromisoformat fromordinal fromtimestamp 
                  "replace strftime timetuple today toordinal weekday " + _CLASS_VALUES)
 _TIME_DATA = "fold hour microsecond minute second tzinfo"
 _TZ_METHODS = "dst fromutc tzname utcoffset"
+_RANDOM_METHODS = ("betavariate choice choices expovariate gammavariate gauss getrandbits getstate lognormvariate "
+                   "normalvariate paretovariate randbytes randint random randrange sample seed setstate shuffle "
+                   "triangular uniform vonmisesvariate weibullvariate")
+_CALENDAR_METHODS = ("getfirstweekday itermonthdates itermonthdays itermonthdays2 itermonthdays3 itermonthdays4 "
+                     "iterweekdays monthdatescalendar monthdays2calendar monthdayscalendar setfirstweekday "
+                     "yeardatescalendar yeardays2calendar yeardayscalendar")
 _STRUCT_TIME = ("n_fields n_sequence_fields n_unnamed_fields tm_gmtoff tm_hour tm_isdst tm_mday tm_min tm_mon "
                 "tm_sec tm_wday tm_yday tm_year tm_zone")
 
@@ -85,6 +91,25 @@ def workflow_kinds() -> list[Kind]:
              "with Flowmetal, never the host's files.", methods=_names(_TZ_METHODS), data=_names("key"),
              type_reachable=True, group="modules"),
         exception("zoneinfo.ZoneInfoNotFoundError", "No time zone has that key (a `KeyError`)."),
+        # -- random, uuid, calendar ------------------------------------------------------------
+        Kind("random.Random", "A random generator (`random.Random(seed)`): CPython's Mersenne Twister, the same "
+             "numbers for the same seed; kept across waits mid-sequence.",
+             methods=_names(_RANDOM_METHODS), data=_names("VERSION gauss_next"), type_reachable=True,
+             group="modules"),
+        Kind("uuid.UUID", "A UUID (`uuid.UUID(hex)`, `uuid5(namespace, name)`, `uuid4()`).",
+             data=_names("bytes bytes_le clock_seq clock_seq_hi_variant clock_seq_low fields hex int node time "
+                         "time_hi_version time_low time_mid urn variant version"),
+             type_reachable=True, group="modules"),
+        Kind("calendar.Calendar", "A calendar's arithmetic (`calendar.Calendar(firstweekday)`); its iterators are "
+             "kept across waits.", methods=_names(_CALENDAR_METHODS), data=_names("firstweekday"),
+             type_reachable=True, group="modules"),
+        Kind("calendar.TextCalendar", "A calendar as text (`calendar.TextCalendar(firstweekday)`); `pr...` print "
+             "to the program's output.",
+             methods=_names(_CALENDAR_METHODS + " formatday formatmonth formatmonthname formatweek formatweekday "
+                            "formatweekheader formatyear prmonth prweek pryear"),
+             data=_names("firstweekday"), type_reachable=True, group="modules"),
+        exception("calendar.IllegalMonthError", "A month number outside 1-12 (a `ValueError`)."),
+        exception("calendar.IllegalWeekdayError", "A weekday number outside 0-6 (a `ValueError`)."),
         Kind("time.struct_time", "A broken-down time (`time.gmtime()`, `timetuple()`): a named tuple.",
              methods=_names("count index"), data=_names(_STRUCT_TIME), type_reachable=True, group="modules"),
     ]
@@ -111,6 +136,21 @@ def workflow_modules() -> list[ModuleSurface]:
                       "is a durable read.", _names("date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR UTC")),
         ModuleSurface("zoneinfo", "IANA time zones from the `tzdata` package shipped with Flowmetal.",
                       _names("ZoneInfo ZoneInfoNotFoundError available_timezones")),
+        ModuleSurface("time", "Formatting and conversions in UTC; the clock as durable reads; `sleep` is the "
+                      "durable action.",
+                      _names("time time_ns monotonic monotonic_ns perf_counter perf_counter_ns sleep gmtime localtime "
+                             "mktime asctime ctime strftime strptime struct_time timezone altzone daylight tzname")),
+        ModuleSurface("random", "CPython's generator: seeded, pure and deterministic; unseeded, seeded once from "
+                      "the durable runtime.", _names(_RANDOM_METHODS + " Random")),
+        ModuleSurface("uuid", "UUIDs: `uuid3`/`uuid5` by name, `uuid4` from the durable runtime's randomness.",
+                      _names("UUID uuid3 uuid4 uuid5 NAMESPACE_DNS NAMESPACE_URL NAMESPACE_OID NAMESPACE_X500 "
+                             "RESERVED_NCS RFC_4122 RESERVED_MICROSOFT RESERVED_FUTURE")),
+        ModuleSurface("calendar", "Calendars as numbers and text (English names); the first weekday is the "
+                      "program's own.",
+                      _names("Calendar TextCalendar IllegalMonthError IllegalWeekdayError error isleap leapdays weekday "
+                             "monthrange timegm monthcalendar firstweekday setfirstweekday prweek week weekheader month "
+                             "prmonth calendar prcal day_name day_abbr month_name month_abbr MONDAY TUESDAY "
+                             "WEDNESDAY THURSDAY FRIDAY SATURDAY SUNDAY January February")),
         ModuleSurface("urllib", "Only `urllib.parse` (there is no `urllib.request`: use `flowmetal.http`).",
                       _names("parse")),
         ModuleSurface("urllib.parse", "Parsing, joining and quoting URLs, query strings.",

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowmetal.machine.stdlib import base64 as _base64
+from flowmetal.machine.stdlib import calendar as _calendar
 from flowmetal.machine.stdlib import collections as _collections
 from flowmetal.machine.stdlib import collections_abc as _collections_abc
 from flowmetal.machine.stdlib import common as _common
@@ -31,10 +32,13 @@ from flowmetal.machine.stdlib import hmac as _hmac
 from flowmetal.machine.stdlib import itertools as _itertools
 from flowmetal.machine.stdlib import namedtuples as _namedtuples
 from flowmetal.machine.stdlib import operator as _operator
+from flowmetal.machine.stdlib import random as _random
 from flowmetal.machine.stdlib import statistics as _statistics
 from flowmetal.machine.stdlib import string as _string
+from flowmetal.machine.stdlib import time as _time
 from flowmetal.machine.stdlib import typing as _typing
 from flowmetal.machine.stdlib import urllib as _urllib
+from flowmetal.machine.stdlib import uuid as _uuid
 from flowmetal.machine.stdlib import zoneinfo as _zoneinfo
 
 __all__ = ["BUILDERS", "CODEC_HOOKS", "PRELUDE_OVERRIDES", "register_codecs"]
@@ -68,6 +72,10 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "datetime": _datetime.members,
     "zoneinfo": _zoneinfo.members,
     "decimal": _decimal.members,
+    "time": _time.members,
+    "random": _random.members,
+    "uuid": _uuid.members,
+    "calendar": _calendar.members,
 }
 
 CODEC_HOOKS: list[Callable[[Any], None]] = [
@@ -92,6 +100,9 @@ CODEC_HOOKS: list[Callable[[Any], None]] = [
     _datetime.register_codec,
     _zoneinfo.register_codec,
     _decimal.register_codec,
+    _random.register_codec,
+    _uuid.register_codec,
+    _calendar.register_codec,
 ]
 
 # module function -> the name of its resumable version in `lang/prelude.flow`, which the machine
