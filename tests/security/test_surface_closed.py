@@ -92,6 +92,8 @@ def _program_values() -> list[Any]:
     from security.stdlib_samples import stdlib_values
 
     values += stdlib_values()
+    # what class bodies hold (the program's classes themselves: test_class_escapes.py)
+    values += [property(len), staticmethod(len), classmethod(len)]
     return values
 
 

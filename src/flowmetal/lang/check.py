@@ -38,15 +38,17 @@ from typing import Any
 from flowmetal.lang.check_scopes import check_names
 from flowmetal.lang.declared import declared_attributes
 from flowmetal.lang.diagnostics import Diagnostic
-from flowmetal.lang.names import IO_MODULES
-from flowmetal.lang.surface import is_readable_name
+from flowmetal.lang.mangle import mangled
+from flowmetal.lang.names import FORBIDDEN_BUILTINS, IO_MODULES
+from flowmetal.lang.surface import ALL_ATTRIBUTES, is_readable_name
+from flowmetal.lang.surface_classes import USER_DUNDERS
 
 # Deeper syntax trees are refused: the compiler's passes (and CPython's) recurse per level
 # (`program.compile_program` gives them the stack this needs).
 MAX_DEPTH = 500
 
 _ASYNC_WHY = "every Flowmetal program is already asynchronous — waits suspend the program durably"
-_NO_ATTRIBUTES = "Flowmetal values have no user-defined attributes"
+_CLASS_DUNDERS_DOC = "a class may define only the dunder methods listed in docs/language.md (Classes)"
 _TOO_DEEP = "the program is nested too deeply to check"
 
 
@@ -140,6 +142,36 @@ def reserved_binding(name: str) -> str | None:
     return None
 
 
+def program_attributes(tree: ast.Module) -> frozenset[str]:
+    """Attribute names the program defines itself: what its class bodies bind, what it
+    assigns as `obj.name = ...`, and the words of strings it passes to calls (field names,
+    as in `namedtuple("Point", "x y")`)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for inner in ast.walk(node):  # private names, as mangled in this class (lang/mangle.py)
+                if isinstance(inner, ast.Attribute) and not isinstance(inner.ctx, ast.Load):
+                    found.add(mangled(inner.attr, node.name))
+                elif isinstance(inner, ast.FunctionDef):
+                    found.add(mangled(inner.name, node.name))
+                elif isinstance(inner, ast.Name) and not isinstance(inner.ctx, ast.Load):
+                    found.add(mangled(inner.id, node.name))
+            for stmt in node.body:
+                if isinstance(stmt, ast.FunctionDef | ast.ClassDef):
+                    found.add(stmt.name)
+                elif isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                    for target in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
+                        found.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+            found.add(node.attr)
+        elif isinstance(node, ast.Call):
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                for c in ast.walk(arg):
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str) and len(c.value) < 1000:
+                        found.update(w for w in c.value.replace(",", " ").split() if w.isidentifier())
+    return frozenset(found)
+
+
 def _too_deep(tree: ast.Module) -> ast.AST | None:
     """The first node nested deeper than MAX_DEPTH, if any (iterative, so it cannot overflow)."""
     stack: list[tuple[ast.AST, int]] = [(tree, 0)]
@@ -158,9 +190,11 @@ class _ConstructChecker:
         self.filename = filename
         self.modules = modules
         self.diagnostics: list[Diagnostic] = []
+        self.class_members: set[int] = set()  # ids of nodes that define a dunder method in a class body
 
     def check(self, tree: ast.Module) -> list[Diagnostic]:
         self.declared = declared_attributes(tree)  # the fields of the program's namedtuples
+        self.program_attributes = program_attributes(tree)
         for node in ast.walk(tree):
             visit = getattr(self, "visit_" + type(node).__name__, None)
             if visit is not None:
@@ -173,7 +207,30 @@ class _ConstructChecker:
     # -- definitions and control flow -------------------------------------
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self.error(node, "class definitions are not supported")
+        self._binding(node, node.name)
+        for kw in node.keywords:
+            what = f"'{kw.arg}='" if kw.arg is not None else "'**'"
+            self.error(kw, f"class keyword {what} is not supported: metaclasses and class arguments "
+                           "could reach host internals")
+        for stmt in node.body:
+            if isinstance(stmt, ast.FunctionDef) and _is_dunder(stmt.name):
+                if stmt.name in USER_DUNDERS:
+                    self.class_members.add(id(stmt))
+                else:
+                    self.error(stmt, f"defining '{stmt.name}' is not supported: {_CLASS_DUNDERS_DOC}")
+                    self.class_members.add(id(stmt))  # reported once
+            targets: list[ast.expr] = []
+            if isinstance(stmt, ast.Assign):
+                targets = stmt.targets
+            elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+                targets = [stmt.target]
+            for t in targets:
+                if isinstance(t, ast.Name) and _is_dunder(t.id):
+                    if t.id in USER_DUNDERS:
+                        self.class_members.add(id(t))  # `__hash__ = None`, `__radd__ = __add__`
+                    else:
+                        self.error(t, f"defining '{t.id}' is not supported: {_CLASS_DUNDERS_DOC}")
+                        self.class_members.add(id(t))
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         if any(isinstance(n, ast.Yield | ast.YieldFrom) for n in ast.walk(node.body)):
@@ -197,6 +254,20 @@ class _ConstructChecker:
         # `comprehension` nodes carry no position; report at the expression.
         if any(gen.is_async for gen in node.generators):
             self.error(node, f"async comprehensions are not supported: {_ASYNC_WHY}")
+        for gen in node.generators:
+            self._no_attribute_target(gen.target)
+
+    def _no_attribute_target(self, target: ast.expr | None) -> None:
+        for n in ast.walk(target) if target is not None else ():
+            if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
+                self.error(n, "an attribute cannot be the target of a loop or 'with': assign it in the body")
+
+    def visit_For(self, node: ast.For) -> None:
+        self._no_attribute_target(node.target)
+
+    def visit_With(self, node: ast.With) -> None:
+        for item in node.items:
+            self._no_attribute_target(item.optional_vars)
 
     visit_ListComp = _comprehension
     visit_SetComp = _comprehension
@@ -219,26 +290,30 @@ class _ConstructChecker:
     # -- attributes --------------------------------------------------------
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        if isinstance(node.ctx, ast.Store):
-            self.error(node, f"assigning attributes is not supported: {_NO_ATTRIBUTES}")
-        elif isinstance(node.ctx, ast.Del):
-            self.error(node, f"deleting attributes is not supported: {_NO_ATTRIBUTES}")
-        elif not is_readable_name(node.attr) and node.attr not in self.declared:
+        if not isinstance(node.ctx, ast.Load) and (_is_dunder(node.attr) or node.attr.startswith("_fm_")):
+            verb = "assigning" if isinstance(node.ctx, ast.Store) else "deleting"
+            self._attribute_error(node, f"{verb} attribute '{node.attr}' is not supported: only the program's "
+                                        "own attributes can be set")
+        elif isinstance(node.ctx, ast.Load) and not (
+                is_readable_name(node.attr) and (_is_dunder(node.attr) or node.attr in ALL_ATTRIBUTES
+                                                 or node.attr in self.program_attributes or node.attr in self.declared)):
             # Point at the attribute name (the node ends with it), not at the
             # start of `a.b.__class__`, so chained accesses get distinct positions.
             if _is_dunder(node.attr):
                 message = f"access to dunder attribute '{node.attr}' is not supported"
             elif node.attr.startswith("_"):
-                message = f"attribute '{node.attr}' is not available: names starting with '_' are internal"
+                message = f"attribute '{node.attr}' is not available: names starting with '_' are internal " \
+                          "(unless the program's own classes define them)"
             else:
                 message = f"no Flowmetal value has an attribute '{node.attr}'"
-            if node.end_lineno is not None and node.end_col_offset is not None:
-                col = node.end_col_offset - len(node.attr) + 1
-                self.diagnostics.append(
-                    Diagnostic(self.filename, node.end_lineno, col, "error", message)
-                )
-            else:
-                self.error(node, message)
+            self._attribute_error(node, message)
+
+    def _attribute_error(self, node: ast.Attribute, message: str) -> None:
+        if node.end_lineno is not None and node.end_col_offset is not None:
+            col = node.end_col_offset - len(node.attr) + 1
+            self.diagnostics.append(Diagnostic(self.filename, node.end_lineno, col, "error", message))
+        else:
+            self.error(node, message)
 
     # -- names that bind ------------------------------------------------------
     # Every form that binds a name is checked, so no program can shadow or replace what
@@ -253,11 +328,15 @@ class _ConstructChecker:
     def visit_Name(self, node: ast.Name) -> None:
         if node.id.startswith("_fm_") or node.id == "__builtins__":
             self.error(node, f"the name '{node.id}' is reserved for Flowmetal's own use")
-        elif not isinstance(node.ctx, ast.Load):
+        elif isinstance(node.ctx, ast.Load) and _is_dunder(node.id) and node.id != "__name__" \
+                and node.id not in USER_DUNDERS and node.id not in FORBIDDEN_BUILTINS:
+            self.error(node, f"the name '{node.id}' is not available: names of the form __name__ are reserved")
+        elif not isinstance(node.ctx, ast.Load) and id(node) not in self.class_members:
             self._binding(node, node.id)
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        self._binding(node, node.name)
+        if id(node) not in self.class_members:
+            self._binding(node, node.name)
 
     def visit_arg(self, node: ast.arg) -> None:
         self._binding(node, node.arg)

@@ -268,6 +268,8 @@ class _Classifier:
                     pass
                 elif isinstance(cur, ast.FunctionDef | ast.Lambda) and child not in _body_nodes(cur):
                     pass  # decorators and defaults are evaluated outside
+                elif isinstance(cur, ast.ClassDef) and child not in cur.body:
+                    pass  # so are a class's decorators and bases
                 else:
                     return scope
             elif isinstance(cur, ast.comprehension):

@@ -45,7 +45,15 @@ from flowmetal.lang.lowering import (
     store,
 )
 from flowmetal.lang.scopes import COMPREHENSIONS, Scope
-from flowmetal.lang.translate import CHECKED_OPS, call, const, is_number_literal, name
+from flowmetal.lang.translate import (
+    CHECKED_OPS,
+    attribute_load,
+    call,
+    const,
+    is_number_literal,
+    name,
+    set_attribute,
+)
 
 
 class UnitLowerer(ExprLowerer):
@@ -87,6 +95,9 @@ class UnitLowerer(ExprLowerer):
             self.assign_to(s.target, self.lower(s.value))
 
     def stmt_AugAssign(self, s: ast.AugAssign) -> None:
+        if isinstance(s.target, ast.Attribute):
+            self._update_attribute(s)
+            return
         if type(s.op) in CHECKED_OPS and not is_number_literal(s.value):
             self._checked_assign(s, CHECKED_OPS[type(s.op)])
             return
@@ -100,6 +111,20 @@ class UnitLowerer(ExprLowerer):
             return name(cur)
 
         self._update_subscript(s, update)
+
+    def _update_attribute(self, s: ast.AugAssign) -> None:
+        """`obj.attr op= v`: obj once, the in-place operator on a temporary, then set through the machine."""
+        assert isinstance(s.target, ast.Attribute)
+        obj = self.materialize(self.lower(s.target.value))
+        cur = self.temp()
+        self.emit(assign(cur, attribute_load(obj, s.target.attr, s)))
+        v = self.lower(s.value)
+        checked = CHECKED_OPS.get(type(s.op))
+        if checked is not None and not is_number_literal(s.value):
+            self.emit(assign(cur, checked(name(cur), v, s)))
+        else:
+            self.emit(ast.AugAssign(target=store(cur), op=s.op, value=v))
+        self.emit(set_attribute(obj, s.target.attr, name(cur), s))
 
     def _update_subscript(self, s: ast.AugAssign, new_value: Callable[[str, ast.expr], ast.expr]) -> None:
         """`a[i] op= v` where v may wait: `a` and `i` are evaluated once, then the item is read,
@@ -123,9 +148,17 @@ class UnitLowerer(ExprLowerer):
 
     def stmt_Delete(self, s: ast.Delete) -> None:
         for t in s.targets:
+            if isinstance(t, ast.Attribute):
+                self.delete_attribute(t)
+                continue
             target = self.lower_target(t)
             set_ctx(target, ast.Del())
             self.emit(ast.Delete(targets=[target]))
+
+    def stmt_ClassDef(self, s: ast.ClassDef) -> None:
+        # the class body runs natively (see Translator.visit_ClassDef); its methods that may
+        # wait are resumable function values like any other
+        self.emit(*self.translator().translate_stmts([s]))
 
     def stmt_Import(self, s: ast.Import) -> None:
         self.emit(*self.translator().translate_stmts([s]))
@@ -486,6 +519,10 @@ def _assigned_names(node: ast.AST) -> set[str]:
             stack.extend(n.decorator_list)
             stack.extend(n.args.defaults)
             stack.extend(d for d in n.args.kw_defaults if d is not None)
+            continue
+        if isinstance(n, ast.ClassDef):  # the class body's names are the class's
+            found.add(n.name)
+            stack.extend([*n.decorator_list, *n.bases])
             continue
         if isinstance(n, ast.Lambda):
             stack.extend(n.args.defaults)

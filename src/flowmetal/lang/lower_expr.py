@@ -22,18 +22,23 @@ from flowmetal.lang.lowering import (
 )
 from flowmetal.lang.scopes import Scope
 from flowmetal.lang.surface import is_routed
+from flowmetal.lang.surface_classes import CLASS_DUNDERS
 from flowmetal.lang.translate import (
     CHECKED_OPS,
     H_CALLATTR,
+    H_DELATTR,
     H_MKGEN,
     H_SET,
     Translator,
     call,
     const,
+    has_attribute_target,
     is_sequence_literal,
     name,
     routed_attribute,
+    set_attribute,
     shown,
+    split_attribute_target,
 )
 
 
@@ -259,6 +264,11 @@ class ExprLowerer:
             self.loc = saved
 
     def lower_Call(self, e: ast.Call) -> ast.expr:
+        if isinstance(e.func, ast.Attribute) and e.func.attr in CLASS_DUNDERS:
+            # `super().__init__(...)`: the method itself (which may wait), read through the checked getattr
+            base = self.materialize(self.lower(e.func.value))
+            func: ast.expr = self.materialize(routed_attribute(base, e.func.attr, e))
+            return self._call_value(e, func)
         if isinstance(e.func, ast.Attribute) and is_routed(e.func.attr):
             # a routed method is called through the checked helper (which never leaves a
             # bound method in a temporary across a wait)
@@ -269,9 +279,12 @@ class ExprLowerer:
             return self.lower_Call(shifted)
         if isinstance(e.func, ast.Attribute):
             base = self.materialize(self.lower(e.func.value))
-            func: ast.expr = ast.Attribute(value=base, attr=e.func.attr, ctx=ast.Load())
+            func = ast.Attribute(value=base, attr=e.func.attr, ctx=ast.Load())
         else:
             func = self.lower(e.func)
+        return self._call_value(e, func)
+
+    def _call_value(self, e: ast.Call, func: ast.expr) -> ast.expr:
         parts = [*e.args, *[k.value for k in e.keywords]]
         suspend = self.is_suspend_call(e)
         if suspend or any(self.needs_lowering(p) for p in parts):
@@ -601,4 +614,18 @@ class ExprLowerer:
         return self.native(t)  # attribute targets are rejected by the checker
 
     def assign_to(self, target: ast.expr, value: ast.expr) -> None:
+        if isinstance(target, ast.Attribute):
+            obj = self.lower(target.value)
+            self.emit(set_attribute(obj, target.attr, value, target))
+            return
+        if has_attribute_target(target):
+            # `self.a, self.b = ...`: unpack into temporaries, then set the attributes in order
+            unpack, stores = split_attribute_target(target, self.temp)
+            self.emit(assign(unpack, value))
+            for tmp, leaf in stores:
+                self.assign_to(leaf, name(tmp))
+            return
         self.emit(assign(self.lower_target(target), value))
+
+    def delete_attribute(self, t: ast.Attribute) -> None:
+        self.emit(ast.Expr(value=call(H_DELATTR, self.lower(t.value), const(t.attr))))

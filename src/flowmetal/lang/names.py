@@ -17,7 +17,7 @@ BUILTIN_FUNCTIONS: frozenset[str] = frozenset(
         "pow", "int", "float", "str", "bool", "list", "tuple", "dict", "set",
         "frozenset", "bytes", "isinstance", "type", "repr", "ord", "chr", "hex",
         "bin", "oct", "iter", "next", "format", "callable", "ascii", "slice",
-        "object",
+        "object", "issubclass", "super", "property", "staticmethod", "classmethod",
     }
 )
 
@@ -81,10 +81,6 @@ FORBIDDEN_BUILTINS: dict[str, str] = {
     "setattr": "'setattr' is not available: attributes are named statically in Flowmetal",
     "delattr": "'delattr' is not available: attributes are named statically in Flowmetal",
     "hasattr": "'hasattr' is not available: attributes are named statically in Flowmetal",
-    "super": "'super' is not available: class definitions are not supported",
-    "classmethod": "'classmethod' is not available: class definitions are not supported",
-    "staticmethod": "'staticmethod' is not available: class definitions are not supported",
-    "property": "'property' is not available: class definitions are not supported",
     "dir": "'dir' is not available in Flowmetal",
     "aiter": "'aiter' is not available: async is not supported",
     "anext": "'anext' is not available: async is not supported",

@@ -22,6 +22,7 @@ from flowmetal.errors import CheckFailed
 from flowmetal.lang.check import check_source, has_errors, stack_for_compiling
 from flowmetal.lang.classify import classify
 from flowmetal.lang.diagnostics import Diagnostic
+from flowmetal.lang.mangle import mangle_private_names
 from flowmetal.lang.lower import ProgramFacts, UnitInfo, default_facts_builtin, lower_unit
 from flowmetal.lang.names import has_main_guard
 from flowmetal.lang.scopes import NodeMap, analyze
@@ -80,6 +81,7 @@ def _compile_program(source: str, filename: str, modules: Mapping[str, frozenset
     else:
         tree, diags = ast.parse(source, filename), []
     found = [d for d in diags if d.severity == "warning"]
+    mangle_private_names(tree)
     return _compile_tree(tree, source, filename, effect_modules, found, all_resumable)
 
 

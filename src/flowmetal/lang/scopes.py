@@ -52,6 +52,17 @@ class Scope:
     def is_comprehension(self) -> bool:
         return isinstance(self.node, COMPREHENSIONS)
 
+    @property
+    def is_class(self) -> bool:
+        """A class body: its names are the class's attributes, invisible to the functions in it."""
+        return isinstance(self.node, ast.ClassDef)
+
+    def method_of(self) -> Scope | None:
+        """The class scope this function is defined directly in (None: not a method)."""
+        if self.parent is not None and self.parent.is_class and isinstance(self.node, ast.FunctionDef):
+            return self.parent
+        return None
+
     def is_local(self, name: str) -> bool:
         return name in self.bound and name not in self.declared_global and name not in self.declared_nonlocal
 
@@ -75,6 +86,9 @@ class Scope:
             return self
         scope = self.parent
         while scope is not None and not scope.is_module:
+            if scope.is_class:  # class bodies are invisible to the functions nested in them
+                scope = scope.parent
+                continue
             if scope.is_local(name):
                 return scope
             if name in scope.declared_global:
@@ -96,8 +110,10 @@ class _Collector(ast.NodeVisitor):
         parent = self.stack[-1] if self.stack else None
         if parent is None or parent.is_module:
             qual = name
+        elif parent.is_comprehension or parent.is_class:
+            qual = f"{parent.qualname}.{name}"
         else:
-            qual = f"{parent.qualname}.<locals>.{name}" if not parent.is_comprehension else f"{parent.qualname}.{name}"
+            qual = f"{parent.qualname}.<locals>.{name}"
         scope = Scope(node, name, qual, parent)
         if parent is not None:
             parent.children.append(scope)
@@ -141,6 +157,25 @@ class _Collector(ast.NodeVisitor):
         for stmt in node.body:
             self.visit(stmt)
         self.stack.pop()
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for d in [*node.decorator_list, *node.bases, *[k.value for k in node.keywords]]:
+            self.visit(d)
+        self.bind(node.name)
+        scope = self.new_scope(node, node.name)
+        self.stack.append(scope)
+        for stmt in node.body:
+            self.visit(stmt)
+        self.stack.pop()
+
+    def visit_Call(self, node: ast.Call) -> None:
+        # `super()` in a method means `super(TheClass, first_argument)`: the method reads the
+        # class's name (the compiler writes it out, see translate.Translator.visit_Call)
+        if isinstance(node.func, ast.Name) and node.func.id == "super" and not node.args and not node.keywords:
+            cls = self.cur.method_of()
+            if cls is not None:
+                self.cur.loads.add(cls.name)
+        self.generic_visit(node)
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         for d in [*node.args.defaults, *[k for k in node.args.kw_defaults if k is not None]]:
@@ -229,6 +264,9 @@ def _resolve(scope: Scope) -> None:
         _resolve(child)
     if scope.is_module:
         return
+    if scope.is_class:
+        _resolve_class(scope)
+        return
     scope.locals = [n for n in scope.bound if scope.is_local(n)]
     # names used here (or needed by children) that belong to an enclosing function
     frees: dict[str, None] = {}
@@ -247,6 +285,22 @@ def _resolve(scope: Scope) -> None:
         if any(name in c.frees for c in scope.children):
             cells.append(name)
     scope.cells = cells
+
+
+def _resolve_class(scope: Scope) -> None:
+    """A class body has no locals of its own to keep (its names go to the class): what its
+    body and its methods read from enclosing functions passes through it as free names."""
+    frees: dict[str, None] = {}
+    for name in sorted(scope.loads | scope.declared_nonlocal):
+        owner = scope.owner_of(name)
+        if owner is not None and owner is not scope:
+            frees[name] = None
+    outer = scope.parent
+    for child in scope.children:
+        for name in child.frees:
+            if outer is not None and outer.owner_of(name) is not None:
+                frees[name] = None
+    scope.frees = list(frees)
 
 
 def analyze(tree: ast.Module) -> dict[ast.AST, Scope]:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flowmetal.lang.surface_classes import CLASS_DUNDERS, HOST_NAMES, is_dunder
 from flowmetal.lang.surface_stdlib import stdlib_kinds, stdlib_modules
 from flowmetal.lang.surface_workflow import workflow_kinds, workflow_modules
 
@@ -169,6 +170,16 @@ KINDS: dict[str, Kind] = {
         Kind("module", "A module (`import json`): its members are its attributes.", data=frozenset({"__name__"}),
              group="code"),
         Kind("object", "A featureless value (`object()`), e.g. a sentinel.", type_reachable=True),
+        # -- the program's own classes (see surface_classes.py and docs/language.md, Classes) -----
+        Kind("property", "A property of a class (`@property`, with `.setter` and `.deleter`).",
+             methods=_names("getter setter deleter"), data=_names("fget fset fdel __doc__"), type_reachable=True,
+             group="code"),
+        Kind("staticmethod", "A method that takes no instance (`@staticmethod`).", type_reachable=True,
+             group="code"),
+        Kind("classmethod", "A method that receives its class (`@classmethod`).", type_reachable=True,
+             group="code"),
+        Kind("super", "The rest of a class hierarchy, as `super()` returns it in a method: its methods are "
+             "the next classes' methods.", group="code"),
         # -- re -----------------------------------------------------------------------------
         Kind("re.Pattern", "A compiled regular expression (`re.compile`).",
              methods=_names("findall finditer fullmatch match search split sub subn"),
@@ -325,18 +336,23 @@ def render_markdown() -> str:
 
 
 def is_readable_name(name: str) -> bool:
-    """Whether a program may write `x.name` at all (before knowing what x is)."""
-    if name.startswith("_"):
-        return name in READABLE_DUNDERS or name in READABLE_UNDERSCORED
-    return name in ALL_ATTRIBUTES
+    """Whether a program may write `x.name` at all (before knowing what x is): any name its
+    own classes could have, and the dunders documented here or in `surface_classes.py`."""
+    if name.startswith("_fm_"):
+        return False
+    if is_dunder(name):
+        return name in READABLE_DUNDERS or name in CLASS_DUNDERS
+    return True
 
 
 def is_routed(name: str) -> bool:
-    """Whether the compiler reads `x.name` through the machine's checked getattr: the routed
-    names, and names no kind has (the fields of a program's namedtuples: only their own
-    classes' tables know them). (Other `_` names appear only in the prelude, Flowmetal's own
-    code, which reads its own objects natively; the checker refuses them in programs.)"""
-    return name in ROUTED_ATTRIBUTES or (name not in ALL_ATTRIBUTES and not name.startswith("_"))
+    """Whether the compiler reads `x.name` through the machine's checked getattr (see the
+    module docstring, and `surface_classes.py` for the names of the program's own classes)."""
+    if name in ROUTED_ATTRIBUTES or name in CLASS_DUNDERS:
+        return True
+    if name in ALL_ATTRIBUTES:
+        return False
+    return name in HOST_NAMES
 
 
 __all__ = [

@@ -60,6 +60,11 @@ H_STR1 = "_fm_str1"
 H_MATERIALIZE = "_fm_materialize"
 H_POW = "_fm_pow"
 H_LSHIFT = "_fm_lshift"
+H_SETATTR = "_fm_setattr"
+H_DELATTR = "_fm_delattr"
+H_BASES = "_fm_bases"
+H_CLASS = "_fm_class"
+H_SUPER = "_fm_super"
 
 # Every helper generated code may use: the parameters of the function that encloses all
 # generated code (`program._compile_tree`), whose cells each machine fills (`runtime_builtins`).
@@ -69,6 +74,7 @@ HELPERS: tuple[str, ...] = (
     "_fm_FunctionType", "_fm_Generator", "_fm_Function", "_fm_Suspension", "_fm_invoke", "_fm_END",
     "_fm_AssertionError", "_fm_in_handler", "_fm_take_throw", "_fm_enter", "_fm_exit",
     "_fm_yf_step", "_fm_yf_done", "_fm_yf_value",
+    H_SETATTR, H_DELATTR, H_BASES, H_CLASS, H_SUPER,
 )
 
 _SEQ_LITERALS = (ast.List, ast.Tuple)
@@ -173,6 +179,47 @@ def routed_attribute(value: ast.expr, attr: str, at: ast.AST) -> ast.expr:
     return ast.copy_location(call(H_GETATTR, value, const(attr)), at)
 
 
+def attribute_load(value: ast.expr, attr: str, at: ast.AST) -> ast.expr:
+    """`value.attr` as the allow-list reads it (natively, or through the checked getattr)."""
+    if is_routed(attr):
+        return routed_attribute(value, attr, at)
+    return ast.copy_location(ast.Attribute(value=value, attr=attr, ctx=ast.Load()), at)
+
+
+def set_attribute(obj: ast.expr, attr: str, value: ast.expr, at: ast.AST) -> ast.stmt:
+    """`obj.attr = value`: through the machine, which allows it only on the program's own objects."""
+    return ast.copy_location(ast.Expr(value=call(H_SETATTR, obj, const(attr), value)), at)
+
+
+def has_attribute_target(target: ast.expr) -> bool:
+    if isinstance(target, ast.Attribute):
+        return True
+    if isinstance(target, ast.Tuple | ast.List):
+        return any(has_attribute_target(e) for e in target.elts)
+    if isinstance(target, ast.Starred):
+        return has_attribute_target(target.value)
+    return False
+
+
+def split_attribute_target(target: ast.expr, fresh: Callable[[], str]) -> tuple[ast.expr, list[tuple[str, ast.expr]]]:
+    """An unpacking target with attributes in it (`node.next, prev, node = ...`): the same
+    target with every name, item and attribute replaced by a fresh temporary, and the
+    (temporary, original target) pairs to assign afterwards, left to right as CPython does
+    (so `node.next` is set before `node` is rebound)."""
+    stores: list[tuple[str, ast.expr]] = []
+
+    def walk(t: ast.expr) -> ast.expr:
+        if isinstance(t, ast.Tuple | ast.List):
+            return ast.copy_location(type(t)(elts=[walk(e) for e in t.elts], ctx=ast.Store()), t)
+        if isinstance(t, ast.Starred):
+            return ast.copy_location(ast.Starred(value=walk(t.value), ctx=ast.Store()), t)
+        tmp = fresh()
+        stores.append((tmp, t))
+        return ast.copy_location(ast.Name(id=tmp, ctx=ast.Store()), t)
+
+    return walk(target), stores
+
+
 def is_sequence_literal(node: ast.expr) -> bool:
     if isinstance(node, (*_SEQ_LITERALS, ast.ListComp)):
         return True
@@ -248,8 +295,25 @@ class Translator(ast.NodeTransformer):
             return routed_attribute(node.value, node.attr, node)
         return node
 
+    def super_call(self, node: ast.Call) -> ast.expr | None:
+        """`super()` in a method: `super(TheClass, first_argument)`, checked by the machine
+        (the zero-argument form needs a frame CPython's way, which resumable methods lack)."""
+        if node.args or node.keywords or not self.is_builtin(node.func, "super"):
+            return None
+        scope = self.scope
+        cls = scope.method_of()
+        if cls is None or not scope.params:
+            return None
+        owner = self.visit(ast.copy_location(ast.Name(id=cls.name, ctx=ast.Load()), node))
+        first = self.visit(ast.copy_location(ast.Name(id=scope.params[0], ctx=ast.Load()), node))
+        return ast.copy_location(call(H_SUPER, owner, first), node)
+
     def visit_Call(self, node: ast.Call) -> ast.expr:
         func = node.func
+        if isinstance(func, ast.Name) and func.id == "super":
+            rewritten = self.super_call(node)
+            if rewritten is not None:
+                return rewritten
         if isinstance(func, ast.Attribute) and is_routed(func.attr):
             receiver = self.visit(func.value)
             args = [self.visit(a) for a in node.args]
@@ -312,7 +376,64 @@ class Translator(ast.NodeTransformer):
             return checked(node.left, node.right, node)
         return node
 
+    def fresh(self) -> str:
+        self.aug_temps = getattr(self, "aug_temps", 0) + 1
+        return f"_fm_ao{self.aug_temps}"
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST | list[ast.stmt]:
+        if not any(has_attribute_target(t) for t in node.targets):
+            self.generic_visit(node)
+            return node
+        # attributes are set through the machine: the value first, then each target in order
+        value = self.visit(node.value)
+        out: list[ast.stmt] = []
+        if len(node.targets) > 1 or not isinstance(node.targets[0], ast.Attribute):
+            tmp = self.fresh()
+            out.append(ast.copy_location(ast.Assign(targets=[name(tmp, ast.Store())], value=value), node))
+            value = name(tmp)
+        for target in node.targets:
+            if isinstance(target, ast.Attribute):
+                out.append(set_attribute(self.visit(target.value), target.attr, value, node))
+                continue
+            if not has_attribute_target(target):
+                out.append(ast.copy_location(ast.Assign(targets=[self.visit(target)], value=value), node))
+                continue
+            unpack, stores = split_attribute_target(target, self.fresh)
+            out.append(ast.copy_location(ast.Assign(targets=[unpack], value=value), node))
+            for tmp, leaf in stores:
+                if isinstance(leaf, ast.Attribute):
+                    out.append(set_attribute(self.visit(leaf.value), leaf.attr, name(tmp), node))
+                else:
+                    out.append(ast.copy_location(ast.Assign(targets=[self.visit(leaf)], value=name(tmp)), node))
+        return out
+
+    def visit_Delete(self, node: ast.Delete) -> ast.AST | list[ast.stmt]:
+        if not any(isinstance(t, ast.Attribute) for t in node.targets):
+            self.generic_visit(node)
+            return node
+        out: list[ast.stmt] = []
+        for t in node.targets:
+            if isinstance(t, ast.Attribute):
+                out.append(ast.copy_location(ast.Expr(value=call(H_DELATTR, self.visit(t.value), const(t.attr))), node))
+            else:
+                out.append(ast.copy_location(ast.Delete(targets=[self.visit(t)]), node))
+        return out
+
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.stmt]:
+        if isinstance(node.target, ast.Attribute):
+            # `obj.attr op= v`: the object once, the in-place operator on a temporary, then set
+            obj, cur = self.fresh(), self.fresh()
+            checked_op = CHECKED_OPS.get(type(node.op))
+            steps: list[ast.stmt] = [
+                ast.Assign(targets=[name(obj, ast.Store())], value=self.visit(node.target.value)),
+                ast.Assign(targets=[name(cur, ast.Store())], value=attribute_load(name(obj), node.target.attr, node))]
+            value = self.visit(node.value)
+            if checked_op is not None and not is_number_literal(node.value):
+                steps.append(ast.Assign(targets=[name(cur, ast.Store())], value=checked_op(name(cur), value, node)))
+            else:
+                steps.append(ast.AugAssign(target=name(cur, ast.Store()), op=node.op, value=value))
+            steps.append(set_attribute(name(obj), node.target.attr, name(cur), node))
+            return [ast.copy_location(s, node) for s in steps]
         checked = CHECKED_OPS.get(type(node.op))
         if checked is None or is_number_literal(node.value):
             self.generic_visit(node)
@@ -325,7 +446,7 @@ class Translator(ast.NodeTransformer):
             load = self.visit(ast.Name(id=target.id, ctx=ast.Load()))
             store = self.visit(ast.Name(id=target.id, ctx=ast.Store()))
             return ast.copy_location(ast.Assign(targets=[store], value=checked(load, value, node)), node)
-        assert isinstance(target, ast.Subscript)  # attribute targets are rejected by the checker
+        assert isinstance(target, ast.Subscript)  # attribute targets are handled above
         self.aug_temps = getattr(self, "aug_temps", 0) + 1
         obj, idx = f"_fm_ao{self.aug_temps}", f"_fm_ai{self.aug_temps}"
         out: list[ast.stmt] = [
@@ -513,6 +634,27 @@ class Translator(ast.NodeTransformer):
         assign = ast.Assign(targets=[node.target], value=node.value)
         ast.copy_location(assign, node)
         return self.visit(assign)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> list[ast.stmt]:
+        """A class statement stays a class statement (its body runs natively, and cannot wait):
+        the machine checks its bases (`_fm_bases`) and finishes the class (`_fm_class`)."""
+        decorators = [self.visit(d) for d in node.decorator_list]
+        bases = [self.visit(b) for b in node.bases]
+        scope = self.scopes[node]
+        self.scope_stack.append(scope)
+        try:
+            body = self.translate_body(node.body)
+        finally:
+            self.scope_stack.pop()
+        finish = ast.copy_location(call(H_CLASS, const(scope.qualname)), node)
+        checked_bases = ast.copy_location(call(H_BASES, *bases), node)
+        cls = ast.ClassDef(name=node.name, bases=[ast.Starred(value=checked_bases, ctx=ast.Load())], keywords=[],
+                           body=body, decorator_list=[*decorators, finish])
+        out: list[ast.stmt] = [ast.copy_location(cls, node)]
+        target = self.visit(ast.copy_location(ast.Name(id=node.name, ctx=ast.Store()), node))
+        if not (isinstance(target, ast.Name) and target.id == node.name):
+            out.append(ast.copy_location(ast.Assign(targets=[target], value=name(node.name)), node))
+        return out
 
     def visit_Import(self, node: ast.Import) -> list[ast.stmt]:
         out: list[ast.stmt] = []

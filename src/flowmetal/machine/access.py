@@ -349,6 +349,19 @@ def fm_callattr(obj: Any, name: str, /, *args: Any, **kwargs: Any) -> Any:
     return _getattr_slow(obj, name)(*args, **kwargs)
 
 
+# the checked getattr of the program's own instances and classes (machine/classes.py):
+# (getattr(obj, name) -> value, or the marker for "not a program object")
+_PROGRAM_OBJECTS: list[Any] = []
+
+
+_PROGRAM_TYPES: list[type] = []  # [FlowObject]
+
+
+def register_program_objects(base: type, getattr_: Callable[[Any, str], Any], not_mine: Any) -> None:
+    _PROGRAM_TYPES[:] = [base]
+    _PROGRAM_OBJECTS[:] = [getattr_, not_mine]
+
+
 def _getattr_slow(obj: Any, name: str) -> Any:
     t = type(obj)
     own = own_table(t)
@@ -357,6 +370,10 @@ def _getattr_slow(obj: Any, name: str) -> Any:
         if get is not None:
             return get(obj)
         raise AttributeError(f"'{t.__name__}' object has no attribute '{name}'", name=name, obj=obj)
+    if _PROGRAM_OBJECTS:
+        found = _PROGRAM_OBJECTS[0](obj, name)
+        if found is not _PROGRAM_OBJECTS[1]:
+            return found
     if t is _MODULE_TYPE[0]:
         members = obj.__dict__
         if name in members:
@@ -414,6 +431,8 @@ def visible_type(x: Any) -> Any:
         return TYPE
     if own_table(t) is not None:
         return t
+    if _PROGRAM_TYPES and isinstance(x, _PROGRAM_TYPES[0]):
+        return t  # an instance of one of the program's classes
     if _kind_table(t) is not None:
         kind = _KIND_OF[t]
         v = _VISIBLE[t] = t if kind.type_reachable else _flow_type(kind.name, t)

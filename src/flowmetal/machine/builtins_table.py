@@ -16,6 +16,7 @@ from typing import Any
 from flowmetal.lang.names import BUILTIN_NAMES
 from flowmetal.machine import kinds as _kinds  # noqa: F401  (registers every kind of value)
 from flowmetal.machine.access import STR, TYPE, builtin_function
+from flowmetal.machine.classes import super_builtin
 from flowmetal.machine.limits import power
 from flowmetal.machine.show import fm_ascii, fm_format, fm_repr
 from flowmetal.machine.values import FmFrozenSet, FmSet
@@ -47,6 +48,7 @@ _OVERRIDES: dict[str, object] = {
     "format": builtin_function(fm_format, "format"),
     "MemoryError": ProgramMemoryError,
     "pow": builtin_function(_pow, "pow"),
+    "super": builtin_function(super_builtin, "super"),
 }
 
 
@@ -61,4 +63,7 @@ def make_builtins(print_fn: Callable[..., Any]) -> dict[str, object]:
             table[name] = _OVERRIDES[name]
         else:
             table[name] = builtins.__dict__[name]
+    # what CPython's class statement calls (programs cannot name it: the checker refuses
+    # dunder names; the compiler checks each class's bases, see machine/classes.py)
+    table["__build_class__"] = builtins.__build_class__
     return table

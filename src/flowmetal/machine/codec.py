@@ -35,6 +35,8 @@ Records (``records[i] = [kind, *fields]``)::
     8     REDUCE    callable name, nargs, vals, refs        host iterator,   built on demand,
                     (vals = args [+ setstate state])        range            __setstate__ last
     9     CONST     name                                    register_constant  the registered object
+    10    OBJECT    tag, head length, vals, refs            register_objects new(head) on demand,
+                    (vals = head items + body items)                         fill(body) with the lists
 
 Decoding runs in phases:
 
@@ -82,7 +84,7 @@ _HEADER = MAGIC + FORMAT_VERSION.to_bytes(2, "big")
 
 _EXT_BIGINT = 1
 
-(LIST, TUPLE, DICT_STR, DICT, CELL, EXC, EXT, VALUE, REDUCE, CONST) = range(10)
+(LIST, TUPLE, DICT_STR, DICT, CELL, EXC, EXT, VALUE, REDUCE, CONST, OBJECT) = range(11)
 _FILL_NOW, _FILL_LAST = 1, 2  # built-in containers / mutable-style extension objects
 
 _PRIM: frozenset[type] = frozenset({type(None), bool, int, float, str, bytes})
@@ -141,6 +143,16 @@ class _ExtType:
 
 
 @dataclass(frozen=True, slots=True)
+class _ObjType:
+    tag: str
+    match: Callable[[Any], bool]
+    head: Callable[[Any], list[Any]]
+    body: Callable[[Any], list[Any]]
+    new: Callable[[list[Any]], Any]
+    fill: Callable[[Any, list[Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
 class _ExcType:
     cls: type[BaseException]
     name: str
@@ -188,6 +200,7 @@ class Codec:
         self._exc_by_name: dict[str, _ExcType] = {}
         self._consts: dict[str, Any] = {}
         self._const_names: dict[int, str] = {}
+        self._objs: dict[str, _ObjType] = {}
         self._enc = msgspec.msgpack.Encoder()
         self._dec = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
         for name in sorted(BUILTIN_EXCEPTIONS):
@@ -208,6 +221,7 @@ class Codec:
         other._exc_by_name = dict(self._exc_by_name)
         other._consts = dict(self._consts)
         other._const_names = dict(self._const_names)
+        other._objs = dict(self._objs)
         other._enc = self._enc
         other._dec = self._dec
         return other
@@ -234,6 +248,22 @@ class Codec:
         ext = _ExtType(cls, tag, state, build, new, fill)
         self._ext_by_type[cls] = ext
         self._ext_by_tag[tag] = ext
+
+    def register_objects(self, tag: str, *, match: Callable[[Any], bool], head: Callable[[Any], list[Any]],
+                         body: Callable[[Any], list[Any]], new: Callable[[list[Any]], Any],
+                         fill: Callable[[Any, list[Any]], None]) -> None:
+        """Register objects of types made at run time (the program's classes and their instances),
+        recognised by `match`: written as `head(x)` (what `new` needs to make the object: no cycle
+        may pass through it) and `body(x)` (filled in by `fill` once every object exists)."""
+        if tag in self._objs:
+            raise ValueError(f"object tag {tag!r} is already registered")
+        self._objs[tag] = _ObjType(tag, match, head, body, new, fill)
+
+    def _object_type(self, x: Any) -> _ObjType | None:
+        for obj in self._objs.values():
+            if obj.match(x):
+                return obj
+        return None
 
     def register_values(self, decoders: Mapping[str, Callable[[list[Any]], Any]]) -> None:
         """Register decoders for objects with `_fm_encode() -> (tag, list_state)` (immutable-style)."""
@@ -354,6 +384,10 @@ class Codec:
             if tag not in self._values:
                 raise SnapshotError(f"no decoder registered for value tag {tag!r} (type '{t.__name__}')")
             return [VALUE, tag, *vals(state)]
+        obj = self._object_type(x)
+        if obj is not None:
+            head = obj.head(x)
+            return [OBJECT, obj.tag, len(head), *vals([*head, *obj.body(x)])]
         raise SnapshotError(f"cannot snapshot a value of type '{t.__name__}'")
 
     def _exc_record(self, x: BaseException, exc: _ExcType, vals: _Vals) -> list[Any]:
@@ -378,12 +412,17 @@ class Codec:
             or t in _ITER_TYPES
             or id(v) in self._const_names
             or getattr(t, "_fm_encode", None) is not None
+            or self._object_type(v) is not None
         )
 
     # -- decoding -----------------------------------------------------------------
 
-    def decode(self, data: bytes) -> Any:
-        """Rebuild the object graph written by `encode`; raises SnapshotError on any problem."""
+    def decode(self, data: bytes, adopt: tuple[int, dict[str, Any]] | None = None) -> Any:
+        """Rebuild the object graph written by `encode`; raises SnapshotError on any problem.
+
+        `adopt=(i, target)`: the root is a list whose item `i` is a dict with str keys that is
+        decoded into `target` itself, before anything else is filled (a program's globals: code
+        that runs while decoding, such as the `__eq__` of a dict key, reads them)."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise SnapshotError(f"a snapshot must be bytes, not {type(data).__name__}")
         view = memoryview(data)
@@ -404,7 +443,7 @@ class Codec:
         if type(body) is not list or len(body) != 3 or type(body[0]) is not list:
             raise SnapshotError("corrupt snapshot: bad top-level layout")
         try:
-            return _Reader(self, body[0]).run(body[1], body[2])
+            return _Reader(self, body[0]).run(body[1], body[2], adopt)
         except SnapshotError:
             raise
         except Exception as e:
@@ -426,15 +465,17 @@ class _Reader:
         self.patched: dict[int, list[int]] = {}  # child indices of lists/maps patched in place
         self.setstates: list[tuple[Any, Any]] = []
 
-    def run(self, root_vals: list[Any], root_refs: list[int]) -> Any:
+    def run(self, root_vals: list[Any], root_refs: list[int], adopt: tuple[int, dict[str, Any]] | None = None) -> Any:
         recs, objs = self.recs, self.objs
         for i, rec in enumerate(recs):
             self._shell(i, rec)
+        if adopt is not None:
+            self._adopt(root_vals, root_refs, *adopt)
         needs_fill, started = self.needs_fill, self.started
         for i in reversed(range(len(recs))):
             if objs[i] is _MISSING:
                 self.get(i)
-            elif needs_fill[i] == _FILL_NOW and not started[i]:
+            if needs_fill[i] == _FILL_NOW and not started[i]:
                 self.fill(i)
         for i in reversed(range(len(recs))):
             if needs_fill[i] == _FILL_LAST:
@@ -443,6 +484,20 @@ class _Reader:
             obj.__setstate__(state)
         (root,) = self.resolved(root_vals, root_refs)
         return root
+
+    def _adopt(self, root_vals: list[Any], root_refs: list[int], pos: int, target: dict[str, Any]) -> None:
+        if root_refs != [0] or self.recs[root_vals[0]][0] != LIST:
+            raise SnapshotError("corrupt snapshot: the root is not a list")
+        root = self.recs[root_vals[0]]
+        if pos not in root[2]:
+            raise SnapshotError("corrupt snapshot: no dict to adopt")
+        i = root[1][pos]
+        if self.recs[i][0] != DICT_STR or self.started[i]:
+            raise SnapshotError("corrupt snapshot: no dict to adopt")
+        target.update(self.objs[i])
+        self.objs[i] = target
+        if self.needs_fill[i]:
+            self.fill(i)
 
     def _shell(self, i: int, rec: list[Any]) -> None:
         kind = rec[0]
@@ -493,6 +548,10 @@ class _Reader:
             if rec[1] not in _REDUCERS:
                 raise SnapshotError(f"snapshot refers to a callable that is not allowed: {rec[1]!r}")
             return
+        elif kind == OBJECT:
+            if rec[1] not in codec._objs:
+                raise SnapshotError(f"snapshot contains an object of unknown type {rec[1]!r}")
+            return  # made on demand from its head, filled like a container
         else:
             raise SnapshotError(f"corrupt snapshot: unknown record kind {kind!r} (record {i})")
         self.objs[i] = obj
@@ -528,6 +587,15 @@ class _Reader:
             if len(args) > nargs:
                 self.setstates.append((obj, args[nargs]))
             return obj
+        if kind == OBJECT:
+            nhead, vals, refs = rec[2], rec[3], rec[4]
+            head = list(vals[:nhead])
+            for p in refs:
+                if p < nhead:
+                    head[p] = self.get(vals[p])
+            obj = self.codec._objs[rec[1]].new(head)
+            self.needs_fill[i] = _FILL_NOW
+            return obj
         if kind in (VALUE, EXT):
             self.complete(rec[2][p] for p in rec[3])
             state = self.resolved(rec[2], rec[3])
@@ -554,6 +622,8 @@ class _Reader:
             for key, k in zip(keys, kids):
                 obj[key] = self.get(k)
         elif kind == DICT:
+            # keys are hashed now: objects among them (with their own __hash__) must be complete
+            self.complete(rec[1][p] for p in rec[2] if p % 2 == 0)
             obj.update(_pairs(self.resolved(rec[1], rec[2])))
         elif kind == CELL:
             if rec[1]:
@@ -567,6 +637,9 @@ class _Reader:
                 setattr(obj, name, v)
             obj.__cause__, obj.__context__ = items[-2:]
             obj.__suppress_context__ = bool(suppress)
+        elif kind == OBJECT:
+            nhead = rec[2]
+            self.codec._objs[rec[1]].fill(obj, self.resolved(rec[3], rec[4])[nhead:])
         else:  # mutable-style EXT
             fill = self.codec._ext_by_tag[rec[1]].fill
             assert fill is not None
@@ -593,10 +666,10 @@ class _Reader:
             if i in self.completed or self.recs[i][0] == CELL:
                 continue  # builders only hold cells (closures), never read them: a cycle may pass
             self.completed.add(i)
-            fill_kind = self.needs_fill[i]
             if self.objs[i] is _MISSING:
                 self.get(i)
-            elif fill_kind == _FILL_NOW and not self.started[i]:
+            fill_kind = self.needs_fill[i]
+            if fill_kind == _FILL_NOW and not self.started[i]:
                 self.fill(i)
             if fill_kind != _FILL_LAST:
                 stack.extend(self._kids(i))

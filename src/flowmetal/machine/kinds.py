@@ -153,6 +153,8 @@ def _register_builtins() -> None:
     register_kind(Module, "module")
     access.register_module_type(Module)
     register_kind(object, "object")
+    for decorator in (property, staticmethod, classmethod, super):
+        register_kind(decorator, decorator.__name__)
     register_kind(Pattern, "re.Pattern")
     register_kind(Match, "re.Match")
     register_kind(re.RegexFlag, "re.RegexFlag", {"to_bytes": _to_bytes})

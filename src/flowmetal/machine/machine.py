@@ -32,6 +32,7 @@ from flowmetal.lang.program import Program
 from flowmetal.machine import kinds as _kinds  # noqa: F401  (registers the kinds of values)
 from flowmetal.machine import prelude
 from flowmetal.machine import tasks as task_ops
+from flowmetal.machine.classes import FlowObject, redirect_instance_call
 from flowmetal.machine.limits import Limits, make_ticker, set_active
 from flowmetal.machine.objects import (
     CALL,
@@ -139,7 +140,8 @@ class Machine:
         self.unit_fns: dict[tuple[str, int], Any] = {}
         self.helper_cells: dict[str, dict[str, types.CellType]] = {}
         for key in self.programs:
-            g: dict[str, Any] = {"__builtins__": make_program_builtins(self, key)}
+            # `__name__`: CPython's class statement reads it (for `__module__`); a program runs as `__main__`
+            g: dict[str, Any] = {"__builtins__": make_program_builtins(self, key), "__name__": "__main__"}
             self.globals[key] = g
             self.helper_cells[key] = {n: types.CellType(v) for n, v in make_helpers(self, key).items()}
         self.globals["main"]["__name__"] = MAIN_NAME
@@ -565,6 +567,8 @@ class Machine:
             if callee is next and args and type(args[0]) is Generator and len(args) <= 2 and not kwargs:
                 return self._gen_enter(task, args[0], None, None, [args[1]] if len(args) == 2 else CALL)
             redirect = CALL_REDIRECTS.get(kind)
+            if redirect is None and isinstance(callee, FlowObject):
+                redirect = redirect_instance_call
             if redirect is not None:
                 target = redirect(self, callee, args, kwargs)
                 if target is not None:
@@ -651,6 +655,8 @@ class Machine:
         if kind is Function or kind is EffectFunction or kind is MachineOp or kind is GeneratorMethod:
             return False
         redirect = CALL_REDIRECTS.get(kind)
+        if redirect is None and isinstance(callee, FlowObject):
+            redirect = redirect_instance_call
         if redirect is not None and redirect(self, callee, args, kwargs or {}) is not None:
             return False
         if callee is iter:

@@ -5,6 +5,7 @@ snapshot can write them out (see `snapshot.py`).
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,12 @@ class Function:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Reached only from native code (e.g. a callback inside a CPython built-in).
         return self._machine.call_nested(self, args, kwargs)
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        # a method of a class (see machine/classes.py): bound to the instance it is read from
+        if obj is None:
+            return self
+        return types.MethodType(self, obj)
 
 
 Function.__name__ = "function"

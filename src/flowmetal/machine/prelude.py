@@ -62,6 +62,7 @@ def _sort_in_place(items: list[Any], keys: list[Any], reverse: bool) -> None:
 
 @cache
 def prelude_builtins() -> dict[str, Any]:
+    from flowmetal.machine import classes
     from flowmetal.machine.objects import Generator
 
     return {
@@ -78,6 +79,9 @@ def prelude_builtins() -> dict[str, Any]:
         "_less": lambda a, b: a < b,
         "_greater": lambda a, b: a > b,
         "_MISSING": _MISSING,
+        "_new_instance": classes.new_instance,
+        "_init_of": classes.init_of,
+        "_check_init_result": classes.check_init_result,
     }
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowmetal.lang.names import STD_MODULES
 from flowmetal.lang.translate import HELPERS
+from flowmetal.machine import classes
 from flowmetal.machine import limits as limits_mod
 from flowmetal.machine.access import builtin_function, fm_callattr, fm_getattr
 from flowmetal.machine.builtins_table import make_builtins
@@ -160,6 +161,11 @@ def make_helpers(machine: Machine, program_key: str) -> dict[str, Any]:
         _fm_yf_value=lambda v: v.value if type(v) is Returned else None,
         _fm_enter=MachineOp("enter", op_enter),
         _fm_exit=MachineOp("exit", op_exit),
+        _fm_setattr=classes.fm_setattr,
+        _fm_delattr=classes.fm_delattr,
+        _fm_bases=classes.fm_bases,
+        _fm_class=classes.fm_class,
+        _fm_super=classes.fm_super,
     )
     assert set(helpers) == set(HELPERS), set(helpers) ^ set(HELPERS)
     return helpers

@@ -19,7 +19,7 @@ from flowmetal.errors import SnapshotError
 from flowmetal.lang.program import COMPILER_VERSION, Program, compile_cached
 from flowmetal.lang.program import source_hash as _hash
 from flowmetal.lang.translate import HELPERS
-from flowmetal.machine import access, stdmods
+from flowmetal.machine import access, classes, stdmods
 from flowmetal.machine.codec import Codec
 from flowmetal.machine.limits import Limits
 from flowmetal.machine.objects import (
@@ -117,6 +117,7 @@ def _base_codec() -> Codec:
     codec.register_exception(Timeout, "flowmetal.Timeout")
     codec.register_exception(Cancelled, "flowmetal.Cancelled")
     register_stdlib_codecs(codec)
+    classes.register_codec(codec)
     return codec
 
 
@@ -244,12 +245,15 @@ def restore(data: bytes, *, host_module: dict[str, Any] | None = None, limits: L
         program = compile_cached(source, filename)
     machine = Machine(program, limits=limits, host_module=host_module, codec_extensions=codec_extensions,
                       _empty=True)
-    state = machine.codec.decode(data)
+    # the globals are decoded into the machine's own dict first: code the decoding runs
+    # (the `__hash__` and `__eq__` of the program's objects used as keys) reads them
+    state = machine.codec.decode(data, adopt=(6, machine.user_globals))
     (_, _, _, _, _, args, globs, tasks, pending, next_request, next_task, output) = state[:12]
     if len(state) > 12:  # (snapshots made before the standard modules kept state have 12 fields)
         machine.module_state = state[12]
     machine.args = args
-    machine.user_globals.update(globs)
+    if globs is not machine.user_globals:  # pragma: no cover - adopted while decoding
+        machine.user_globals.update(globs)
     for (tid, stack, rv, status, phase, result, error, waiting, start_call, awaiting, await_mode, timer_request,
          deadlines, entering) in tasks:
         machine.tasks[tid] = Task(tid, list(stack), rv, status, phase, result, error, waiting,
