@@ -22,8 +22,8 @@ from flowmetal.errors import CheckFailed
 from flowmetal.lang.check import check_source, has_errors, stack_for_compiling
 from flowmetal.lang.classify import classify
 from flowmetal.lang.diagnostics import Diagnostic
-from flowmetal.lang.mangle import mangle_private_names
 from flowmetal.lang.lower import ProgramFacts, UnitInfo, default_facts_builtin, lower_unit
+from flowmetal.lang.mangle import mangle_private_names
 from flowmetal.lang.names import has_main_guard
 from flowmetal.lang.scopes import NodeMap, analyze
 from flowmetal.lang.translate import HELPERS
