@@ -117,7 +117,7 @@ class UnitLowerer(ExprLowerer):
         assert isinstance(s.target, ast.Attribute)
         obj = self.materialize(self.lower(s.target.value))
         cur = self.temp()
-        self.emit(assign(cur, attribute_load(obj, s.target.attr, s)))
+        self.emit(assign(cur, attribute_load(obj, s.target.attr, s, self.f.extra_routed)))
         v = self.lower(s.value)
         checked = CHECKED_OPS.get(type(s.op))
         if checked is not None and not is_number_literal(s.value):

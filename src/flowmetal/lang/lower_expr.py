@@ -109,7 +109,7 @@ class ExprLowerer:
 
     def translator(self) -> Translator:
         return Translator(self.f.scopes, self.f.units, self.f.unit_ids, self.scope_stack[-1], self.resolve,
-                          self.f.tick_units)
+                          self.f.tick_units, self.f.extra_routed)
 
     def native(self, e: ast.expr) -> ast.expr:
         return self.translator().translate_expr(e)
@@ -269,7 +269,7 @@ class ExprLowerer:
             base = self.materialize(self.lower(e.func.value))
             func: ast.expr = self.materialize(routed_attribute(base, e.func.attr, e))
             return self._call_value(e, func)
-        if isinstance(e.func, ast.Attribute) and is_routed(e.func.attr):
+        if isinstance(e.func, ast.Attribute) and (is_routed(e.func.attr) or e.func.attr in self.f.extra_routed):
             # a routed method is called through the checked helper (which never leaves a
             # bound method in a temporary across a wait)
             base = self.materialize(self.lower(e.func.value))
@@ -406,7 +406,7 @@ class ExprLowerer:
 
     def lower_Attribute(self, e: ast.Attribute) -> ast.expr:
         base = self.lower(e.value)
-        if is_routed(e.attr):
+        if is_routed(e.attr) or e.attr in self.f.extra_routed:
             return routed_attribute(base, e.attr, e)
         return ast.Attribute(value=base, attr=e.attr, ctx=ast.Load())
 

@@ -93,6 +93,7 @@ class ProgramFacts:
         self.tick_units = tick_units
         self.filename = filename
         self.is_builtin = builtin_target
+        self.extra_routed: frozenset[str] = frozenset()  # see Translator.extra_routed
 
 
 

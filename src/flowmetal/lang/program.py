@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from flowmetal.errors import CheckFailed
 from flowmetal.lang.check import check_source, has_errors, stack_for_compiling
 from flowmetal.lang.classify import classify
+from flowmetal.lang.declared import declared_attributes
 from flowmetal.lang.diagnostics import Diagnostic
 from flowmetal.lang.lower import ProgramFacts, UnitInfo, default_facts_builtin, lower_unit
 from flowmetal.lang.mangle import mangle_private_names
@@ -122,6 +123,7 @@ def _compile_tree(tree: ast.Module, source: str, filename: str, effect_modules: 
     suspend = NodeMap({c: True for c in cls.suspend_calls})
     facts = ProgramFacts(NodeMap(scopes), NodeMap(cls.units), unit_ids, suspend, frozenset(cls.tick_units), filename,
                          default_facts_builtin(scopes, module_scope))
+    facts.extra_routed = declared_attributes(tree)
     infos: dict[int, UnitInfo] = {}
     body: list[ast.stmt] = []
     for node in order:

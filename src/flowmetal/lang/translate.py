@@ -179,9 +179,9 @@ def routed_attribute(value: ast.expr, attr: str, at: ast.AST) -> ast.expr:
     return ast.copy_location(call(H_GETATTR, value, const(attr)), at)
 
 
-def attribute_load(value: ast.expr, attr: str, at: ast.AST) -> ast.expr:
+def attribute_load(value: ast.expr, attr: str, at: ast.AST, extra_routed: frozenset[str] = frozenset()) -> ast.expr:
     """`value.attr` as the allow-list reads it (natively, or through the checked getattr)."""
-    if is_routed(attr):
+    if is_routed(attr) or attr in extra_routed:
         return routed_attribute(value, attr, at)
     return ast.copy_location(ast.Attribute(value=value, attr=attr, ctx=ast.Load()), at)
 
@@ -238,6 +238,7 @@ class Translator(ast.NodeTransformer):
         scope: Scope,
         resolve: Callable[[Scope, str, ast.expr_context], ast.expr] | None = None,
         tick_units: frozenset[Unit] = frozenset(),
+        extra_routed: frozenset[str] = frozenset(),
     ) -> None:
         self.scopes = scopes
         self.units = units
@@ -245,6 +246,9 @@ class Translator(ast.NodeTransformer):
         self.scope_stack = [scope]
         self.resolve = resolve
         self.tick_units = tick_units
+        # names this program gives values that are host classes underneath (its namedtuples'
+        # fields, `lang/declared.py`): always read through the checked getattr
+        self.extra_routed = extra_routed
         root = scope
         while root.parent is not None:
             root = root.parent
@@ -286,12 +290,15 @@ class Translator(ast.NodeTransformer):
             return False
         return self.scope.owner_of(builtin) is None and builtin not in self.module_scope.bound
 
+    def routed(self, attr: str) -> bool:
+        return is_routed(attr) or attr in self.extra_routed
+
     def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
-        if isinstance(node.ctx, ast.Load) and self.is_builtin(node.value, "str") and not is_routed(node.attr):
+        if isinstance(node.ctx, ast.Load) and self.is_builtin(node.value, "str") and not self.routed(node.attr):
             # `str.lower`: the host type's own method (Flowmetal's `str` object would forward it)
             return ast.copy_location(ast.Attribute(value=name(H_HOSTSTR), attr=node.attr, ctx=ast.Load()), node)
         node.value = self.visit(node.value)
-        if isinstance(node.ctx, ast.Load) and is_routed(node.attr):
+        if isinstance(node.ctx, ast.Load) and self.routed(node.attr):
             return routed_attribute(node.value, node.attr, node)
         return node
 
@@ -314,7 +321,7 @@ class Translator(ast.NodeTransformer):
             rewritten = self.super_call(node)
             if rewritten is not None:
                 return rewritten
-        if isinstance(func, ast.Attribute) and is_routed(func.attr):
+        if isinstance(func, ast.Attribute) and self.routed(func.attr):
             receiver = self.visit(func.value)
             args = [self.visit(a) for a in node.args]
             keywords = [ast.keyword(arg=k.arg, value=self.visit(k.value)) for k in node.keywords]
@@ -426,7 +433,8 @@ class Translator(ast.NodeTransformer):
             checked_op = CHECKED_OPS.get(type(node.op))
             steps: list[ast.stmt] = [
                 ast.Assign(targets=[name(obj, ast.Store())], value=self.visit(node.target.value)),
-                ast.Assign(targets=[name(cur, ast.Store())], value=attribute_load(name(obj), node.target.attr, node))]
+                ast.Assign(targets=[name(cur, ast.Store())],
+                           value=attribute_load(name(obj), node.target.attr, node, self.extra_routed))]
             value = self.visit(node.value)
             if checked_op is not None and not is_number_literal(node.value):
                 steps.append(ast.Assign(targets=[name(cur, ast.Store())], value=checked_op(name(cur), value, node)))

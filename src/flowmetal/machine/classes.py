@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from flowmetal.machine.machine import Machine
 
 MODULE = "__main__"  # what CPython calls the module of a script's classes
+_TYPING_BASES = frozenset({"Generic", "Protocol"})  # bases that only annotate
 
 
 class FlowObject:
@@ -60,10 +61,14 @@ def _describe(x: Any) -> str:
 
 def fm_bases(*bases: Any) -> tuple[type, ...]:
     """The bases of a class statement, checked, with FlowObject last."""
+    from flowmetal.machine.stdlib.typing import Hint
+
     out: list[type] = []
     for base in bases:
         if base is object:
             continue
+        if type(base) is Hint and base._fm_name in _TYPING_BASES:
+            continue  # `class Stack(Generic[T])`: annotations only, as for the checker
         if is_program_class(base) or (isinstance(base, type) and issubclass(base, BaseException)):
             out.append(base)
             continue
@@ -145,6 +150,12 @@ def class_getattr(obj: Any, name: str) -> Any:
     """A routed attribute of the program's own instance, class or `super()` object, or
     NOT_MINE for every other value (the allow-list's table decides for those)."""
     t = type(obj)
+    if is_dunder(name) and name not in CLASS_DUNDERS and name not in _CLASS_NAMES and (
+            t is builtins.super or isinstance(obj, FlowObject) or is_program_class(obj)):
+        # `__dict__`, `__weakref__`, `__module__` live in every class's own __dict__: never
+        if isinstance(obj, BaseException) or (is_program_class(obj) and issubclass(obj, BaseException)):
+            return NOT_MINE  # `__cause__`, `__context__`: as the exception kinds allow
+        raise AttributeError(f"'{_owner_name(obj)}' object has no attribute '{name}'")
     if t is builtins.super:
         start = obj.__thisclass__
         if not is_program_class(start):
