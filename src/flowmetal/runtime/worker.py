@@ -246,7 +246,13 @@ class Worker:
         assert self.inline is not None
         now = self.rt.clock()
         self.inline.expire_holds(now)
-        return [Job(claim, outcomes, continued=True) for claim, outcomes in self.inline.completed(now)]
+        jobs = [Job(claim, outcomes, continued=True) for claim, outcomes in self.inline.completed(now)]
+        if jobs and isinstance(self.slices, ExecutorPool):  # (LocalSlices read the store themselves)
+            try:
+                self.store.read_for_slices([j.claim for j in jobs])
+            except StoreError:
+                pass  # each slice reads its program itself (and meets the error there)
+        return jobs
 
     def _commit(self, done: list[Job]) -> None:
         """Commit the finished slices together; release the programs of those that failed."""

@@ -571,6 +571,10 @@ class Store(OperationsStore):
             return row, inbox
         return self.get_program(claim.program_id), self.inbox(claim.program_id)
 
+    def read_for_slices(self, claims: list[Claim]) -> None:
+        """Read (into `row` and `inbox`) what the slices of these claimed programs start from, where
+        reading many at once saves round trips; the default leaves it to `program_and_inbox`."""
+
     @abstractmethod
     def request_cancel(self, program_id: str, now: float) -> None: ...
 

@@ -236,6 +236,9 @@ _DONE_STATUSES = "('completed', 'failed', 'cancelled')"  # _enqueue's test, as i
 # would have to restore it from the checkpoint. (Bounded: nobody's program waits longer than this
 # for being someone else's.)
 _AFFINITY = 0.5  # seconds
+# markers of _commit's checks failing in SQL (a cast error: plain SQL cannot raise otherwise)
+_CHECK_FAILED = "flowmetal-check-failed"
+_CALL_CHECK_FAILED = "flowmetal-call-check-failed"
 _PREFETCH_TTL = 1.0  # seconds a claim's prefetched rows serve reads (a round lasts milliseconds)
 
 Conn = psycopg.Connection[Any]
@@ -573,8 +576,8 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
     def _write(self, fn: Callable[[Conn], T], *, tx: bool = True, idempotent: bool = False,
                pipeline: bool = False) -> T:
         """Run a write, in one transaction when `tx` (else `fn` is a single autocommit statement);
-        with `pipeline`, in pipeline mode: BEGIN and `fn`'s statements go out together, and COMMIT
-        with whatever `fn` left unread (`fn` reads results only once it has sent everything).
+        with `pipeline`, in pipeline mode: BEGIN, `fn`'s statements and COMMIT go out together, one
+        round trip if `fn` reads nothing (an error skips the rest, COMMIT too: then ROLLBACK).
         Retried when it certainly did not commit (a deadlock victim, or a connection lost before
         COMMIT was sent) or when doing it twice is harmless (`idempotent`); a connection lost while
         committing leaves the outcome unknown, so that raises StoreUnavailable."""
@@ -586,7 +589,9 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
                 with self.pool.connection() as conn:
                     if not tx:
                         return fn(conn)
-                    with conn.pipeline() if pipeline else contextlib.nullcontext(), conn.transaction():
+                    if pipeline:
+                        return self._pipelined(conn, fn)
+                    with conn.transaction():
                         result = fn(conn)
                         body_done = True
                     return result
@@ -598,17 +603,32 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
                 # a deadlock victim or serialization failure: rolled back, so run it again
                 if attempt == _WRITE_ATTEMPTS - 1:
                     raise self._failed(e) from None
-            except psycopg.errors.UniqueViolation:
-                raise  # the caller knows what a duplicate key means for it
+            except (psycopg.errors.UniqueViolation, psycopg.errors.InvalidTextRepresentation):
+                raise  # the caller knows what a duplicate key (or a failed check: see _commit) means for it
             except psycopg.Error as e:
                 if not _lost(e):
                     raise self._failed(e) from None
-                certainly_not_applied = tx and not body_done
+                certainly_not_applied = tx and not body_done and not pipeline  # (pipelined: COMMIT was sent)
                 if attempt == _WRITE_ATTEMPTS - 1 or not (certainly_not_applied or idempotent):
                     raise self._unavailable(e, maybe_applied=not certainly_not_applied) from None
             time.sleep(delay)
             delay *= 4
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _pipelined(conn: Conn, fn: Callable[[Conn], T]) -> T:
+        # (BEGIN and COMMIT as statements: psycopg's transaction() syncs the pipeline before COMMIT)
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                result = fn(conn)
+                conn.execute("COMMIT")
+        except BaseException:
+            if not conn.broken and conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return result
 
     def _failed(self, e: BaseException) -> StoreError:
         return StoreError(f"the store {self.settings.display}: {_first_line(e)}")
@@ -738,19 +758,26 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         return [InboxMessage(r[0], r[1], json.loads(r[2])) for r in rows]
 
     def program_and_inbox(self, claim: Claim) -> tuple[ProgramRow, list[InboxMessage]]:
-        row, inbox = claim.row, claim.inbox
-        claim.row = claim.inbox = None
-        if row is not None and inbox is not None:
-            return row, inbox
-        # one round trip for both (a program continued after its calls, by the thread of an executor)
+        if claim.row is None or claim.inbox is None:
+            self.read_for_slices([claim])  # one round trip for both
+        return super().program_and_inbox(claim)
+
+    def read_for_slices(self, claims: list[Claim]) -> None:
+        # one round trip for all: programs continued after their calls, by the worker's thread,
+        # before it hands them to executor threads (which would read them one by one)
+        wanted = {c.program_id: c for c in claims if c.row is None or c.inbox is None}
+        if not wanted:
+            return
         rows = self._read(lambda conn: conn.execute(
             f"SELECT {_P_COLUMNS}, i.id, i.channel, i.message FROM programs p LEFT JOIN inbox i"
-            " ON i.program_id = p.id WHERE p.id = %s ORDER BY i.id", (claim.program_id,)).fetchall())
-        if not rows:
-            raise UnknownProgram(f"no program with id {claim.program_id!r} in {self.settings.display}")
-        n = len(rows[0]) - 3
-        return _program_row(rows[0][:n]), [InboxMessage(r[n], r[n + 1], json.loads(r[n + 2]))
-                                           for r in rows if r[n] is not None]
+            " ON i.program_id = p.id WHERE p.id = ANY(%s) ORDER BY p.id, i.id", (list(wanted),)).fetchall())
+        for r in rows:
+            n = len(r) - 3
+            claim = wanted[r[0]]
+            if claim.row is None or claim.inbox is None:
+                claim.row, claim.inbox = _program_row(r[:n]), []
+            if r[n] is not None:
+                claim.inbox.append(InboxMessage(r[n], r[n + 1], json.loads(r[n + 2])))
 
     def request_cancel(self, program_id: str, now: float) -> None:
         self._live_update(program_id, "cancel_requested = 1, runnable = 1, updated_at = %s", (now,))
@@ -868,49 +895,58 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
             return
         try:
             self._write(lambda conn: self._commit(conn, commits, now), pipeline=True)
+        except psycopg.errors.InvalidTextRepresentation as e:
+            # one of _commit's checks failed (the group was rolled back): say which
+            text = _first_line(e)  # invalid input syntax for type integer: "<marker> <details>"
+            if _CALL_CHECK_FAILED in text:
+                key, owner = text.split(_CALL_CHECK_FAILED, 1)[1].strip().rstrip('"').rsplit(" ", 1)
+                raise Conflict(f"call {key!r} is no longer claimed by {owner}") from None
+            if _CHECK_FAILED not in text:
+                raise self._failed(e) from None
+            self._explain_failed_check(commits)
+            raise Conflict(f"commit conflicts with another writer: {_first_line(e)}") from None
         except psycopg.errors.UniqueViolation as e:
-            # an event at a taken position, or a child id started twice at once. The checks run
-            # after the writes (see _commit), so a lost lease may show as this first: say which.
-            rows = self._read(lambda conn: conn.execute(
-                "SELECT id, fence, last_seq, lease_owner FROM programs WHERE id = ANY(%s)",
-                ([c.program_id for c in commits],)).fetchall())
-            state = {r[0]: (r[1], r[2], r[3]) for r in rows}
-            for c in commits:
-                current = state.get(c.program_id)
-                if current is not None and (current[0] != c.fence or current[2] is None):
-                    _check(c, current)
+            # an event at a taken position, or a child id started twice at once
             raise Conflict(f"commit conflicts with another writer: {_first_line(e)}") from None
 
-    def _commit(self, conn: Conn, commits: list[Commit], now: float) -> None:
-        # One round trip for the whole group (pipeline mode; see _write), then COMMIT: lock every
-        # program the commits append to or send to, in id order (so two group commits never
-        # deadlock), reading what the fence and sequence checks need; write everything; and only
-        # then look at what the lock read. A failed check raises before COMMIT, so nothing of the
-        # group is kept, as if it had been checked first (the rows stay locked meanwhile).
-        ids = sorted({c.program_id for c in commits} | {t for c in commits for t, _, _ in c.sends})
-        locked = conn.execute("SELECT id, fence, last_seq, lease_owner FROM programs WHERE id = ANY(%s)"
-                              " ORDER BY id FOR UPDATE", (ids,))
-        checks: list[Callable[[], None]] = []
-        for batch in _rounds(commits):
-            self._apply_batch(conn, batch, now, checks)
-        state = {r[0]: (r[1], r[2], r[3]) for r in locked.fetchall()}
-        for batch in _rounds(commits):
-            for c in batch:
+    def _explain_failed_check(self, commits: list[Commit]) -> None:
+        """Raise what failed of the group's checks (UnknownProgram, LeaseLost, Conflict), read again."""
+        rows = self._read(lambda conn: conn.execute(
+            "SELECT id, fence, last_seq, lease_owner FROM programs WHERE id = ANY(%s)",
+            ([c.program_id for c in commits],)).fetchall())
+        state = {r[0]: (r[1], r[2], r[3]) for r in rows}
+        seen: set[str] = set()
+        for c in commits:
+            if c.program_id not in seen:
+                seen.add(c.program_id)
                 _check(c, state.get(c.program_id))
-            for c in batch:
-                fence, _, owner = state[c.program_id]
-                if c.restart_args is not None:
-                    state[c.program_id] = (fence, 1, None)
-                else:
-                    state[c.program_id] = (fence, c.base_seq + len(c.events), owner if c.keep_lease else None)
-        for check in checks:
-            check()
 
-    def _apply_batch(self, conn: Conn, batch: list[Commit], now: float, checks: list[Callable[[], None]]) -> None:
+    def _commit(self, conn: Conn, commits: list[Commit], now: float) -> None:
+        # One round trip for the whole group, COMMIT included (pipeline mode; see _write): lock
+        # every program the commits append to or send to, in id order (so two group commits never
+        # deadlock); check fences and sequence numbers in SQL against the locked rows (a failed
+        # check is an error, so the server skips the rest and rolls back: `commit` then says which
+        # check failed); write everything. Nothing is read back before COMMIT.
+        _check_group(commits)
+        ids = sorted({c.program_id for c in commits} | {t for c in commits for t, _, _ in c.sends})
+        conn.execute("SELECT 1 FROM programs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,))
+        first: dict[str, Commit] = {}
+        for c in commits:
+            first.setdefault(c.program_id, c)
+        # (a statement after the lock sees the locked rows' latest versions; nobody can change them now)
+        conn.execute(
+            "SELECT CASE WHEN p.id IS NULL OR p.fence <> e.fence OR p.lease_owner IS NULL OR p.last_seq <> e.seq"
+            f" THEN ('{_CHECK_FAILED} ' || e.id)::int END"
+            " FROM unnest(%b::text[], %b::bigint[], %b::bigint[]) AS e(id, fence, seq)"
+            " LEFT JOIN programs p ON p.id = e.id",
+            (list(first), [c.fence for c in first.values()], [c.base_seq for c in first.values()]))
+        for batch in _rounds(commits):
+            self._apply_batch(conn, batch, now)
+
+    def _apply_batch(self, conn: Conn, batch: list[Commit], now: float) -> None:
         """Apply commits of distinct programs with a few set-based statements (round trips are
         what a commit costs); the effect is the SQLite store's `_apply` of each in turn. Arrays
-        go in binary (%b): psycopg writes text-format arrays element by element in Python.
-        Checks of what the statements return go to `checks`, run once everything is sent."""
+        go in binary (%b): psycopg writes text-format arrays element by element in Python."""
         restarts = [c for c in batch if c.restart_args is not None]
         if restarts:  # continue_as_new: rare enough to apply one by one
             for c in restarts:
@@ -934,7 +970,7 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
                 self._create(conn, new, now)
         self._send_all(conn, [s for c in batch for s in c.sends], now)
         self._insert_calls(conn, batch, now)
-        self._record_done_calls(conn, batch, now, checks)
+        self._record_done_calls(conn, batch, now)
         cancel = [k for c in batch for k in c.cancel_calls]
         if cancel:
             conn.execute("UPDATE calls SET status = 'cancelled', lease_owner = NULL, updated_at = %s"
@@ -986,26 +1022,22 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
                     " deadline, status, attempt, next_at, lease_owner, lease_expires, attempt_deadline, created_at,"
                     " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
 
-    def _record_done_calls(self, conn: Conn, batch: list[Commit], now: float,
-                           checks: list[Callable[[], None]]) -> None:
+    def _record_done_calls(self, conn: Conn, batch: list[Commit], now: float) -> None:
         """Outcomes of calls the committing worker performed in process: each call must still be
-        claimed by that worker (else its attempt was given up meanwhile: Conflict)."""
+        claimed by that worker (else its attempt was given up meanwhile: an error in SQL, which
+        `commit` turns into Conflict)."""
         done = [(key, dumps(message), c.call_owner, ended_status(message))
                 for c in batch for key, message in c.done_calls]
         if not done:
             return
-        cur = conn.execute(
-            "UPDATE calls AS c SET status = d.status, outcome = d.outcome, lease_owner = NULL, lease_expires = NULL,"
-            " updated_at = %s FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS d(key, outcome, owner,"
-            " status) WHERE c.key = d.key AND c.status = 'claimed' AND c.lease_owner = d.owner RETURNING c.key",
-            (now, [d[0] for d in done], [d[1] for d in done], [d[2] for d in done], [d[3] for d in done]))
-
-        def check() -> None:
-            recorded = {r[0] for r in cur.fetchall()}
-            for key, _, owner, _ in done:
-                if key not in recorded:
-                    raise Conflict(f"call {key!r} is no longer claimed by {owner}")
-        checks.append(check)
+        conn.execute(
+            "WITH d AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS d(key, outcome,"
+            " owner, status)), u AS (UPDATE calls AS c SET status = d.status, outcome = d.outcome,"
+            " lease_owner = NULL, lease_expires = NULL, updated_at = %s FROM d"
+            " WHERE c.key = d.key AND c.status = 'claimed' AND c.lease_owner = d.owner RETURNING c.key)"
+            f" SELECT CASE WHEN u.key IS NULL THEN ('{_CALL_CHECK_FAILED} ' || d.key || ' ' || d.owner)::int END"
+            " FROM d LEFT JOIN u ON u.key = d.key",
+            ([d[0] for d in done], [d[1] for d in done], [d[2] for d in done], [d[3] for d in done], now))
 
     def _update_programs(self, conn: Conn, batch: list[Commit], now: float) -> None:
         conn.execute(
@@ -1338,6 +1370,18 @@ def _check(c: Commit, current: tuple[int, int, str | None] | None) -> None:
         raise LeaseLost(f"lease on {c.program_id!r} was lost (fence {c.fence}, now {fence})")
     if last_seq != c.base_seq:
         raise Conflict(f"{c.program_id!r}: expected last event {c.base_seq}, found {last_seq}")
+
+
+def _check_group(commits: list[Commit]) -> None:
+    """The checks of a group's later commits of a program against its earlier ones (the first
+    is checked against the store, in SQL): each must follow on from the one before."""
+    state: dict[str, tuple[int, int, str | None]] = {}
+    for c in commits:
+        current = state.get(c.program_id)
+        if current is not None:
+            _check(c, current)
+        last_seq = 1 if c.restart_args is not None else c.base_seq + len(c.events)
+        state[c.program_id] = (c.fence, last_seq, "held" if c.keep_lease and c.restart_args is None else None)
 
 
 def _rounds(commits: list[Commit]) -> Iterator[list[Commit]]:
