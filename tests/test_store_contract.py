@@ -340,6 +340,25 @@ def test_dead_holder_on_this_host_is_taken_over_at_once(any_store: Store) -> Non
         any_store.commit([Commit("p1", first.fence, 1, events=[("output", {"text": "zombie"})])], 102.0)
 
 
+def test_a_waiting_program_of_a_dead_holder_runs_again_only_with_something_to_do(any_store: Store) -> None:
+    """Its lease is let go at once, but a slice of a program that waits (say, for a call whose
+    attempt died with the same process) would find nothing new: it is claimed again when a
+    message arrives (the call run again), its timer is due, or it is cancelled."""
+    any_store.create_program(new(), 1.0)
+    c = claim_one(any_store, "w1", now=10.0)
+    any_store.commit([Commit("p1", c.fence, 1, events=[("output", {"text": "waits"})], wake_at=500.0)], 11.0)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    first = claim_one(any_store, "dead-worker", now=600.0, lease=1000.0, pid=proc.pid)  # (its timer was due)
+    any_store.commit([Commit("p1", first.fence, 2, events=[("output", {"text": "waits on"})], keep_lease=True)],
+                     601.0)
+    assert any_store.claim("w2", ME, HOST, 10.0, 700.0, 10) == []  # its lease is gone, and it has nothing to do
+    assert any_store.get_program("p1").lease_owner is None
+    any_store.send("p1", "inbox", "news", 701.0)
+    second = claim_one(any_store, "w2", now=702.0)
+    assert second.fence == first.fence + 1
+
+
 def test_live_holder_on_another_host_is_not_taken_over(any_store: Store) -> None:
     any_store.create_program(new(), 1.0)
     claim_one(any_store, "far", now=100.0, lease=1000.0, pid=999_999_999, host="elsewhere")
@@ -468,6 +487,21 @@ def test_calls_are_claimed_by_kind_and_name(any_store: Store) -> None:
     with pytest.raises(UnknownCall):
         any_store.get_call("nope")
     assert any_store.next_call_due("function") == 15.0  # the lease's end
+
+
+def test_outcomes_of_several_attempts_are_recorded_together(any_store: Store) -> None:
+    """finish_calls: one transaction for many outcomes (a connector's group commit), each
+    judged as finish_call would: done, retrying, stale (twice the same attempt, another
+    worker's), unknown."""
+    a, b, c = start_calls(any_store, ("function", "f"), ("function", "f"), ("function", "f"))
+    claims = {cl.key: cl for cl in any_store.claim_calls("c1", "function", None, 10.0, 5.0, 10)}
+    ok, failed = CallOutcome(ok=True, result=1), CallOutcome(ok=False, error={"type": "E", "message": "m"})
+    got = any_store.finish_calls([(a, "c1", claims[a].attempt, ok), (b, "c1", claims[b].attempt, failed),
+                                  (a, "c1", claims[a].attempt, ok), (c, "c2", claims[c].attempt, ok),
+                                  ("nope", "c1", 1, ok)], 6.0)
+    assert got == ["done", "retrying", "stale", "stale", "unknown"]
+    assert [m.channel for m in any_store.inbox("p1")] == ["call:2"]
+    assert {k: any_store.get_call(k).status for k in (a, b, c)} == {a: "done", b: "pending", c: "claimed"}
 
 
 def test_successful_call_is_delivered_and_wakes_the_program(any_store: Store) -> None:

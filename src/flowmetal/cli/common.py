@@ -223,14 +223,14 @@ def connector_options(fn: Any) -> Any:
 
 def make_services(rt: Any, functions_file: str | None, no_http: bool, worker: Any = None,
                   housekeeping: bool = False, retain: str | None = None, secrets_file: str | None = None,
-                  node: NodeOptions | None = None) -> Any:
+                  node: NodeOptions | None = None, concurrency: int = 16) -> Any:
     from flowmetal.connectors.services import Services
     from flowmetal.durations import parse_duration
 
     keep = parse_duration(retain, "--retain") if retain is not None else None
     return Services(rt, functions_file=functions_file, http=not no_http, interpreter=worker is not None,
                     worker=worker, housekeeping=housekeeping, retain=keep, secrets_file=secrets_file,
-                    egress=node.egress if node is not None else None)
+                    egress=node.egress if node is not None else None, concurrency=concurrency)
 
 
 retain_option = click.option(

@@ -41,11 +41,14 @@ def worker(store_url: str | None, concurrency: int, functions_file: str | None, 
     start_observing(log_format, log_level, "flowmetal-worker")
     rt = make_runtime(store_url, public_url, node)
     services = make_services(rt, functions_file, no_http, housekeeping=True, retain=retain,
-                             secrets_file=secrets_file, node=node)
+                             secrets_file=secrets_file, node=node, concurrency=concurrency)
     w = Worker(rt, concurrency=concurrency, functions=services.functions, http=services.http)
     w.install_signal_handlers()
     serve_metrics(metrics_port, rt.store)
     services.start()
+    # (started when the executors are up, slices can run; the worker claims meanwhile, and the
+    # calls a killed predecessor held are run again meanwhile)
+    w.wait_ready()
     logs.logger("worker").info("worker started", extra={"fields": {
         "store": rt.store.url, "concurrency": concurrency,
         "functions": sorted(services.functions.functions) if services.functions is not None else None}})

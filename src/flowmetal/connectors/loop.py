@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from flowmetal.observe import logs, metrics
-from flowmetal.store.base import CallClaim, CallOutcome, Listener, NullListener, Store, UnknownCall
+from flowmetal.store.base import CallClaim, CallOutcome, Listener, NullListener, Store
 from flowmetal.store.shared import holder_id
 
 Perform = Callable[[CallClaim], CallOutcome]
@@ -42,6 +42,7 @@ class CallLoop:
         self._inflight: dict[str, CallClaim] = {}
         self._lock = threading.Lock()
         self.finished = 0
+        self.settler = Settler(store, self.id, clock)
 
     def stop(self) -> None:
         self.stop_requested.set()
@@ -102,17 +103,14 @@ class CallLoop:
                 if delay:
                     time.sleep(delay)
                 try:
-                    status = self.store.finish_call(claim.key, self.id, claim.attempt, outcome, self.clock())
-                except UnknownCall:
-                    break  # its program was pruned, or started over (continue_as_new): nobody waits
+                    status = self.settler.finish(claim, outcome)
                 except Exception as e:
                     metrics.STORE_ERRORS.labels("finish_call").inc()
                     logs.event(log, logging.WARNING, f"cannot record a call's outcome: {e}", key=claim.key,
                                connector=self.label)
                     continue
-                if status == "done":
-                    self.store.notify()  # the program waiting for it
-                self.finished += 1
+                # ("unknown": its program was pruned, or started over (continue_as_new): nobody waits)
+                self.finished += status != "unknown"
                 break
             # if it never got recorded, the lease expires and another attempt runs: at least once
         finally:
@@ -135,3 +133,69 @@ class CallLoop:
             for claim in held:
                 with contextlib.suppress(Exception):
                     self.store.heartbeat_call(claim.key, self.id, claim.attempt, self.lease, self.clock())
+
+
+class Settler:
+    """Records attempts' outcomes for the threads that performed them, together: while one
+    transaction commits, the outcomes that arrive meanwhile wait and go in the next one (group
+    commit). At a steady pace that is one outcome per commit, as before; when many finish at
+    once — the calls of a crashed worker, run again together — a few commits record them all."""
+
+    def __init__(self, store: Store, worker: str, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.worker = worker
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._committing = False
+
+    def finish(self, claim: CallClaim, outcome: CallOutcome) -> str:
+        """The attempt's status as `Store.finish_call` says it ("unknown" for a call the store no
+        longer holds); raises what the store raised."""
+        mine = _Pending(claim, outcome)
+        with self._lock:
+            self._queue.append(mine)
+            mine.lead = not self._committing
+            self._committing = True
+        if not mine.lead:
+            mine.wake.wait()  # committed by another thread, or this one's turn to commit
+        if not mine.settled:  # commit what is queued (this one included), then hand over
+            self._commit_queued()
+        if mine.error is not None:
+            raise mine.error
+        return mine.status
+
+    def _commit_queued(self) -> None:
+        with self._lock:
+            batch, self._queue = self._queue, []
+        try:
+            statuses = self.store.finish_calls(
+                [(p.claim.key, self.worker, p.claim.attempt, p.outcome) for p in batch], self.clock())
+        except Exception as e:
+            for p in batch:
+                p.error = e
+        else:
+            for p, status in zip(batch, statuses, strict=True):
+                p.status = status
+            if "done" in statuses:
+                with contextlib.suppress(Exception):
+                    self.store.notify()  # the programs waiting for them
+        with self._lock:
+            for p in batch:
+                p.settled = True
+                p.wake.set()
+            if self._queue:  # arrived meanwhile: the first of them commits the next batch
+                self._queue[0].wake.set()
+            else:
+                self._committing = False
+
+
+class _Pending:
+    def __init__(self, claim: CallClaim, outcome: CallOutcome) -> None:
+        self.claim = claim
+        self.outcome = outcome
+        self.status = ""
+        self.error: Exception | None = None
+        self.lead = False  # this thread commits the next batch
+        self.settled = False
+        self.wake = threading.Event()  # settled, or this thread's turn to commit

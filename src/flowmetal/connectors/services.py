@@ -30,11 +30,14 @@ class Services:
         self.scheduler = Scheduler(runtime.store) if housekeeping else None
         self.functions: FunctionWorker | None = None
         if functions_file is not None:
-            self.functions = FunctionWorker(runtime.store, secrets=secrets)
+            # (as many calls at once as the interpreter runs programs: after a crash every call its
+            # predecessor held is run again here at once, not 8 at a time)
+            self.functions = FunctionWorker(runtime.store, secrets=secrets, concurrency=max(8, concurrency))
             self.functions.add(load_functions_file(functions_file))
         # the interpreter performs calls to these functions itself (one commit per call); the
         # function worker serves the rest (retries, calls requested by other processes)
-        self.http = HttpConnector(runtime.store, secrets=secrets, egress=egress) if http else None
+        self.http = (HttpConnector(runtime.store, secrets=secrets, egress=egress, concurrency=max(16, concurrency))
+                     if http else None)
         self.worker = worker if worker is not None else (
             Worker(runtime, concurrency=concurrency, functions=self.functions, http=self.http)
             if interpreter else None)

@@ -241,6 +241,12 @@ class ExecutorPool:
     def busy(self) -> bool:
         return bool(self.flight)
 
+    def wait_started(self, timeout: float) -> bool:
+        """Wait until every executor process is up (they start at once, in parallel): whether
+        they all are."""
+        deadline = time.monotonic() + timeout
+        return all(slot.started.wait(max(0.0, deadline - time.monotonic())) for slot in self.slots)
+
     def in_flight(self) -> int:
         return len(self.flight)
 
@@ -373,6 +379,7 @@ class _Slot:
         self.failures = 0  # executor starts that failed in a row
         self.thread = threading.Thread(target=self._loop, name=f"flowmetal-executor-{index}", daemon=True)
         self._lock = threading.Lock()
+        self.started = threading.Event()  # its first executor is up (or failed to start)
 
     def _loop(self) -> None:
         pool = self.pool
@@ -380,6 +387,8 @@ class _Slot:
             self._ensure()
         except ExecutorError as e:
             logs.event(_log, logging.ERROR, str(e))
+        finally:
+            self.started.set()
         while True:
             job = pool._next(self)
             if job is None:

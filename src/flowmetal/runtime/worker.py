@@ -107,6 +107,10 @@ class Worker:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
 
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """Wait until slices can run (the executor processes are up); whether they can."""
+        return self.slices.wait_started(timeout) if isinstance(self.slices, ExecutorPool) else True
+
     def stop(self) -> None:
         self.stop_requested.set()
         self.notifier.interrupt()
@@ -115,7 +119,8 @@ class Worker:
         """Work until stopped (or `until()` is true, or nothing is left to do with `idle_exit`)."""
         if self.notify:
             self.notifier = self.store.listener()
-            if self.stop_requested.is_set():
+            if self.stop_requested.is_set():  # stopped while starting up (see wait_ready)
+                self.notifier.close()
                 return
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
         heartbeat.start()

@@ -642,6 +642,19 @@ class Store(OperationsStore):
         attempt is scheduled) or "stale" (the attempt was given up or the call finished: ignored,
         so a result is recorded once)."""
 
+    def finish_calls(self, done: Sequence[tuple[str, str, int, CallOutcome]], now: float) -> list[str]:
+        """Record several attempts' outcomes, each (key, worker, attempt, outcome), in one
+        transaction where the backend can (a connector's group commit: after a crash every
+        recovered call finishes at once). Per attempt what `finish_call` says, or "unknown" for
+        a key this store does not hold."""
+        out = []
+        for key, worker, attempt, outcome in done:
+            try:
+                out.append(self.finish_call(key, worker, attempt, outcome, now))
+            except UnknownCall:
+                out.append("unknown")
+        return out
+
     @abstractmethod
     def get_call(self, key: str) -> CallRow: ...
 

@@ -103,6 +103,7 @@ from flowmetal.store.shared import (
     holder_died,
     local_owner_alive,
     pid_alive,
+    runnable_after_holder_died,
 )
 
 SCHEMA_VERSION = 7
@@ -867,13 +868,13 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         for program_id, lease_pid, fence in rows:
             if lease_pid and not pid_alive(lease_pid):
                 # one row per statement: never holds one program's lock while waiting for another's
-                self._clear_lease(program_id, fence)
+                self._clear_lease(program_id, fence, now)
                 holder_died(program_id, lease_pid)
 
-    def _clear_lease(self, program_id: str, fence: int) -> None:
+    def _clear_lease(self, program_id: str, fence: int, now: float) -> None:
         self._write(lambda conn: conn.execute(
-            "UPDATE programs SET lease_owner = NULL, lease_expires = NULL, runnable = 1"
-            " WHERE id = %s AND fence = %s", (program_id, fence)), tx=False, idempotent=True)
+            f"UPDATE programs SET lease_owner = NULL, lease_expires = NULL, runnable = {runnable_after_holder_died('%s')}"
+            " WHERE id = %s AND fence = %s", (now, program_id, fence)), tx=False, idempotent=True)
 
     def renew(self, worker: str, program_ids: list[str], lease: float, now: float) -> list[str]:
         if not program_ids:
@@ -1284,17 +1285,33 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         return bool(rows)
 
     def finish_call(self, key: str, worker: str, attempt: int, outcome: CallOutcome, now: float) -> str:
-        def run(conn: Conn) -> str:
-            owner = conn.execute("SELECT program_id FROM calls WHERE key = %s", (key,)).fetchone()
-            if owner is None:
-                raise UnknownCall(f"no call with key {key!r} in {self.settings.display}")
-            status = self._lock_programs(conn, [owner[0]]).get(owner[0])  # the program first, as a commit does
-            r = conn.cursor(row_factory=dict_row).execute("SELECT * FROM calls WHERE key = %s FOR UPDATE",
-                                                          (key,)).fetchone()
-            assert r is not None  # calls are never deleted
-            if r["status"] != "claimed" or r["attempt"] != attempt or r["lease_owner"] != worker:
-                return "stale"
-            return self._settle(conn, r, outcome, now, status)
+        (status,) = self.finish_calls([(key, worker, attempt, outcome)], now)
+        if status == "unknown":
+            raise UnknownCall(f"no call with key {key!r} in {self.settings.display}")
+        return status
+
+    def finish_calls(self, done: Sequence[tuple[str, str, int, CallOutcome]], now: float) -> list[str]:
+        if not done:
+            return []
+        keys = sorted({d[0] for d in done})
+
+        def run(conn: Conn) -> list[str]:
+            owners = conn.execute("SELECT program_id FROM calls WHERE key = ANY(%s)", (keys,)).fetchall()
+            # the programs first (sorted), as a commit locks them; then their calls (sorted)
+            statuses = self._lock_programs(conn, sorted({o[0] for o in owners}))
+            rows = {r["key"]: r for r in conn.cursor(row_factory=dict_row).execute(
+                "SELECT * FROM calls WHERE key = ANY(%s) ORDER BY key FOR UPDATE", (keys,)).fetchall()}
+            out = []
+            for key, worker, attempt, outcome in done:
+                r = rows.get(key)
+                if r is None:
+                    out.append("unknown")
+                elif r["status"] != "claimed" or r["attempt"] != attempt or r["lease_owner"] != worker:
+                    out.append("stale")
+                else:
+                    out.append(self._settle(conn, r, outcome, now, statuses.get(r["program_id"])))
+                    rows[key] = dict(r, status="settled")  # (the same attempt twice: the second is stale)
+            return out
         return self._write(run)
 
     def _settle(self, conn: Conn, r: dict[str, Any], outcome: CallOutcome, now: float,

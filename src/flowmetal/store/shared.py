@@ -52,6 +52,17 @@ def claim_candidates(mark: str, sqlite: bool = False) -> str:
             f" AND lease_expires < {mark} ORDER BY lease_expires LIMIT {mark}) AS lapsed")
 
 
+def runnable_after_holder_died(mark: str) -> str:
+    """A program's `runnable` once the process that held its lease is gone: runnable if it has
+    something to do (a message, a due timer, a cancel request, or it never waited yet), else
+    as it was. Its slice was lost, but a waiting program's slice only runs for one of those; a
+    program waiting for a call whose attempt died with the same process is woken when the call
+    is run again — restoring it before would be a slice with nothing to do. Parameter: now."""
+    return ("CASE WHEN runnable = 1 OR status <> 'waiting' OR cancel_requested = 1"
+            f" OR (wake_at IS NOT NULL AND wake_at <= {mark})"
+            " OR EXISTS (SELECT 1 FROM inbox WHERE inbox.program_id = programs.id) THEN 1 ELSE 0 END")
+
+
 def branch_size(limit: int) -> int:
     """How many of each kind a claim of `limit` programs considers: enough that claimers racing
     for the same oldest programs (each skips rows another has locked) still find `limit`."""

@@ -73,6 +73,7 @@ from flowmetal.store.shared import (
     lease_end,
     local_owner_alive,
     pid_alive,
+    runnable_after_holder_died,
 )
 from flowmetal.store.wake import SocketListener, notify_all
 
@@ -486,8 +487,9 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
             return
         with self._write() as db:
             for program_id, fence, _ in dead:
-                db.execute("UPDATE programs SET lease_owner = NULL, lease_expires = NULL, runnable = 1"
-                           " WHERE id = ? AND fence = ?", (program_id, fence))
+                db.execute("UPDATE programs SET lease_owner = NULL, lease_expires = NULL,"
+                           f" runnable = {runnable_after_holder_died('?')} WHERE id = ? AND fence = ?",
+                           (now, program_id, fence))
         for program_id, _, pid in dead:
             holder_died(program_id, pid)
 
@@ -775,13 +777,23 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
             return True
 
     def finish_call(self, key: str, worker: str, attempt: int, outcome: CallOutcome, now: float) -> str:
+        (status,) = self.finish_calls([(key, worker, attempt, outcome)], now)
+        if status == "unknown":
+            raise UnknownCall(f"no call with key {key!r} in {self.url}")
+        return status
+
+    def finish_calls(self, done: Sequence[tuple[str, str, int, CallOutcome]], now: float) -> list[str]:
+        out = []
         with self._write() as db:
-            r = db.execute("SELECT * FROM calls WHERE key = ?", (key,)).fetchone()
-            if r is None:
-                raise UnknownCall(f"no call with key {key!r} in {self.url}")
-            if r["status"] != "claimed" or r["attempt"] != attempt or r["lease_owner"] != worker:
-                return "stale"
-            return self._settle(db, r, outcome, now)
+            for key, worker, attempt, outcome in done:
+                r = db.execute("SELECT * FROM calls WHERE key = ?", (key,)).fetchone()
+                if r is None:
+                    out.append("unknown")
+                elif r["status"] != "claimed" or r["attempt"] != attempt or r["lease_owner"] != worker:
+                    out.append("stale")
+                else:
+                    out.append(self._settle(db, r, outcome, now))
+        return out
 
     def _settle(self, db: sqlite3.Connection, r: sqlite3.Row, outcome: CallOutcome, now: float) -> str:
         """Apply one attempt's outcome: deliver it, or schedule the next attempt."""
