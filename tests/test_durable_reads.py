@@ -156,3 +156,23 @@ def test_a_seeded_module_generator_reads_nothing() -> None:
 
     assert res.error_line is None, res.error_line
     assert res.output == f"{host.Random(7).random()} {host.Random(3).random()}\n"
+
+
+def test_time_sleep_is_the_durable_sleep_wherever_it_is_called() -> None:
+    # the compiler's wait analysis knows time.sleep waits: a helper that calls it is resumable,
+    # however it is named or passed
+    from flowmetal.machine.api import compile_program, run_program
+
+    source = ("import time\nfrom time import sleep as nap\n\ndef helper(n):\n    time.sleep(n)\n    return n\n\n"
+              "def other(n):\n    nap(n)\n    return n\n\n"
+              "print(helper(3), other(4), list(map(time.sleep, [1, 2])), max([5], key=time.sleep), min([6], key=nap))\n")
+    asked: list[tuple[str, tuple[object, ...]]] = []
+
+    def handle(req: object) -> None:
+        asked.append((req.name, req.args))  # type: ignore[attr-defined]
+
+    res = run_program(compile_program(source, "sleepy.flow"), handle_effect=handle)
+    assert res.error_line is None, res.traceback
+    assert res.output == "3 4 [None, None] 5 6\n"
+    assert asked == [("sleep", (3,)), ("sleep", (4,)), ("sleep", (1,)), ("sleep", (2,)), ("sleep", (5,)),
+                     ("sleep", (6,))]

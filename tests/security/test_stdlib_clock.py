@@ -174,3 +174,18 @@ def test_each_program_has_its_own_module_state() -> None:
 def test_calendar_prints_to_the_program_not_the_host() -> None:
     outcome = attempt("import calendar\ncalendar.prmonth(2024, 2)\ncalendar.TextCalendar().prweek([(1, 0)] * 7, 2)\n")
     assert outcome.error_line is None and outcome.output.startswith("   February 2024\n")
+
+
+def test_a_subclass_type_object_offers_flowmetals_routed_methods_not_the_hosts() -> None:
+    # (for when programs define classes: `class Stamp(datetime)` must not reach the host's
+    # `datetime.now`, which reads the host's clock and local zone)
+    import datetime
+
+    from flowmetal.machine.access import UnboundBuiltin, fm_getattr
+
+    class Stamp(datetime.datetime):
+        pass
+
+    for name in ("now", "today", "utcnow", "fromtimestamp", "timestamp", "astimezone", "strftime"):
+        assert isinstance(fm_getattr(Stamp, name), UnboundBuiltin), name
+    assert fm_getattr(Stamp, "fromtimestamp")(0) == datetime.datetime(1970, 1, 1)

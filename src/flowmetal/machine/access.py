@@ -407,6 +407,10 @@ def _class_attrs(cls: Any) -> dict[str, Any]:
     kind = _KIND_OF[cls]
     attrs = {"__name__": cls.__name__, "__qualname__": cls.__qualname__}
     attrs.update((m, getattr(cls, m)) for m in kind.methods if hasattr(cls, m))
+    # a routed method is Flowmetal's on a subclass's type object too, never the host's it inherits
+    # (`datetime.now` reads the durable clock, the host's the host's)
+    base = next((_CLASS_ATTRS[id(b)] for b in cls.__mro__[1:] if id(b) in _CLASS_ATTRS), {})
+    attrs.update((m, base[m]) for m in kind.routed & kind.methods if isinstance(base.get(m), UnboundBuiltin))
     _CLASS_ATTRS[id(cls)] = attrs
     _CLASS_HOLDERS[id(cls)] = cls
     return attrs
