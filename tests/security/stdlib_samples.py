@@ -50,6 +50,9 @@ def stdlib_values() -> list[Any]:
     dec = get_module("decimal")
     ctx = dec.Context(prec=5)
     values += [dec.Decimal("1.5"), ctx, dec.Decimal("1.5").as_tuple(), ctx.flags]
+    tw, pp, qu = get_module("textwrap"), get_module("pprint"), get_module("queue")
+    values += [tw.TextWrapper(width=10), pp.PrettyPrinter(), qu.Queue(), qu.LifoQueue(), qu.PriorityQueue(),
+               qu.SimpleQueue()]
     values += workflow_values()
     return values
 

@@ -70,6 +70,22 @@ ESCAPES = {
     "decimal_c_module": 'import decimal\nprint("{0._decimal}".format(decimal))\n',
     "decimal_signal_dict_internals": 'import decimal\nprint("{0._as_dict}".format(decimal.getcontext().flags))\n',
     "decimal_method_base": 'import decimal\nprint("{0.exp.__globals__}".format(decimal.Decimal(1)))\n',
+    # -- textwrap, pprint, queue ----------------------------------------------------------------
+    "textwrap_pattern": 'import textwrap\nprint("{0.wordsep_re}".format(textwrap.TextWrapper()))\n',
+    "textwrap_pattern_static": "import textwrap\nprint(textwrap.TextWrapper().wordsep_re)\n",
+    "textwrap_class_pattern": 'import textwrap\nprint("{0.wordsep_re}".format(textwrap.TextWrapper))\n',
+    "textwrap_trans": 'import textwrap\nprint("{0.unicode_whitespace_trans}".format(textwrap.TextWrapper()))\n',
+    "textwrap_private": 'import textwrap\nprint("{0._split}".format(textwrap.TextWrapper()))\n',
+    "pprint_stream": "import pprint\npprint.pprint([1], stream=1)\n",
+    "pprint_dispatch": 'import pprint\nprint("{0._dispatch}".format(pprint.PrettyPrinter()))\n',
+    "pprint_safe_repr": 'import pprint\nprint("{0._safe_repr}".format(pprint.PrettyPrinter()))\n',
+    "pprint_huge_indent": "import pprint\npprint.pprint([[1, 2]] * 3, indent=10**12, width=1)\n",
+    "queue_internal": 'import queue\nprint("{0._fm_items}".format(queue.SimpleQueue()))\n',
+    "queue_mutex": 'import queue\nprint("{0.mutex}".format(queue.Queue()))\n',
+    "queue_blocking_get": "import queue\nqueue.Queue().get()\n",
+    "queue_blocking_put": "import queue\nq = queue.Queue(1)\nq.put(1)\nq.put(2)\n",
+    "queue_join": "import queue\nq = queue.Queue()\nq.put(1)\nq.join()\n",
+    "queue_copy": "import copy, queue\ncopy.deepcopy(queue.Queue())\n",
     "regression_type": "import statistics\nr = statistics.linear_regression([1, 2], [1, 2])\nprint(type(r)(1, 2))\n",
 }
 
@@ -78,11 +94,14 @@ ESCAPES = {
 def test_escape_is_stopped(name: str, tmp_path: Path) -> None:
     with no_host_effect(tmp_path) as marker:
         outcome = attempt(ESCAPES[name], marker)
-    stopped(outcome, "AttributeError", "TypeError", "ValueError", "ImportError", "NameError", "KeyError")
+    stopped(outcome, "AttributeError", "TypeError", "ValueError", "ImportError", "NameError", "KeyError",
+            "RuntimeError")
     assert "0x" not in outcome.output
 
 
 RUNAWAYS = {
+    "textwrap_many": "import textwrap\ntext = 'word ' * 50_000\nfor i in range(10):\n    textwrap.wrap(text, 8)",
+    "pprint_many": "import pprint\nrow = list(range(100_000))\nfor i in range(10):\n    pprint.pformat(row)",
     # a context at the highest precision allowed: each expensive operation is charged first
     **{f"decimal_{op}": ("import decimal\ndecimal.setcontext(decimal.Context(prec=100_000))\n"
                          f"print(decimal.Decimal(3).{op}())") for op in ("exp", "ln", "log10", "sqrt")},
@@ -111,6 +130,11 @@ RUNAWAYS = {
                              "for i in range(10):\n    t.substitute(a='')"),
 }
 HUGE = {
+    "textwrap_indent": "import textwrap\nprint(len(textwrap.indent('a\\n' * 100_000, 'x' * 10_000)))",
+    # an indent wider than the width: one character per line, each after the whole indent
+    "textwrap_wrap_indents": ("import textwrap\n"
+                              "print(len(textwrap.wrap('a' * 100_000, width=10, subsequent_indent='x' * 10_000)))"),
+    "textwrap_tabsize": "import textwrap\nprint(textwrap.wrap('a\\tb' * 100, tabsize=10**9))",
     "decimal_format_f": 'import decimal\nprint(len(format(decimal.Decimal("1e999999999"), "f")))',
     "decimal_format_precision": 'import decimal\nprint(len(f"{decimal.Decimal(1):.999999999f}"))',
     "decimal_fraction": 'import decimal, fractions\nprint(fractions.Fraction(decimal.Decimal("1e999999999")))',
@@ -146,6 +170,19 @@ def test_each_program_has_its_own_decimal_context() -> None:
     second = attempt("import decimal\nprint(decimal.Decimal(1) / 3, decimal.getcontext().flags[decimal.Inexact])\n")
     assert first.output == "0.33333\n" and second.output == "0.3333333333333333333333333333 True\n"
     assert decimal.getcontext().prec == 28  # the host's own is left as it was
+
+
+def test_queue_get_on_empty_says_it_would_block_forever() -> None:
+    outcome = attempt("import queue\nqueue.Queue().get()\n")
+    assert outcome.error_line is not None and outcome.error_line.startswith("RuntimeError: get() on an empty queue "
+                                                                            "would block forever")
+
+
+def test_pprint_writes_no_addresses_or_ids() -> None:
+    outcome = attempt("import pprint\ndef f():\n    pass\nx = [f, {'k': f}]\nx.append(x)\npprint.pprint(x)\n"
+                      "print(pprint.saferepr(x), pprint.pformat(x, width=10))\n")
+    assert outcome.error_line is None and "0x" not in outcome.output and "id=" not in outcome.output, outcome
+    assert "<function f>" in outcome.output and "<Recursion on list>" in outcome.output
 
 
 def test_deepcopy_of_a_deep_structure_does_not_recurse_on_the_host() -> None:

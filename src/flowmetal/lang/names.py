@@ -115,6 +115,9 @@ STD_MODULES: frozenset[str] = frozenset({
     "random",
     "uuid",
     "calendar",
+    "textwrap",
+    "pprint",
+    "queue",
 })
 
 # Standard (and well-known) modules whose purpose is input and output: importing one is refused

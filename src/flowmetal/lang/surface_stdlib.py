@@ -153,6 +153,22 @@ def stdlib_kinds() -> list[Kind]:
              methods=_names("count index"), data=_names("digits exponent sign"), group="modules"),
         Kind("decimal.SignalDict", "A context's `flags` or `traps`: a mapping from signals to booleans.",
              methods=_names("clear copy get items keys pop popitem setdefault update values"), group="modules"),
+        # -- textwrap, pprint, queue --------------------------------------------------------
+        Kind("textwrap.TextWrapper", "A text wrapper with its options (`textwrap.TextWrapper`).",
+             methods=_names("fill wrap"),
+             data=_names("break_long_words break_on_hyphens drop_whitespace expand_tabs fix_sentence_endings "
+                         "initial_indent max_lines placeholder replace_whitespace subsequent_indent tabsize width"),
+             refused=_names("sentence_end_re unicode_whitespace_trans wordsep_re wordsep_simple_re"),
+             type_reachable=True, group="modules"),
+        Kind("pprint.PrettyPrinter", "A pretty printer with its options (`pprint.PrettyPrinter`).",
+             methods=_names("format isreadable isrecursive pformat pprint"), type_reachable=True, group="modules"),
+        *[Kind(f"queue.{n}", f"A {what} queue (`queue.{n}`), for one thread.",
+               methods=_names("empty full get get_nowait join put put_nowait qsize task_done"),
+               data=_names("maxsize queue unfinished_tasks"), type_reachable=True, group="modules")
+          for n, what in (("Queue", "first-in, first-out"), ("LifoQueue", "last-in, first-out"),
+                          ("PriorityQueue", "lowest-first"))],
+        Kind("queue.SimpleQueue", "An unbounded first-in, first-out queue (`queue.SimpleQueue`).",
+             methods=_names("empty get get_nowait put put_nowait qsize"), type_reachable=True, group="modules"),
         # -- typing ---------------------------------------------------------------------
         Kind("typing._SpecialForm", "A name from `typing` (`List`, `Optional[int]`, ...): for annotations "
              "only; it prints as in CPython, can be subscripted and compared, and creates nothing.",
@@ -202,6 +218,13 @@ def stdlib_modules() -> list[ModuleSurface]:
                              "InvalidOperation MAX_PREC Overflow ROUND_05UP ROUND_CEILING ROUND_DOWN ROUND_FLOOR "
                              "ROUND_HALF_DOWN ROUND_HALF_EVEN ROUND_HALF_UP ROUND_UP Rounded Subnormal Underflow "
                              "getcontext setcontext")),
+        ModuleSurface("textwrap", "`wrap`, `fill`, `shorten`, `dedent`, `indent`, `TextWrapper`.",
+                      _names("TextWrapper dedent fill indent shorten wrap")),
+        ModuleSurface("pprint", "`pprint`, `pformat`, `pp`, `saferepr`, `isreadable`, `isrecursive`, "
+                      "`PrettyPrinter` (no `stream=`).",
+                      _names("PrettyPrinter isreadable isrecursive pformat pp pprint saferepr")),
+        ModuleSurface("queue", "`Queue`, `LifoQueue`, `PriorityQueue`, `SimpleQueue`, `Empty`, `Full`, for one "
+                      "thread.", _names("Empty Full LifoQueue PriorityQueue Queue SimpleQueue")),
         ModuleSurface("typing", "Names for annotations (never evaluated), and `cast`, `TypeVar`, "
                       "`TYPE_CHECKING` (False).", TYPING_MEMBERS),
     ]

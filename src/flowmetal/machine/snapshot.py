@@ -250,6 +250,8 @@ def restore(data: bytes, *, host_module: dict[str, Any] | None = None, limits: L
     state = machine.codec.decode(data, adopt=(6, machine.user_globals))
     (_, _, _, _, _, args, globs, tasks, pending, next_request, next_task, output) = state[:12]
     if len(state) > 12:  # (snapshots made before the standard modules kept state have 12 fields)
+        if not isinstance(state[12], dict):
+            raise SnapshotError("corrupt snapshot: the standard modules' state is not a mapping")
         machine.module_state = state[12]
     machine.args = args
     if globs is not machine.user_globals:  # pragma: no cover - adopted while decoding

@@ -32,9 +32,12 @@ from flowmetal.machine.stdlib import hmac as _hmac
 from flowmetal.machine.stdlib import itertools as _itertools
 from flowmetal.machine.stdlib import namedtuples as _namedtuples
 from flowmetal.machine.stdlib import operator as _operator
+from flowmetal.machine.stdlib import pprint as _pprint
+from flowmetal.machine.stdlib import queue as _queue
 from flowmetal.machine.stdlib import random as _random
 from flowmetal.machine.stdlib import statistics as _statistics
 from flowmetal.machine.stdlib import string as _string
+from flowmetal.machine.stdlib import textwrap as _textwrap
 from flowmetal.machine.stdlib import time as _time
 from flowmetal.machine.stdlib import typing as _typing
 from flowmetal.machine.stdlib import urllib as _urllib
@@ -76,6 +79,9 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "random": _random.members,
     "uuid": _uuid.members,
     "calendar": _calendar.members,
+    "textwrap": _textwrap.members,
+    "pprint": _pprint.members,
+    "queue": _queue.members,
 }
 
 CODEC_HOOKS: list[Callable[[Any], None]] = [
@@ -103,6 +109,9 @@ CODEC_HOOKS: list[Callable[[Any], None]] = [
     _random.register_codec,
     _uuid.register_codec,
     _calendar.register_codec,
+    _textwrap.register_codec,
+    _pprint.register_codec,
+    _queue.register_codec,
 ]
 
 # module function -> the name of its resumable version in `lang/prelude.flow`, which the machine

@@ -58,8 +58,12 @@ LEAVE_HOOKS: list[Callable[[Machine], None]] = []
 
 def enter(machine: Machine) -> contextvars.Token[Machine | None]:
     token = _CURRENT.set(machine)
-    for hook in ENTER_HOOKS:
-        hook(machine)
+    try:
+        for hook in ENTER_HOOKS:
+            hook(machine)
+    except BaseException:
+        _CURRENT.reset(token)
+        raise
     return token
 
 

@@ -294,7 +294,7 @@ def _program_context() -> Context:
     except RuntimeError:
         return _d.getcontext()  # type: ignore[return-value]
     ctx = state.get("decimal")
-    if ctx is None:
+    if not isinstance(ctx, Context):
         ctx = state["decimal"] = Context()
         _d.setcontext(ctx)
     return ctx
@@ -318,7 +318,7 @@ def setcontext(context: Any, /) -> None:
 
 def _on_enter(machine: Any) -> None:
     ctx = machine.module_state.get("decimal")
-    if ctx is not None:
+    if isinstance(ctx, _BaseContext):
         _d.setcontext(ctx)
 
 
