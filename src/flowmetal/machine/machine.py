@@ -219,9 +219,9 @@ class Machine:
         sys.set_int_max_str_digits(INT_MAX_STR_DIGITS)
         set_active(self.limits)
         running = std_context.enter(self)
-        self.ticks.start()
-        main_task = self.tasks[1]
         try:
+            self.ticks.start()
+            main_task = self.tasks[1]
             if len(self.tasks) == 1 and main_task.status == "runnable":
                 self._run_task(main_task)  # the common case: no spawned tasks
             if len(self.tasks) > 1:
