@@ -88,9 +88,51 @@ def _copier(x: Any, what: str) -> Copier:
     copier = _COPIERS.get(t)
     if copier is None and own_table(t) is not None:  # a class the program made: copied as its base is
         copier = next((_COPIERS[base] for base in t.__mro__[1:] if base in _COPIERS), None)
+    if copier is None and _is_program_instance(t):
+        copier = _INSTANCE
     if copier is None:
         raise _refuse(x, what)
     return copier
+
+
+# -- instances of the program's own classes -------------------------------------------------
+# Copied as CPython copies an object through `__reduce_ex__(4)`: a new instance made without
+# calling `__init__` (`cls.__new__(cls)`; an exception with its args), then its attributes —
+# the same ones for `copy`, copies of them for `deepcopy` (the new instance is remembered
+# first, so an attribute referring back to the instance refers to the copy).
+
+
+def _is_program_instance(t: type) -> bool:
+    from flowmetal.machine.classes import FlowObject
+
+    return issubclass(t, FlowObject) and hasattr(t, "__dict__")
+
+
+def _new_instance(x: Any) -> Any:
+    cls: Any = type(x)
+    if isinstance(x, BaseException):
+        new = cls.__new__(cls, *x.args)
+        new.args = x.args
+        return new
+    return cls.__new__(cls)
+
+
+def _instance_shallow(x: Any) -> Any:
+    new = _new_instance(x)
+    state = getattr(x, "__dict__", None)
+    if state:
+        charge(len(state))
+        new.__dict__.update(state)
+    return new
+
+
+def _instance_fill(shell: Any, x: Any, parts: list[Any]) -> None:
+    if parts:
+        shell.__dict__.update(parts[0])
+
+
+_INSTANCE = Copier(shallow=_instance_shallow, parts=lambda x: [vars(x)] if getattr(x, "__dict__", None) else [],
+                   new=_new_instance, fill=_instance_fill)
 
 
 def copy(x: Any) -> Any:
@@ -123,7 +165,9 @@ def deepcopy(x: Any, memo: Any = None, _nil: Any = None) -> Any:
             shell = copier.new(obj)
             memo[id(obj)] = shell
         keep.append(obj)
-        charge(len(obj) + 1)  # a tick per part (and one for the value itself)
+        # a tick per part (and one for the value itself); an instance's attributes are a dict, charged
+        # as one (its own `__len__`, if the program defined one, is not ours to call)
+        charge(1 if copier is _INSTANCE else len(obj) + 1)
         stack.append([obj, copier, iter(copier.parts(obj)), [], shell])
 
     enter(x)
