@@ -96,6 +96,7 @@ class Worker:
         # call performed here finished), which continue programs we hold. A round trip saved per step.
         self._claim_due = True
         self._claimed = False  # the last round claimed (so the next wake-up time is worth reading again)
+        self._last_claim = 0.0  # time.monotonic(): a busy worker still claims this often (a lost wake-up)
         self._next_wake: float | None = None
         self.slices.on_finish = self._slice_finished
 
@@ -129,7 +130,7 @@ class Worker:
                 if until is not None and until() and not self.slices.busy():
                     return
                 try:
-                    did = self.step(claim=self._claim_due)
+                    did = self.step(claim=self._claim_due or time.monotonic() - self._last_claim > FALLBACK_POLL)
                     if not did and self._claimed:
                         self._next_wake = self.store.next_wake()
                     nxt = None if did else self._next_wake
@@ -233,6 +234,7 @@ class Worker:
         self._claimed = claim and room > 0 and (not in_flight or room >= self.concurrency // 4)
         claims: list[Claim] = []
         if self._claimed:
+            self._last_claim = time.monotonic()
             claims = self.store.claim(self.id, self.pid, self.host, self.lease, self.rt.clock(), room, self.only)
             self._claim_due = len(claims) >= room  # a full batch: there may be more
         jobs += [Job(c) for c in claims]
