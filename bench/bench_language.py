@@ -458,6 +458,145 @@ def main():
     return hits
 """
 
+# The program's own classes: instances made and updated in methods, operator dunders, a
+# property, inheritance with super(), instances as dict keys, sorting by __lt__, exceptions.
+CLASSES = """
+class Vec:
+    def __init__(self, x, y):
+        self.x = x
+        self.y = y
+
+    def __add__(self, other):
+        return Vec(self.x + other.x, self.y + other.y)
+
+    def __mul__(self, k):
+        return Vec(self.x * k, self.y * k)
+
+    def __eq__(self, other):
+        return self.x == other.x and self.y == other.y
+
+    def __hash__(self):
+        return self.x * 31 + self.y
+
+    def dot(self, other):
+        return self.x * other.x + self.y * other.y
+
+    @property
+    def norm1(self):
+        return abs(self.x) + abs(self.y)
+
+
+class Node:
+    def __init__(self, key):
+        self.key = key
+        self.left = None
+        self.right = None
+
+
+class Tree:
+    def __init__(self):
+        self.root = None
+        self.size = 0
+
+    def insert(self, key):
+        if self.root is None:
+            self.root = Node(key)
+            self.size += 1
+            return
+        node = self.root
+        while True:
+            if key < node.key:
+                if node.left is None:
+                    node.left = Node(key)
+                    break
+                node = node.left
+            elif key > node.key:
+                if node.right is None:
+                    node.right = Node(key)
+                    break
+                node = node.right
+            else:
+                return
+        self.size += 1
+
+    def __contains__(self, key):
+        node = self.root
+        while node is not None:
+            if key == node.key:
+                return True
+            node = node.left if key < node.key else node.right
+        return False
+
+    def depth(self, node):
+        if node is None:
+            return 0
+        return 1 + max(self.depth(node.left), self.depth(node.right))
+
+
+class Account:
+    def __init__(self, owner, balance=0):
+        self.owner = owner
+        self._balance = balance
+        self.history = []
+
+    @property
+    def balance(self):
+        return self._balance
+
+    def deposit(self, amount):
+        if amount <= 0:
+            raise ValueError("amount must be positive")
+        self._balance += amount
+        self.history.append(amount)
+
+
+class Savings(Account):
+    def __init__(self, owner, rate):
+        super().__init__(owner)
+        self.rate = rate
+
+    def add_interest(self):
+        self.deposit(self._balance * self.rate // 100 + 1)
+
+
+class Task:
+    def __init__(self, prio, name):
+        self.prio = prio
+        self.name = name
+
+    def __lt__(self, other):
+        return self.prio < other.prio
+
+
+def main():
+    total = Vec(0, 0)
+    seen = {}
+    for i in range(30000):
+        v = Vec(i % 17, i % 23) * 2 + Vec(1, -1)
+        total = total + v
+        seen[v] = seen.get(v, 0) + 1
+    dots = sum(Vec(i, i + 1).dot(Vec(2, 3)) for i in range(20000))
+    norms = sum(Vec(-i, i).norm1 for i in range(20000))
+    t = Tree()
+    for i in range(12000):
+        t.insert((i * 7919) % 10007)
+    found = sum(1 for k in range(0, 10007, 3) if k in t)
+    accounts = [Savings(f"a{i}", i % 5 + 1) for i in range(300)]
+    errors = 0
+    for rnd in range(20):
+        for a in accounts:
+            a.add_interest()
+            try:
+                a.deposit(rnd - 10)
+            except ValueError:
+                errors += 1
+    balance = sum(a.balance for a in accounts)
+    tasks = sorted(Task((i * 37) % 101, f"t{i}") for i in range(20000))
+    print(total.x, total.y, len(seen), dots, norms, t.size, found, t.depth(t.root), balance, errors,
+          tasks[0].name, tasks[-1].prio)
+    return balance
+"""
+
 EFFECT_LOOP = """
 from flowmetal import probe
 
@@ -492,6 +631,7 @@ WORKLOADS: list[Workload] = [
     Workload("visitor", "general", "recursive tree walk taking a callback", VISITOR,
              ops=32 * 29524, op="call of walk"),
     Workload("itertools", "library", "permutations/combinations/product/groupby/accumulate/...", ITERTOOLS),
+    Workload("classes", "library", "classes: dunders, properties, super(), a BST, objects as keys", CLASSES),
     Workload("effect_loop", "general", "probe() effect once per iteration", EFFECT_LOOP, effects=True,
              ops=100000, op="wait"),
 ]

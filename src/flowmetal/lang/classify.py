@@ -26,7 +26,8 @@ import ast
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from flowmetal.lang.names import BUILTIN_NAMES
+from flowmetal.lang.classify_classes import ProgramClasses, init_defs
+from flowmetal.lang.names import BUILTIN_EXCEPTIONS, BUILTIN_NAMES
 from flowmetal.lang.scopes import COMPREHENSIONS, Scope
 
 # Methods of built-in types (and of our re/json values) that never wait.
@@ -134,6 +135,7 @@ class _Classifier:
         self.module_scope = scopes[tree]
         self.imports: dict[str, tuple[str, str | None]] = {}
         self.rebound_globals: set[str] = set()
+        self.classes = ProgramClasses(tree)
         self.parents: dict[ast.AST, ast.AST] = {}
         for node in ast.walk(tree):
             for child in ast.iter_child_nodes(node):
@@ -166,6 +168,8 @@ class _Classifier:
             # a decorated name holds whatever the decorator returned, not this def (except
             # functools' caches, which call this def)
             return self.units.get(node) if self.transparent(node) else None
+        if name in mod.class_nodes:
+            return ("class", mod.class_nodes[name])
         if name in self.imports:
             module, attr = self.imports[name]
             if module in self.effect_modules or (module, attr) in WAITING_STD:
@@ -182,7 +186,25 @@ class _Classifier:
         if owner.binding_count.get(name, 0) == 1 and name in owner.def_nodes:
             node = owner.def_nodes[name]
             return self.units.get(node) if self.transparent(node) else None
+        if owner.binding_count.get(name, 0) == 1 and name in owner.class_nodes:
+            return ("class", owner.class_nodes[name])
         return None
+
+    def class_call_deps(self, cls: ast.ClassDef) -> list[Unit] | None:
+        """The units a call of the program's class runs (its `__init__`s), or None if unknown."""
+
+        def base_class(base: ast.expr, owner: ast.ClassDef) -> object:
+            if not isinstance(base, ast.Name):
+                return None
+            target = self.name_target(self.scope_of(owner), base.id)
+            if isinstance(target, tuple) and target[0] == "class":
+                return target[1]
+            if target == ("builtin", base.id) and (base.id == "object" or base.id in BUILTIN_EXCEPTIONS):
+                return "builtin"
+            return None
+
+        defs = init_defs(cls, base_class)
+        return None if defs is None else [self.units[d] for d in defs]
 
     def transparent(self, node: ast.FunctionDef) -> bool:
         """Whether calling the decorated name still calls this def, and nothing else that could
@@ -336,6 +358,8 @@ class _Classifier:
                 return (target,)
             if not isinstance(target, tuple):
                 return None
+            if target[0] == "class":
+                return self.class_call_deps(target[1])
             if target[0] == "builtin":
                 spec = _CALLBACK_BUILTINS.get(func.id)
             elif target[0] == "std":
@@ -351,6 +375,13 @@ class _Classifier:
                 spec = _CALLBACK_METHODS.get(func.attr)
             elif isinstance(base, ast.Name) and base.id in self.imports and self.imports[base.id][0] in self.effect_modules:
                 return None
+            elif self.classes.knows(func.attr):
+                # a method of the program's classes (or a name it stores): see classify_classes
+                defs = self.classes.method_defs(func.attr)
+                if defs is None:
+                    return None
+                deps.extend(self.units[d] for d in defs)
+                spec = _CALLBACK_METHODS.get(func.attr) if func.attr in PURE_METHODS else None
             elif func.attr in PURE_METHODS:
                 spec = _CALLBACK_METHODS.get(func.attr)
             else:

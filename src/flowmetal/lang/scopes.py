@@ -43,6 +43,7 @@ class Scope:
     # bindings of a local name: how many times and whether only by `def`
     binding_count: dict[str, int] = field(default_factory=dict)
     def_nodes: dict[str, ast.FunctionDef] = field(default_factory=dict)
+    class_nodes: dict[str, ast.ClassDef] = field(default_factory=dict)  # names bound by `class`
 
     @property
     def is_module(self) -> bool:
@@ -162,6 +163,7 @@ class _Collector(ast.NodeVisitor):
         for d in [*node.decorator_list, *node.bases, *[k.value for k in node.keywords]]:
             self.visit(d)
         self.bind(node.name)
+        self.cur.class_nodes[node.name] = node
         scope = self.new_scope(node, node.name)
         self.stack.append(scope)
         for stmt in node.body:

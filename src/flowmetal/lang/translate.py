@@ -31,6 +31,7 @@ from flowmetal.lang.classify import Unit
 from flowmetal.lang.names import BUILTIN_NAMES
 from flowmetal.lang.scopes import COMPREHENSIONS, Scope
 from flowmetal.lang.surface import is_routed
+from flowmetal.lang.surface_classes import is_dunder
 
 # Names of the machine helpers that generated code calls. They are closure cells of the
 # generated code (see `HELPERS`), so no name a program binds can shadow them; the checker
@@ -65,6 +66,8 @@ H_DELATTR = "_fm_delattr"
 H_BASES = "_fm_bases"
 H_CLASS = "_fm_class"
 H_SUPER = "_fm_super"
+H_FLOWOBJECT = "_fm_FlowObject"
+SELF_OK = "_fm_self_ok"  # in a method: its first argument is an instance of the program's classes
 
 # Every helper generated code may use: the parameters of the function that encloses all
 # generated code (`program._compile_tree`), whose cells each machine fills (`runtime_builtins`).
@@ -74,7 +77,7 @@ HELPERS: tuple[str, ...] = (
     "_fm_FunctionType", "_fm_Generator", "_fm_Function", "_fm_Suspension", "_fm_invoke", "_fm_END",
     "_fm_AssertionError", "_fm_in_handler", "_fm_take_throw", "_fm_enter", "_fm_exit",
     "_fm_yf_step", "_fm_yf_done", "_fm_yf_value",
-    H_SETATTR, H_DELATTR, H_BASES, H_CLASS, H_SUPER,
+    H_SETATTR, H_DELATTR, H_BASES, H_CLASS, H_SUPER, H_FLOWOBJECT,
 )
 
 _SEQ_LITERALS = (ast.List, ast.Tuple)
@@ -297,8 +300,17 @@ class Translator(ast.NodeTransformer):
         if isinstance(node.ctx, ast.Load) and self.is_builtin(node.value, "str") and not self.routed(node.attr):
             # `str.lower`: the host type's own method (Flowmetal's `str` object would forward it)
             return ast.copy_location(ast.Attribute(value=name(H_HOSTSTR), attr=node.attr, ctx=ast.Load()), node)
+        frame = self.self_stack[-1] if getattr(self, "self_stack", None) else None
+        own = frame is not None and isinstance(node.value, ast.Name) and node.value.id == frame[0]
         node.value = self.visit(node.value)
         if isinstance(node.ctx, ast.Load) and self.routed(node.attr):
+            if own and not is_dunder(node.attr):
+                # `self.name` in a method: natively when self is the program's own instance
+                assert frame is not None
+                frame[1] = True
+                native = ast.Attribute(value=copy.deepcopy(node.value), attr=node.attr, ctx=ast.Load())
+                return ast.copy_location(ast.IfExp(test=name(SELF_OK), body=native,
+                                                   orelse=routed_attribute(node.value, node.attr, node)), node)
             return routed_attribute(node.value, node.attr, node)
         return node
 
@@ -383,6 +395,19 @@ class Translator(ast.NodeTransformer):
             return checked(node.left, node.right, node)
         return node
 
+    def store_attr(self, obj: ast.expr, attr: str, value: ast.expr, at: ast.AST) -> ast.stmt:
+        """`obj.attr = value`: natively when obj is the method's own instance (checked once on
+        entry, see `visit_FunctionDef`), else through the machine."""
+        frame = self.self_stack[-1] if getattr(self, "self_stack", None) else None
+        if frame is not None and isinstance(obj, ast.Name) and obj.id == frame[0]:
+            frame[1] = True
+            native = ast.Assign(targets=[ast.Attribute(value=self.visit(copy.deepcopy(obj)), attr=attr,
+                                                       ctx=ast.Store())], value=value)
+            slow = set_attribute(self.visit(obj), attr, copy.deepcopy(value), at)
+            return ast.copy_location(ast.If(test=name(SELF_OK), body=[ast.copy_location(native, at)],
+                                            orelse=[slow]), at)
+        return set_attribute(self.visit(obj), attr, value, at)
+
     def fresh(self) -> str:
         self.aug_temps = getattr(self, "aug_temps", 0) + 1
         return f"_fm_ao{self.aug_temps}"
@@ -400,7 +425,7 @@ class Translator(ast.NodeTransformer):
             value = name(tmp)
         for target in node.targets:
             if isinstance(target, ast.Attribute):
-                out.append(set_attribute(self.visit(target.value), target.attr, value, node))
+                out.append(self.store_attr(target.value, target.attr, value, node))
                 continue
             if not has_attribute_target(target):
                 out.append(ast.copy_location(ast.Assign(targets=[self.visit(target)], value=value), node))
@@ -409,7 +434,7 @@ class Translator(ast.NodeTransformer):
             out.append(ast.copy_location(ast.Assign(targets=[unpack], value=value), node))
             for tmp, leaf in stores:
                 if isinstance(leaf, ast.Attribute):
-                    out.append(set_attribute(self.visit(leaf.value), leaf.attr, name(tmp), node))
+                    out.append(self.store_attr(leaf.value, leaf.attr, name(tmp), node))
                 else:
                     out.append(ast.copy_location(ast.Assign(targets=[self.visit(leaf)], value=name(tmp)), node))
         return out
@@ -428,6 +453,24 @@ class Translator(ast.NodeTransformer):
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list[ast.stmt]:
         if isinstance(node.target, ast.Attribute):
+            frame = self.self_stack[-1] if getattr(self, "self_stack", None) else None
+            target_obj = node.target.value
+            if frame is not None and isinstance(target_obj, ast.Name) and target_obj.id == frame[0] and (
+                    CHECKED_OPS.get(type(node.op)) is None or is_number_literal(node.value)):
+                # `self.count += 1` in a method: natively when self is the program's own instance
+                frame[1] = True
+                native = ast.AugAssign(target=ast.Attribute(value=self.visit(copy.deepcopy(target_obj)),
+                                                            attr=node.target.attr, ctx=ast.Store()),
+                                       op=node.op, value=self.visit(copy.deepcopy(node.value)))
+                self.self_stack.append(None)  # the slow branch: as for any other object
+                try:
+                    slow = self.visit_AugAssign(node)
+                finally:
+                    self.self_stack.pop()
+                slow_body: list[ast.stmt] = [x for x in (slow if isinstance(slow, list) else [slow])
+                                             if isinstance(x, ast.stmt)]
+                return ast.copy_location(ast.If(test=name(SELF_OK), body=[ast.copy_location(native, node)],
+                                                orelse=slow_body), node)
             # `obj.attr op= v`: the object once, the in-place operator on a temporary, then set
             obj, cur = self.fresh(), self.fresh()
             checked_op = CHECKED_OPS.get(type(node.op))
@@ -583,13 +626,37 @@ class Translator(ast.NodeTransformer):
         node.returns = None
 
         def inner() -> ast.AST:
-            body = self.translate_body(node.body)
+            own = self.own_instance_param(node)
+            if not hasattr(self, "self_stack"):
+                self.self_stack: list[list[Any] | None] = []
+            self.self_stack.append([own, False] if own is not None else None)
+            try:
+                body = self.translate_body(node.body)
+            finally:
+                frame = self.self_stack.pop()
+            if frame is not None and frame[1]:
+                check = ast.Assign(targets=[name(SELF_OK, ast.Store())],
+                                   value=call("_fm_isinstance", name(str(own)), name(H_FLOWOBJECT)))
+                body.insert(0, ast.copy_location(check, node))
             if unit in self.tick_units:
                 body.insert(0, ast.copy_location(tick_stmt(), node))
             node.body = body
             return node
 
         return self._in_scope(node, inner)
+
+    def own_instance_param(self, node: ast.FunctionDef) -> str | None:
+        """The first parameter of a method (a def directly in a class body) that its body never
+        rebinds: `self`, whose attributes the method may then set natively."""
+        scope = self.scopes[node]
+        params = [*node.args.posonlyargs, *node.args.args]
+        if scope.method_of() is None or not params:
+            return None
+        first = params[0].arg
+        if scope.binding_count.get(first, 0) != 1 or first in scope.declared_global or any(
+                first in s.declared_nonlocal for s in _descendants(scope)):
+            return None
+        return first
 
     def translate_body(self, stmts: list[ast.stmt]) -> list[ast.stmt]:
         out: list[ast.stmt] = []
@@ -682,6 +749,16 @@ class Translator(ast.NodeTransformer):
             value = call(H_IMPORT, const(node.module or ""), const(alias.name))
             out.append(ast.copy_location(ast.Assign(targets=[target], value=value), node))
         return out
+
+
+def _descendants(scope: Scope) -> list[Scope]:
+    out: list[Scope] = []
+    todo = list(scope.children)
+    while todo:
+        s = todo.pop()
+        out.append(s)
+        todo.extend(s.children)
+    return out
 
 
 def is_comprehension(node: ast.AST) -> bool:

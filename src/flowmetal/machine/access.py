@@ -336,6 +336,9 @@ def fm_getattr(obj: Any, name: str) -> Any:
         get = table.get(name)
         if get is not None:
             return get(obj)
+    elif name[:2] != "__" and isinstance(obj, _PROGRAM_BASE[0]):
+        # an instance of the program's own classes: see machine/classes.py, class_getattr
+        return getattr(obj, name)
     return _getattr_slow(obj, name)
 
 
@@ -346,6 +349,8 @@ def fm_callattr(obj: Any, name: str, /, *args: Any, **kwargs: Any) -> Any:
         fn = table.get(name)
         if fn is not None:
             return fn(obj, *args, **kwargs)
+    elif name[:2] != "__" and isinstance(obj, _PROGRAM_BASE[0]):
+        return getattr(obj, name)(*args, **kwargs)
     return _getattr_slow(obj, name)(*args, **kwargs)
 
 
@@ -357,23 +362,31 @@ _PROGRAM_OBJECTS: list[Any] = []
 _PROGRAM_TYPES: list[type] = []  # [FlowObject]
 
 
+class _NoProgramObjects:
+    pass
+
+
+_PROGRAM_BASE: list[type] = [_NoProgramObjects]  # FlowObject, once registered
+
+
 def register_program_objects(base: type, getattr_: Callable[[Any, str], Any], not_mine: Any) -> None:
     _PROGRAM_TYPES[:] = [base]
+    _PROGRAM_BASE[0] = base
     _PROGRAM_OBJECTS[:] = [getattr_, not_mine]
 
 
 def _getattr_slow(obj: Any, name: str) -> Any:
     t = type(obj)
+    if _PROGRAM_OBJECTS:
+        found = _PROGRAM_OBJECTS[0](obj, name)
+        if found is not _PROGRAM_OBJECTS[1]:
+            return found
     own = own_table(t)
     if own is not None:  # a class the program made (`namedtuple`)
         get = own.get(name)
         if get is not None:
             return get(obj)
         raise AttributeError(f"'{t.__name__}' object has no attribute '{name}'", name=name, obj=obj)
-    if _PROGRAM_OBJECTS:
-        found = _PROGRAM_OBJECTS[0](obj, name)
-        if found is not _PROGRAM_OBJECTS[1]:
-            return found
     if t is _MODULE_TYPE[0]:
         members = obj.__dict__
         if name in members:

@@ -150,6 +150,13 @@ def class_getattr(obj: Any, name: str) -> Any:
     """A routed attribute of the program's own instance, class or `super()` object, or
     NOT_MINE for every other value (the allow-list's table decides for those)."""
     t = type(obj)
+    if name[:2] != "__" and (isinstance(obj, FlowObject) or t is builtins.super):
+        # the hot path (`self.name`, `node.key`): every attribute an instance of the program's
+        # classes (or super() over them) has without a dunder name is the program's own or one
+        # of the exception attributes the table lists (`args`), so CPython's lookup is the answer
+        if t is builtins.super and not is_program_class(obj.__thisclass__):
+            return NOT_MINE
+        return getattr(obj, name)
     if is_dunder(name) and name not in CLASS_DUNDERS and name not in _CLASS_NAMES and (
             t is builtins.super or isinstance(obj, FlowObject) or is_program_class(obj)):
         # `__dict__`, `__weakref__`, `__module__` live in every class's own __dict__: never

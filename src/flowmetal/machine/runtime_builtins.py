@@ -166,6 +166,7 @@ def make_helpers(machine: Machine, program_key: str) -> dict[str, Any]:
         _fm_bases=classes.fm_bases,
         _fm_class=classes.fm_class,
         _fm_super=classes.fm_super,
+        _fm_FlowObject=classes.FlowObject,
     )
     assert set(helpers) == set(HELPERS), set(helpers) ^ set(HELPERS)
     return helpers
