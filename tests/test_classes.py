@@ -7,7 +7,14 @@ from __future__ import annotations
 import pytest
 
 from flowmetal.errors import SnapshotError
-from flowmetal.machine.api import Blocked, Completed, EffectFunction, Machine, compile_program, run_program
+from flowmetal.machine.api import (
+    Blocked,
+    Completed,
+    EffectFunction,
+    Machine,
+    compile_program,
+    run_program,
+)
 from flowmetal.machine.codec import OBJECT
 
 HOST = {"probe": EffectFunction("probe"), "sleep": EffectFunction("sleep")}
