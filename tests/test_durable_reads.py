@@ -176,3 +176,33 @@ def test_time_sleep_is_the_durable_sleep_wherever_it_is_called() -> None:
     assert res.output == "3 4 [None, None] 5 6\n"
     assert asked == [("sleep", (3,)), ("sleep", (4,)), ("sleep", (1,)), ("sleep", (2,)), ("sleep", (5,)),
                      ("sleep", (6,))]
+
+
+def test_generators_and_entropy_kept_in_checkpoints_draw_what_a_replay_draws(tmp_path: Path) -> None:
+    # every slice restored from a checkpoint in a new runtime (the module's generator, Random()
+    # instances and the program's entropy come back from the snapshot) prints and returns what a
+    # program kept in memory does, with the same runtime random source
+    results = []
+    for name, kw in (("kept", {}), ("checkpointed", {"fresh": True, "checkpoint_every": 1})):
+        env = Env(tmp_path / name, **kw)
+        pid = env.start("randomness", path=_program(tmp_path, "randomness", RANDOMNESS))
+        assert env.drive(pid).status == "waiting"
+        env.send(pid, "go")
+        row = env.drive(pid)
+        assert row.status == "completed", row.error
+        results.append((env.output(pid), row.result))
+        env.store.close()
+    assert results[0] == results[1]
+
+
+def test_time_sleep_checks_its_argument_as_cpython_does() -> None:
+    from flowmetal.machine.api import compile_program, run_program
+
+    source = ("import time\nfor bad in (-1, 'x', float('nan')):\n    try:\n        time.sleep(bad)\n"
+              "    except (ValueError, TypeError) as e:\n        print(type(e).__name__, e)\n"
+              "print(time.sleep)\ntime.sleep(1, 2)\n")
+    res = run_program(compile_program(source, "bad_sleep.flow"), handle_effect=lambda req: None)
+    assert res.output == ("ValueError sleep length must be non-negative\n"
+                          "TypeError 'str' object cannot be interpreted as an integer\n"
+                          "ValueError Invalid value NaN (not a number)\n<built-in function sleep>\n")
+    assert res.error_line == "TypeError: time.sleep() takes exactly one argument (2 given)"

@@ -112,6 +112,7 @@ CODEC_HOOKS: list[Callable[[Any], None]] = [
     _textwrap.register_codec,
     _pprint.register_codec,
     _queue.register_codec,
+    _time.register_codec,
 ]
 
 # module function -> the name of its resumable version in `lang/prelude.flow`, which the machine

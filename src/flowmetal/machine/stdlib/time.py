@@ -6,8 +6,8 @@ durable reads, and `sleep` as the durable action.
   gets the recorded answers. They all tell the slice's time (epoch seconds: the clock does not
   move while a program computes, only across waits); `monotonic` and `perf_counter` never go
   back, even if the nodes' clocks disagree.
-* `sleep(seconds)` is the durable `sleep` action (`flowmetal.sleep`): the program may be
-  suspended there and resumed on another node.
+* `sleep(seconds)` is the durable `sleep` action (`flowmetal.sleep`), after CPython's checks of
+  its argument: the program may be suspended there and resumed on another node.
 * The host's local time zone never appears: `localtime()` is `gmtime()`, `mktime()` is
   `calendar.timegm()`, `ctime()` and `strftime()` without a time format the current UTC time;
   `timezone`, `altzone` and `daylight` are 0 and `tzname` is `('UTC', 'UTC')`, as on a host
@@ -21,12 +21,14 @@ import time as _time
 from functools import cache
 from typing import Any
 
-from flowmetal.machine.objects import EffectFunction
+from flowmetal.machine.access import register_kind
+from flowmetal.machine.objects import CALL_REDIRECTS, EffectFunction
+from flowmetal.machine.show import register_leaf
 from flowmetal.machine.stdlib import context
 from flowmetal.machine.stdlib.common import charge, check_size
 from flowmetal.machine.stdlib.context import builtin
 
-__all__ = ["members"]
+__all__ = ["SLEEP", "Sleep", "members", "register_codec"]
 
 struct_time: Any = _time.struct_time
 _MAX_FORMAT = 10_000  # characters of a strftime format before its size is checked
@@ -126,6 +128,54 @@ def _strptime(string: Any, fmt: Any = "%a %b %d %H:%M:%S %Y") -> struct_time:
     return _time.strptime(string, fmt)
 
 
+_SLEEP = EffectFunction("sleep")
+
+
+class Sleep:
+    """`time.sleep`: the durable `sleep`, after CPython's checks of its argument (the machine
+    calls it through `CALL_REDIRECTS`; the compiler knows it waits: `classify.WAITING_STD`)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("sleep() cannot wait here: it was called from a built-in function's callback")
+
+    def __getattr__(self, attr: str) -> Any:  # `__name__`, `__qualname__`: not class attributes
+        if attr in ("__name__", "__qualname__"):
+            return "sleep"
+        raise AttributeError(f"'builtin_function_or_method' object has no attribute '{attr}'")
+
+    def __repr__(self) -> str:
+        return "<built-in function sleep>"
+
+
+def _sleep_redirect(machine: Any, callee: Sleep, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not args and not kwargs:  # (also how the machine asks whether a callback may wait)
+        return (_SLEEP, (), {})
+    if kwargs:
+        raise TypeError("time.sleep() takes no keyword arguments")
+    if len(args) != 1:
+        raise TypeError(f"time.sleep() takes exactly one argument ({len(args)} given)")
+    secs = args[0]
+    if not isinstance(secs, int | float):
+        raise TypeError(f"'{type(secs).__name__}' object cannot be interpreted as an integer")
+    if secs != secs:
+        raise ValueError("Invalid value NaN (not a number)")
+    if secs < 0:
+        raise ValueError("sleep length must be non-negative")
+    return (_SLEEP, (secs,), {})
+
+
+SLEEP = Sleep()
+CALL_REDIRECTS[Sleep] = _sleep_redirect
+register_kind(Sleep, "builtin_function_or_method")
+register_leaf(Sleep)
+
+
+def register_codec(codec: Any) -> None:
+    codec.register_constant(SLEEP, "time.sleep")
+
+
 @cache
 def members() -> dict[str, Any]:
     return {
@@ -135,7 +185,7 @@ def members() -> dict[str, Any]:
         "monotonic_ns": builtin(_monotonic_ns, "monotonic_ns"),
         "perf_counter": builtin(_perf_counter, "perf_counter"),
         "perf_counter_ns": builtin(_perf_counter_ns, "perf_counter_ns"),
-        "sleep": EffectFunction("sleep"),
+        "sleep": SLEEP,
         "gmtime": builtin(_gmtime, "gmtime"),
         "localtime": builtin(_localtime, "localtime"),
         "mktime": builtin(_mktime, "mktime"),
