@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import builtins
 import types
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flowmetal.lang.surface_classes import CLASS_DUNDERS, HOST_DUNDERS_ALLOWED, is_dunder
@@ -97,10 +98,20 @@ def _owner_name(obj: Any) -> str:
     return str(getattr(t, "__name__", type(obj).__name__))
 
 
+# Values of the standard modules with attributes a program may set, each checked by its module
+# (`decimal.getcontext().prec = 50`): host type -> setter(obj, name, value)
+SETTERS: dict[type, Callable[[Any, str, Any], None]] = {}
+
+
 def fm_setattr(obj: Any, name: str, value: Any) -> None:
-    """`obj.name = value`: only on the program's own instances and classes."""
+    """`obj.name = value`: only on the program's own instances and classes (and the few module
+    values in `SETTERS`)."""
     if isinstance(obj, FlowObject) or is_program_class(obj):
         setattr(obj, name, value)
+        return
+    setter = SETTERS.get(type(obj))
+    if setter is not None:
+        setter(obj, name, value)
         return
     if isinstance(obj, type) or hasattr(obj, "_fm_names"):
         raise TypeError(f"cannot set '{name}' attribute of immutable type '{_owner_name(obj)}'")

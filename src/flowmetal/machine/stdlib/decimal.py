@@ -21,8 +21,9 @@ in `Machine.module_state` and in its snapshots, flags and traps included), and t
 installs it as the thread's decimal context for the duration of each run (so operators, which
 take no context argument, use it too) and puts a fresh default back afterwards. CPython's
 template contexts (`DefaultContext`, `BasicContext`, `ExtendedContext`) are not offered: they
-are process-wide objects a program could change for every other. Without attribute assignment
-in the language, a program sets the precision with `setcontext(Context(prec=50))`.
+are process-wide objects a program could change for every other. Of the host values a program
+holds, a context's settings are the only ones it may assign: `getcontext().prec = 50` works,
+checked as `Context(prec=50)` is (`classes.SETTERS`).
 """
 
 from __future__ import annotations
@@ -327,6 +328,18 @@ def _on_leave(machine: Any) -> None:
         _d.setcontext(_BaseContext())
 
 
+_SETTABLE = frozenset({"prec", "rounding", "Emin", "Emax", "capitals", "clamp", "flags", "traps"})
+
+
+def _set_context_attribute(ctx: Any, name: str, value: Any) -> None:
+    """`ctx.prec = 50` and the other settings, checked as `Context()` checks them."""
+    if name not in _SETTABLE:
+        raise AttributeError(f"'decimal.Context' object has no attribute '{name}'")
+    if name == "prec":
+        _check_prec(value)
+    setattr(ctx, name, value)
+
+
 _context.ENTER_HOOKS.append(_on_enter)
 _context.LEAVE_HOOKS.append(_on_leave)
 
@@ -390,6 +403,9 @@ def _register() -> None:
     from flowmetal.machine.stdlib.copy import register_atoms
 
     register_atoms(Decimal, DecimalTuple)
+    from flowmetal.machine.classes import SETTERS
+
+    SETTERS[Context] = _set_context_attribute
 
 
 _register()
