@@ -5,6 +5,7 @@ of each and check that what comes back is a program value."""
 from __future__ import annotations
 
 import itertools
+import types
 from typing import Any
 
 from flowmetal.machine.access import fm_getattr
@@ -53,6 +54,9 @@ def stdlib_values() -> list[Any]:
     tw, pp, qu = get_module("textwrap"), get_module("pprint"), get_module("queue")
     values += [tw.TextWrapper(width=10), pp.PrettyPrinter(), qu.Queue(), qu.LifoQueue(), qu.PriorityQueue(),
                qu.SimpleQueue()]
+    dc, en = get_module("dataclasses"), get_module("enum")
+    values += [dc.field(default=1), dc.InitVar[int], dc.MISSING, dc.KW_ONLY, dc.dataclass(frozen=True), en.auto(),
+               types.MappingProxyType({"a": 1})]
     values += workflow_values()
     return values
 

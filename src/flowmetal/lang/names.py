@@ -102,6 +102,8 @@ STD_MODULES: frozenset[str] = frozenset({
     "urllib.parse",
     "operator",
     "functools",
+    "dataclasses",
+    "enum",
     "heapq",
     "bisect",
     "copy",

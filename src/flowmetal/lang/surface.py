@@ -44,7 +44,7 @@ from flowmetal.lang.surface_stdlib import stdlib_kinds, stdlib_modules
 from flowmetal.lang.surface_workflow import workflow_kinds, workflow_modules
 
 # Dunder attributes programs may read. Every other `_` name is unreachable, but for:
-READABLE_DUNDERS: frozenset[str] = frozenset({"__name__", "__qualname__", "__cause__", "__context__"})
+READABLE_DUNDERS: frozenset[str] = frozenset({"__name__", "__qualname__", "__cause__", "__context__", "__members__"})
 # the documented API of `collections.namedtuple` classes, which starts with `_` to stay clear of
 # field names (a deliberate exception: these names are always routed, so they mean something
 # only on a namedtuple, through its class's own table)
@@ -304,7 +304,7 @@ def _all_attributes() -> frozenset[str]:
 ALL_ATTRIBUTES: frozenset[str] = _all_attributes()
 """Every attribute name some value or module offers; the checker refuses any other."""
 
-ROUTED_ATTRIBUTES: frozenset[str] = READABLE_UNDERSCORED | frozenset(
+ROUTED_ATTRIBUTES: frozenset[str] = READABLE_UNDERSCORED | {"__members__"} | frozenset(
     name
     for kind in KINDS.values()
     for name in kind.routed | kind.refused | (kind.data if kind.type_reachable else frozenset())

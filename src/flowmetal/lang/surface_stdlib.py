@@ -59,6 +59,9 @@ _DICT_METHODS = _names("clear copy fromkeys get items keys pop popitem setdefaul
 _VIEWS = _names("items keys values")
 
 
+_DATACLASS_FIELD = _names("compare default default_factory hash init kw_only metadata name repr type")
+
+
 def stdlib_kinds() -> list[Kind]:
     from flowmetal.lang.surface import Kind
 
@@ -169,6 +172,22 @@ def stdlib_kinds() -> list[Kind]:
                           ("PriorityQueue", "lowest-first"))],
         Kind("queue.SimpleQueue", "An unbounded first-in, first-out queue (`queue.SimpleQueue`).",
              methods=_names("empty get get_nowait put put_nowait qsize"), type_reachable=True, group="modules"),
+        # -- dataclasses ----------------------------------------------------------------
+        Kind("dataclasses.Field", "A field of a dataclass, as `field()` makes it and `fields()` lists it (`type`: "
+             "the built-in type written in the annotation, or the annotation's text).",
+             data=_DATACLASS_FIELD, routed=_DATACLASS_FIELD, type_reachable=True, group="modules"),
+        Kind("dataclasses._MISSING_TYPE", "`dataclasses.MISSING`: no default.", group="modules"),
+        Kind("dataclasses._KW_ONLY_TYPE", "`dataclasses.KW_ONLY`: the fields after `_: KW_ONLY` are keyword-only.",
+             group="modules"),
+        Kind("dataclasses.InitVar", "`InitVar[T]`: an `__init__` argument passed to `__post_init__`, not a field.",
+             data=_names("type"), routed=_names("type"), type_reachable=True, group="modules"),
+        Kind("dataclasses.FrozenInstanceError", "Assigning to a field of a frozen dataclass.",
+             methods=_names("add_note with_traceback"), data=_names("args name obj __cause__ __context__"),
+             type_reachable=True, group="exceptions"),
+        # -- enum -----------------------------------------------------------------------
+        Kind("mappingproxy", "A read-only view of a mapping (an enum's `__members__`).",
+             methods=_names("copy get items keys values"), group="modules"),
+        Kind("enum.auto", "`auto()`: in an enum's body, the next value.", type_reachable=True, group="modules"),
         # -- typing ---------------------------------------------------------------------
         Kind("typing._SpecialForm", "A name from `typing` (`List`, `Optional[int]`, ...): for annotations "
              "only; it prints as in CPython, can be subscripted and compared, and creates nothing.",
@@ -186,7 +205,8 @@ def stdlib_modules() -> list[ModuleSurface]:
 
     return [
         ModuleSurface("functools", "`reduce`, `partial`, `lru_cache`, `cache`, `cmp_to_key`, `wraps`, "
-                      "`update_wrapper`.", _names("cache cmp_to_key lru_cache partial reduce update_wrapper wraps")),
+                      "`update_wrapper`, `total_ordering`.",
+                      _names("cache cmp_to_key lru_cache partial reduce total_ordering update_wrapper wraps")),
         ModuleSurface("operator", "The operators as functions; `attrgetter` and `methodcaller` through the "
                       "allow-list.", OPERATOR_MEMBERS),
         ModuleSurface("collections", "Container types: `Counter`, `defaultdict`, `deque`, `OrderedDict`, "
@@ -225,6 +245,12 @@ def stdlib_modules() -> list[ModuleSurface]:
                       _names("PrettyPrinter isreadable isrecursive pformat pp pprint saferepr")),
         ModuleSurface("queue", "`Queue`, `LifoQueue`, `PriorityQueue`, `SimpleQueue`, `Empty`, `Full`, for one "
                       "thread.", _names("Empty Full LifoQueue PriorityQueue Queue SimpleQueue")),
+        ModuleSurface("dataclasses", "`@dataclass` on the program's classes, `field`, `fields`, `asdict`, `astuple`, "
+                      "`replace`, `is_dataclass`, `FrozenInstanceError`, `InitVar`, `KW_ONLY`, `MISSING`.",
+                      _names("Field FrozenInstanceError InitVar KW_ONLY MISSING asdict astuple dataclass field fields "
+                             "is_dataclass replace")),
+        ModuleSurface("enum", "`Enum`, `IntEnum`, `StrEnum`, `Flag`, `IntFlag`, `auto`, `unique`: CPython's.",
+                      _names("Enum EnumMeta EnumType Flag IntEnum IntFlag StrEnum auto unique")),
         ModuleSurface("typing", "Names for annotations (never evaluated), and `cast`, `TypeVar`, "
                       "`TYPE_CHECKING` (False).", TYPING_MEMBERS),
     ]

@@ -704,6 +704,12 @@ class Translator(ast.NodeTransformer):
         return node
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
+        if self.scope.is_class and isinstance(node.target, ast.Name) and node.simple:
+            # a class body keeps its annotations as text (`__annotations__`, as under `from __future__
+            # import annotations`): `@dataclass` and `NamedTuple` read fields from them; nothing is evaluated
+            text = ast.copy_location(ast.Constant(ast.unparse(node.annotation)), node.annotation)
+            value = None if node.value is None else self.visit(node.value)
+            return ast.copy_location(ast.AnnAssign(target=node.target, annotation=text, value=value, simple=1), node)
         if node.value is None:
             return None
         assign = ast.Assign(targets=[node.target], value=node.value)

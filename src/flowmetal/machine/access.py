@@ -336,8 +336,9 @@ def fm_getattr(obj: Any, name: str) -> Any:
         get = table.get(name)
         if get is not None:
             return get(obj)
-    elif name[:2] != "__" and isinstance(obj, _PROGRAM_BASE[0]):
-        # an instance of the program's own classes: see machine/classes.py, class_getattr
+    elif name[0] != "_" and isinstance(obj, _PROGRAM_BASE[0]):
+        # an instance of the program's own classes: see machine/classes.py, class_getattr (`_` names
+        # go there: `_fm_` names, and the internals of enum members, are refused)
         return getattr(obj, name)
     return _getattr_slow(obj, name)
 
@@ -349,7 +350,7 @@ def fm_callattr(obj: Any, name: str, /, *args: Any, **kwargs: Any) -> Any:
         fn = table.get(name)
         if fn is not None:
             return fn(obj, *args, **kwargs)
-    elif name[:2] != "__" and isinstance(obj, _PROGRAM_BASE[0]):
+    elif name[0] != "_" and isinstance(obj, _PROGRAM_BASE[0]):
         return getattr(obj, name)(*args, **kwargs)
     return _getattr_slow(obj, name)(*args, **kwargs)
 

@@ -60,6 +60,18 @@ def _describe(x: Any) -> str:
     return fm_repr(x)
 
 
+# Hooks of the standard modules that make classes of their own (machine/stdlib/): they fill these.
+# A base a program names that stands for a class of the library (`typing.NamedTuple`): each hook
+# maps a base to the class the statement derives from instead (alone), or None.
+BASE_STANDINS: list[Callable[[Any], Any]] = []
+# Reads of routed names on values of the library's classes (an enum's machinery under the program's
+# class): each hook returns the attribute, raises AttributeError, or returns NOT_MINE.
+GETATTR_HOOKS: list[Callable[[Any, str], Any]] = []
+# Dunders the library's class decorators set (`@dataclass`'s `__annotations__`, a frozen class's
+# `__setattr__`), with the check of what a snapshot may hold there.
+LIBRARY_DUNDERS: dict[str, Callable[[Any], bool]] = {}
+
+
 def fm_bases(*bases: Any) -> tuple[type, ...]:
     """The bases of a class statement, checked, with FlowObject last."""
     from flowmetal.machine.stdlib.typing import Hint
@@ -68,6 +80,12 @@ def fm_bases(*bases: Any) -> tuple[type, ...]:
     for base in bases:
         if base is object:
             continue
+        for standin in BASE_STANDINS:
+            replaced = standin(base)
+            if replaced is not None:
+                if len(bases) != 1:
+                    raise TypeError(f"a class deriving from {_describe(base)} can have no other base")
+                return (replaced,)
         if type(base) is Hint and base._fm_name in _TYPING_BASES:
             continue  # `class Stack(Generic[T])`: annotations only, as for the checker
         if is_program_class(base) or (isinstance(base, type) and issubclass(base, BaseException)):
@@ -161,6 +179,14 @@ def class_getattr(obj: Any, name: str) -> Any:
     """A routed attribute of the program's own instance, class or `super()` object, or
     NOT_MINE for every other value (the allow-list's table decides for those)."""
     t = type(obj)
+    if name.startswith("_fm_"):  # what the machine and the library keep on the program's classes
+        if t is builtins.super or isinstance(obj, FlowObject) or is_program_class(obj):
+            raise AttributeError(f"'{_owner_name(obj)}' object has no attribute '{name}'")
+        return NOT_MINE
+    for hook in GETATTR_HOOKS:
+        found = hook(obj, name)
+        if found is not NOT_MINE:
+            return found
     if name[:2] != "__" and (isinstance(obj, FlowObject) or t is builtins.super):
         # the hot path (`self.name`, `node.key`): every attribute an instance of the program's
         # classes (or super() over them) has without a dunder name is the program's own or one
@@ -287,7 +313,8 @@ def _class_new(head: list[Any]) -> type:
 
 def _class_fill(cls: type, body: list[Any]) -> None:
     for k, v in zip(body[::2], body[1::2]):
-        if not isinstance(k, str) or (is_dunder(k) and k not in CLASS_DUNDERS):
+        if not isinstance(k, str) or (is_dunder(k) and k not in CLASS_DUNDERS and not (
+                k in LIBRARY_DUNDERS and LIBRARY_DUNDERS[k](v))):
             raise ValueError(f"corrupt snapshot: class attribute {k!r}")
         setattr(cls, k, v)
 

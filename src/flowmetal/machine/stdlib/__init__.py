@@ -22,8 +22,10 @@ from flowmetal.machine.stdlib import collections_abc as _collections_abc
 from flowmetal.machine.stdlib import common as _common
 from flowmetal.machine.stdlib import context as _context
 from flowmetal.machine.stdlib import copy as _copy
+from flowmetal.machine.stdlib import dataclasses as _dataclasses
 from flowmetal.machine.stdlib import datetime as _datetime
 from flowmetal.machine.stdlib import decimal as _decimal
+from flowmetal.machine.stdlib import enums as _enums
 from flowmetal.machine.stdlib import fractions as _fractions
 from flowmetal.machine.stdlib import functools as _functools
 from flowmetal.machine.stdlib import hashlib as _hashlib
@@ -66,6 +68,8 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "urllib.parse": _urllib.parse_members,
     "operator": _operator.members,
     "functools": _functools.members,
+    "dataclasses": _dataclasses.members,
+    "enum": _enums.members,
     "heapq": _heapq.members,
     "bisect": _heapq.bisect_members,
     "copy": _copy.members,
@@ -98,6 +102,8 @@ CODEC_HOOKS: list[Callable[[Any], None]] = [
     _urllib.register_codec,
     _operator.register_codec,
     _functools.register_codec,
+    _dataclasses.register_codec,
+    _enums.register_codec,
     _heapq.register_codec,
     _copy.register_codec,
     _string.register_codec,

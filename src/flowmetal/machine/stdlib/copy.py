@@ -36,7 +36,8 @@ from flowmetal.machine.stdlib.common import charge
 from flowmetal.machine.stdlib.namedtuples import NamedTupleBase
 from flowmetal.machine.values import FmFrozenSet, FmSet, Match, Module, Pattern
 
-__all__ = ["Error", "copy", "deepcopy", "members", "register_atoms", "register_codec", "register_copier"]
+__all__ = ["Error", "copy", "deepcopy", "members", "register_atom_test", "register_atoms", "register_codec",
+           "register_copier"]
 
 Error = _copy.Error
 
@@ -74,6 +75,19 @@ def register_copier(cls: type, copier: Copier) -> None:
 def register_atoms(*classes: type) -> None:
     """Kinds of values that cannot change: `copy` and `deepcopy` return them as they are."""
     _ATOMS.update(classes)
+
+
+_ATOM_TESTS: list[Callable[[Any], bool]] = []
+
+
+def register_atom_test(test: Callable[[Any], bool]) -> None:
+    """Values of classes made at run time that are their own copies (an enum's members: CPython's
+    `Enum.__copy__` and `__deepcopy__` return the member itself)."""
+    _ATOM_TESTS.append(test)
+
+
+def _is_atom(x: Any) -> bool:
+    return type(x) in _ATOMS or any(test(x) for test in _ATOM_TESTS)
 
 
 def _refuse(x: Any, what: str) -> TypeError:
@@ -137,7 +151,7 @@ _INSTANCE = Copier(shallow=_instance_shallow, parts=lambda x: [vars(x)] if getat
 
 def copy(x: Any) -> Any:
     """Shallow copy operation on arbitrary Python objects."""
-    if type(x) in _ATOMS:
+    if _is_atom(x):
         return x
     return _copier(x, "copy.copy").shallow(x)  # (an immutable value's shallow copy is itself)
 
@@ -148,7 +162,7 @@ _MISSING: Any = object()
 def deepcopy(x: Any, memo: Any = None, _nil: Any = None) -> Any:
     """Deep copy operation on arbitrary Python objects."""
     atoms = _ATOMS
-    if type(x) in atoms:
+    if _is_atom(x):
         return x
     if memo is not None and type(memo) is not dict:
         raise TypeError("deepcopy() memo must be a dict")
@@ -175,7 +189,7 @@ def deepcopy(x: Any, memo: Any = None, _nil: Any = None) -> Any:
         frame = stack[-1]
         out = frame[3]
         for part in frame[2]:
-            if type(part) in atoms:
+            if type(part) in atoms or (_ATOM_TESTS and _is_atom(part)):
                 out.append(part)
                 continue
             found = memo.get(id(part), _MISSING)

@@ -1,5 +1,5 @@
 """`functools` for Flowmetal programs: `reduce`, `partial`, `lru_cache`, `cache`, `cmp_to_key`,
-`wraps` and `update_wrapper` (`total_ordering` comes with classes).
+`wraps`, `update_wrapper` and `total_ordering`.
 
 * `reduce` is CPython's, charged per element; given a function that may wait it runs as the
   prelude's resumable `_reduce`, so the function can wait.
@@ -305,9 +305,31 @@ _C_KEY: type = type(_ft.cmp_to_key(lambda a, b: 0))
 # --------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------
+# total_ordering
+# --------------------------------------------------------------------------------
+
+
+def total_ordering(cls: Any) -> Any:
+    """Class decorator that fills in missing ordering methods"""
+    from flowmetal.machine.classes import is_program_class
+
+    if not is_program_class(cls):
+        # a type the program did not make is shared (a class of ours, a namedtuple's): never changed
+        roots = {op for op in _ft._convert if getattr(cls, op, None) is not getattr(object, op, None)}  # type: ignore[attr-defined]
+        if not roots:
+            raise ValueError("must define at least one ordering operation: < > <= >=")
+        if len(roots) == 4:
+            return cls  # nothing to add (CPython's answer too)
+        raise TypeError(f"total_ordering applies to the program's own classes, not {fm_repr(cls)}")
+    # CPython's: the methods it adds are functools' own (`_gt_from_lt`, ...), kept in snapshots by name
+    return _ft.total_ordering(cls)
+
+
 def members() -> dict[str, Any]:
     return {"reduce": reduce, "partial": _ft.partial, "lru_cache": lru_cache, "cache": cache,
-            "cmp_to_key": cmp_to_key, "wraps": wraps, "update_wrapper": update_wrapper}
+            "cmp_to_key": cmp_to_key, "wraps": wraps, "update_wrapper": update_wrapper,
+            "total_ordering": total_ordering}
 
 
 def _fill_cache(w: _lru_cache_wrapper, s: list[Any]) -> None:
@@ -327,6 +349,9 @@ def register_codec(codec: Any) -> None:
     codec.register(_ft._CacheInfo, "functools.CacheInfo", state=list, build=lambda s: _ft._CacheInfo(*s))
     for name in ("cache_info", "cache_clear", "cache_parameters"):
         codec.register_constant(getattr(_lru_cache_wrapper, name), f"functools._lru_cache_wrapper.{name}")
+    for conversions in _ft._convert.values():  # type: ignore[attr-defined]
+        for _name, method in conversions:
+            codec.register_constant(method, f"functools.{method.__qualname__}")
 
 
 def _register() -> None:

@@ -136,18 +136,80 @@ def typing_namedtuple(typename: Any, fields: Any = None, /, **kwargs: Any) -> ty
     return namedtuple(typename, names, module=_module_name())
 
 
+# --------------------------------------------------------------------------------
+# typing.NamedTuple's class syntax
+# --------------------------------------------------------------------------------
+
+# what a class body may not define (CPython's typing._prohibited)
+_PROHIBITED = frozenset({"__new__", "__init__", "__slots__", "__getnewargs__", "_fields", "_field_defaults",
+                         "_make", "_replace", "_asdict", "_source"})
+_SKIPPED = frozenset({"__module__", "__qualname__", "__annotations__", "__doc__"})
+
+
+def _add_definitions(cls: Any, definitions: dict[str, Any]) -> None:
+    """The methods and class attributes of a `class P(NamedTuple)` body, on the class made from
+    its fields; what is not a dunder is also in the class's own table (instances read it)."""
+    for key, value in definitions.items():
+        setattr(cls, key, value)
+        if not (key.startswith("__") and key.endswith("__")):
+            cls._fm_attrs[key] = operator.attrgetter(key)
+            cls._fm_class_attrs[key] = operator.attrgetter(key)
+    cls._fm_definitions = dict(definitions)
+
+
+class NamedTupleMeta(type):
+    """What `class Employee(NamedTuple): ...` is made by (the program's `NamedTuple` base stands
+    for `NamedTupleClass`, see `classes.fm_bases`): a namedtuple class from the body's annotated
+    fields and their defaults, with the body's methods."""
+
+    def __new__(mcls, typename: str, bases: tuple[type, ...], ns: dict[str, Any]) -> Any:
+        if not bases:
+            return super().__new__(mcls, typename, bases, ns)
+        annotations = ns.get("__annotations__", {})
+        fields = list(annotations)
+        defaults = []
+        for name in fields:
+            if name in ns:
+                defaults.append(ns[name])
+            elif defaults:
+                raise TypeError(f"Non-default namedtuple field {name} cannot follow default field"
+                                f"{'s' if len(defaults) > 1 else ''} {', '.join(fields[:fields.index(name)][-len(defaults):])}")
+        charge(len(ns))
+        cls = namedtuple(typename, fields, defaults=defaults or None, module=ns.get("__module__", _module_name()))
+        definitions = {}
+        for key, value in ns.items():
+            if key in _PROHIBITED:
+                raise AttributeError("Cannot overwrite NamedTuple attribute " + key)
+            if key not in _SKIPPED and key not in annotations:
+                definitions[key] = value
+        _add_definitions(cls, definitions)
+        return cls
+
+
+class NamedTupleClass(metaclass=NamedTupleMeta):
+    """The base a program's `class P(NamedTuple)` statement gets instead of `typing.NamedTuple`."""
+
+
 def _class_state(cls: Any) -> list[Any]:
     if not isinstance(cls, NamedTupleType) or "_fm_attrs" not in cls.__dict__:
         from flowmetal.errors import SnapshotError
 
         raise SnapshotError(f"cannot snapshot the class {cls.__name__!r}")
     made: Any = cls
-    return [made.__name__, list(made._fields), _defaults_of(made), made.__module__]
+    definitions = tuple(getattr(made, "_fm_definitions", {}).items())
+    return [made.__name__, list(made._fields), _defaults_of(made), made.__module__, made.__qualname__, definitions]
 
 
 def _class_build(state: list[Any]) -> type:
-    name, fields, defaults, module = state
-    return _remake(_c.namedtuple(name, fields, defaults=defaults, module=module))
+    name, fields, defaults, module, qualname, definitions = state
+    cls: Any = _remake(_c.namedtuple(name, fields, defaults=defaults, module=module))
+    cls.__qualname__ = qualname
+    if definitions:
+        for key, _value in definitions:
+            if not isinstance(key, str) or key in _PROHIBITED or key in _SKIPPED:
+                raise ValueError(f"corrupt snapshot: a namedtuple attribute {key!r}")
+        _add_definitions(cls, dict(definitions))
+    return cls
 
 
 def _instance(state: list[Any]) -> Any:
@@ -166,3 +228,20 @@ def register_codec(codec: Any) -> None:
 # others are never registered (see the module docstring).
 SAMPLE = namedtuple("Sample", "first second")
 register_kind(SAMPLE, "collections.namedtuple")
+
+
+def _standin(base: Any) -> Any:
+    from flowmetal.machine.stdlib.typing import Hint
+
+    if type(base) is Hint and base._fm_name == "NamedTuple" and base._fm_args is None:
+        return NamedTupleClass
+    return None
+
+
+def _register_standin() -> None:
+    from flowmetal.machine.classes import BASE_STANDINS
+
+    BASE_STANDINS.append(_standin)
+
+
+_register_standin()

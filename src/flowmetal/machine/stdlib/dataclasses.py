@@ -1,0 +1,687 @@
+"""`dataclasses` for Flowmetal programs: `@dataclass` on the program's own classes, `field`,
+`fields`, `asdict`, `astuple`, `replace`, `is_dataclass`, `FrozenInstanceError`, `InitVar`,
+`KW_ONLY` and `MISSING`.
+
+CPython's `dataclass` writes the methods it adds as source text and `exec`s them: host
+functions a snapshot could not write, whose globals would be a host module's. Ours follows the
+same rules (the same fields, defaults, errors, hash table, frozen checks, inheritance) but adds
+methods that are values of ours, `DataclassMethod`: each knows its kind (`__init__`, `__repr__`,
+`__eq__`, ...) and its class, and works from the fields the class keeps in plain data
+(`_fm_dataclass_fields`, `_fm_dataclass_params`), so a class and its instances are kept across
+waits like any class of the program, and nothing leads to host code.
+
+The fields are the class body's annotations, which the compiler keeps as text for every class
+(`x: int` makes `__annotations__ == {"x": "int"}`, as `from __future__ import annotations`
+would): `ClassVar`, `InitVar[...]` and `KW_ONLY` are recognised by name. A field's `type` is the
+type itself for the built-in types written plainly (`int`, `str`, `list`, ...) and the text of
+the annotation otherwise.
+
+An `__init__` binds its arguments with a function compiled from the field names (validated
+identifiers: the names come from the program's annotations), so wrong calls fail with CPython's
+own messages (`Point.__init__() missing 1 required positional argument: 'y'`). Methods run in
+Flowmetal's host code: a `__post_init__` or `default_factory` that waits raises the
+`RuntimeError` of waits inside a callback; methods the class defines itself can wait.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import threading
+from typing import Any
+
+from flowmetal.machine.access import register_kind
+from flowmetal.machine.show import fm_repr, register_leaf
+from flowmetal.machine.stdlib.common import charge, looks_like
+
+__all__ = ["DataclassMethod", "Field", "FrozenInstanceError", "members", "register_codec"]
+
+FIELDS = "_fm_dataclass_fields"  # CPython's __dataclass_fields__: name -> Field, bases' first
+PARAMS = "_fm_dataclass_params"  # CPython's __dataclass_params__, as a plain dict
+
+
+class _MissingType:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<dataclasses._MISSING_TYPE object>"
+
+
+class _KwOnlyType:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<dataclasses._KW_ONLY_TYPE object>"
+
+
+class _HasDefault:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+MISSING: Any = _MissingType()
+KW_ONLY: Any = _KwOnlyType()
+_DEFAULTED: Any = _HasDefault()  # the binder's default for every optional argument
+
+looks_like(_MissingType, "dataclasses", "_MISSING_TYPE")
+looks_like(_KwOnlyType, "dataclasses", "_KW_ONLY_TYPE")
+
+
+class FrozenInstanceError(AttributeError):
+    pass
+
+
+looks_like(FrozenInstanceError, "dataclasses", "FrozenInstanceError")
+
+
+class InitVar:
+    """`InitVar[int]`: an argument of `__init__` passed on to `__post_init__`, not a field."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, type: Any) -> None:
+        self.type = type
+
+    def __class_getitem__(cls, type: Any) -> InitVar:
+        return InitVar(type)
+
+    def __repr__(self) -> str:
+        return f"dataclasses.InitVar[{self.type if isinstance(self.type, str) else fm_repr(self.type)}]"
+
+
+looks_like(InitVar, "dataclasses", "InitVar")
+
+# a field's kind (CPython's _FIELD, _FIELD_CLASSVAR, _FIELD_INITVAR)
+_FIELD, _CLASSVAR, _INITVAR = "_FIELD", "_FIELD_CLASSVAR", "_FIELD_INITVAR"
+
+
+class Field:
+    """One field of a dataclass (what `field()` returns and `fields()` lists)."""
+
+    __slots__ = ("_field_type", "compare", "default", "default_factory", "hash", "init", "kw_only", "metadata",
+                 "name", "repr", "type")
+
+    def __init__(self, default: Any, default_factory: Any, init: Any, repr: Any, hash: Any, compare: Any,
+                 metadata: Any, kw_only: Any) -> None:
+        self.name: Any = None
+        self.type: Any = None
+        self.default = default
+        self.default_factory = default_factory
+        self.init = init
+        self.repr = repr
+        self.hash = hash
+        self.compare = compare
+        self.metadata = {} if metadata is None else dict(metadata)
+        self.kw_only = kw_only
+        self._field_type: Any = None
+
+    def __repr__(self) -> str:
+        return (f"Field(name={fm_repr(self.name)},type={fm_repr(self.type)},default={fm_repr(self.default)},"
+                f"default_factory={fm_repr(self.default_factory)},init={fm_repr(self.init)},"
+                f"repr={fm_repr(self.repr)},hash={fm_repr(self.hash)},compare={fm_repr(self.compare)},"
+                f"metadata=mappingproxy({fm_repr(self.metadata)}),kw_only={fm_repr(self.kw_only)},"
+                f"_field_type={self._field_type})")
+
+
+looks_like(Field, "dataclasses", "Field")
+
+
+def field(*, default: Any = MISSING, default_factory: Any = MISSING, init: Any = True, repr: Any = True,
+          hash: Any = None, compare: Any = True, metadata: Any = None, kw_only: Any = MISSING) -> Field:
+    """Return an object to identify dataclass fields."""
+    if default is not MISSING and default_factory is not MISSING:
+        raise ValueError("cannot specify both default and default_factory")
+    return Field(default, default_factory, init, repr, hash, compare, metadata, kw_only)
+
+
+# --------------------------------------------------------------------------------
+# reading the class body
+# --------------------------------------------------------------------------------
+
+_PLAIN_TYPES: dict[str, Any] = {t.__name__: t for t in (int, float, complex, str, bytes, bool, list, dict, tuple, set, frozenset,
+                                         bytearray, object, type, range, slice)}
+_PLAIN_TYPES["None"] = None
+
+
+def _annotation_name(text: str) -> str:
+    """`typing.ClassVar[int]` -> `ClassVar` (what CPython's `_is_type` matches on text)."""
+    head = text.strip().split("[", 1)[0].strip()
+    return head.rpartition(".")[2]
+
+
+def _field_type_of(annotation: Any) -> Any:
+    if isinstance(annotation, str):
+        return _PLAIN_TYPES.get(annotation.strip(), annotation) if annotation.strip() in _PLAIN_TYPES else annotation
+    return annotation
+
+
+def _get_field(cls: Any, name: str, annotation: Any, kw_only: bool) -> Field:
+    default = getattr(cls, name, MISSING)
+    if isinstance(default, Field):
+        f = default
+    else:
+        f = field(default=default)
+    f.name = name
+    f.type = _field_type_of(annotation)
+    f._field_type = _FIELD
+    kind = _annotation_name(annotation) if isinstance(annotation, str) else ""
+    if kind == "ClassVar":
+        f._field_type = _CLASSVAR
+    elif kind == "InitVar":
+        f._field_type = _INITVAR
+    if f._field_type in (_CLASSVAR, _INITVAR) and f.default_factory is not MISSING:
+        raise TypeError(f"field {name} cannot have a default factory")
+    if f._field_type in (_FIELD, _INITVAR):
+        if f.kw_only is MISSING:
+            f.kw_only = kw_only
+    else:
+        if f.kw_only is not MISSING:
+            raise TypeError(f"field {name} is a ClassVar but specifies kw_only")
+    if f._field_type is _FIELD and f.default is not MISSING and type(f.default).__hash__ is None:
+        raise ValueError(f"mutable default {fm_repr(type(f.default))} for field {name} is not allowed: use "
+                         "default_factory")
+    return f
+
+
+# --------------------------------------------------------------------------------
+# the methods a dataclass gets
+# --------------------------------------------------------------------------------
+
+_REPRS = threading.local()  # (CPython's recursive_repr: `...` for an instance met inside its own repr)
+
+
+def _binder(cls: Any, init_fields: list[Field]) -> Any:
+    """A function with `__init__`'s signature that returns its arguments (CPython's errors)."""
+    std = [f for f in init_fields if not f.kw_only]
+    kw = [f for f in init_fields if f.kw_only]
+    params = ["self"]
+    seen_default = False
+    for f in std:
+        if f.default is MISSING and f.default_factory is MISSING:
+            if seen_default:
+                raise TypeError(f"non-default argument {f.name!r} follows default argument")
+            params.append(f.name)
+        else:
+            seen_default = True
+            params.append(f"{f.name}=_d")
+    if kw:
+        params.append("*")
+        params += [f.name if f.default is MISSING and f.default_factory is MISSING else f"{f.name}=_d" for f in kw]
+    for f in init_fields:
+        if not (isinstance(f.name, str) and f.name.isidentifier() and not keyword.iskeyword(f.name)
+                and f.name not in ("self", "_d")):
+            raise TypeError(f"invalid field name {f.name!r}")
+    names = [f.name for f in init_fields]
+    source = f"def __init__({', '.join(params)}):\n    return ({''.join(n + ', ' for n in names)})\n"
+    namespace: dict[str, Any] = {"_d": _DEFAULTED, "__builtins__": {}}
+    exec(compile(source, "<dataclass>", "exec"), namespace)
+    fn = namespace["__init__"]
+    fn.__qualname__ = f"{cls.__qualname__}.__init__"
+    return fn
+
+
+_BINDERS: dict[Any, Any] = {}  # DataclassMethod -> its binder (made again after a restore)
+
+
+def _fields(cls: Any) -> dict[str, Field]:
+    fields: dict[str, Field] = getattr(cls, FIELDS)
+    return fields
+
+
+def _init(method: DataclassMethod, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    cls = method._fm_cls
+    fields = _fields(cls)
+    init_fields = [f for f in fields.values() if f._field_type in (_FIELD, _INITVAR) and f.init]
+    binder = _BINDERS.get(method)
+    if binder is None:
+        binder = _BINDERS[method] = _binder(cls, init_fields)
+    values = dict(zip((f.name for f in init_fields), binder(obj, *args, **kwargs)))
+    frozen = getattr(cls, PARAMS)["frozen"]
+    store = object.__setattr__ if frozen else setattr
+    for f in fields.values():
+        if f._field_type is not _FIELD:
+            continue
+        if f.default_factory is not MISSING:
+            value = values.get(f.name, _DEFAULTED) if f.init else _DEFAULTED
+            store(obj, f.name, f.default_factory() if value is _DEFAULTED else value)
+        elif f.init:
+            value = values[f.name]
+            store(obj, f.name, f.default if value is _DEFAULTED else value)
+    if getattr(cls, PARAMS)["has_post_init"]:  # (decided when the class was made, as CPython)
+        initvars = [f for f in fields.values() if f._field_type is _INITVAR]
+        passed = [values[f.name] if values.get(f.name, _DEFAULTED) is not _DEFAULTED else f.default
+                  for f in initvars]
+        result = obj.__post_init__(*passed)
+        del result
+
+
+def _repr(method: DataclassMethod, obj: Any) -> str:
+    active = getattr(_REPRS, "active", None)
+    if active is None:
+        active = _REPRS.active = set()
+    key = id(obj)
+    if key in active:
+        return "..."
+    active.add(key)
+    try:
+        parts = [f"{f.name}={fm_repr(getattr(obj, f.name))}" for f in _fields(method._fm_cls).values()
+                 if f._field_type is _FIELD and f.repr]
+        return f"{type(obj).__qualname__}({', '.join(parts)})"
+    finally:
+        active.discard(key)
+
+
+def _values(cls: Any, obj: Any, which: str) -> tuple[Any, ...]:
+    fs = _fields(cls).values()
+    if which == "compare":
+        return tuple(getattr(obj, f.name) for f in fs if f._field_type is _FIELD and f.compare)
+    return tuple(getattr(obj, f.name) for f in fs if f._field_type is _FIELD
+                 and (f.compare if f.hash is None else f.hash))
+
+
+_ORDER = {"__lt__": "<", "__le__": "<=", "__gt__": ">", "__ge__": ">="}
+
+
+def _compare(method: DataclassMethod, obj: Any, other: Any) -> Any:
+    if type(other) is not type(obj):
+        return NotImplemented
+    cls = method._fm_cls
+    a, b = _values(cls, obj, "compare"), _values(cls, other, "compare")
+    kind = method._fm_kind
+    if kind == "__eq__":
+        return a == b
+    if kind == "__lt__":
+        return a < b
+    if kind == "__le__":
+        return a <= b
+    if kind == "__gt__":
+        return a > b
+    return a >= b
+
+
+def _setattr(method: DataclassMethod, obj: Any, name: Any, value: Any = None) -> None:
+    cls = method._fm_cls
+    if type(obj) is cls or name in _fields(cls):
+        verb = "assign to" if method._fm_kind == "__setattr__" else "delete"
+        raise FrozenInstanceError(f"cannot {verb} field {name!r}")
+    if method._fm_kind == "__setattr__":
+        super(cls, obj).__setattr__(name, value)
+    else:
+        super(cls, obj).__delattr__(name)
+
+
+class DataclassMethod:
+    """A method `@dataclass` adds to a class: its kind (`__init__`, `__repr__`, ...). Its class is
+    the one whose own dict holds it, found from the instance it is called with (and then kept):
+    a snapshot writes the method as its kind and its class's name only, so no cycle passes
+    through it (the class holds the method)."""
+
+    __slots__ = ("__weakref__", "_fm_cls", "_fm_kind", "_fm_owner")
+
+    def __init__(self, kind: str, cls: Any) -> None:
+        self._fm_kind = kind
+        self._fm_cls = cls
+        self._fm_owner = cls.__qualname__ if cls is not None else "?"
+
+    def _fm_class(self, obj: Any) -> Any:
+        cls = self._fm_cls
+        if cls is None:
+            for k in type(obj).__mro__:
+                if k.__dict__.get(self._fm_kind) is self:
+                    cls = self._fm_cls = k
+                    break
+            else:
+                raise TypeError(f"descriptor '{self._fm_kind}' of '{self._fm_owner}' objects doesn't apply to "
+                                f"a '{type(obj).__name__}' object")
+        return cls
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        import types
+
+        return types.MethodType(self, obj)
+
+    def __call__(self, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        kind = self._fm_kind
+        self._fm_class(obj)
+        if kind == "__init__":
+            return _init(self, obj, args, kwargs)
+        if kind == "__repr__":
+            return _repr(self, obj, *args, **kwargs)
+        if kind == "__hash__":
+            return builtins.hash(_values(self._fm_cls, obj, "hash"), *args, **kwargs)
+        if kind in ("__setattr__", "__delattr__"):
+            return _setattr(self, obj, *args, **kwargs)
+        return _compare(self, obj, *args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:  # `__name__`, `__qualname__`: not class attributes
+        if attr == "__name__":
+            return self._fm_kind
+        if attr == "__qualname__":
+            return f"{self._fm_owner}.{self._fm_kind}"
+        raise AttributeError(f"'function' object has no attribute '{attr}'")
+
+    def __repr__(self) -> str:
+        return f"<function {self._fm_owner}.{self._fm_kind}>"
+
+
+looks_like(DataclassMethod, "builtins", "function")
+
+
+# --------------------------------------------------------------------------------
+# @dataclass
+# --------------------------------------------------------------------------------
+
+_HASH_ACTIONS = {  # (unsafe_hash, eq, frozen, has_explicit_hash) -> what to do with __hash__
+    (False, False, False, False): None, (False, False, False, True): None,
+    (False, False, True, False): None, (False, False, True, True): None,
+    (False, True, False, False): "none", (False, True, False, True): None,
+    (False, True, True, False): "add", (False, True, True, True): None,
+    (True, False, False, False): "add", (True, False, False, True): "raise",
+    (True, False, True, False): "add", (True, False, True, True): "raise",
+    (True, True, False, False): "add", (True, True, False, True): "raise",
+    (True, True, True, False): "add", (True, True, True, True): "raise",
+}
+
+
+def _is_program_class(cls: Any) -> bool:
+    from flowmetal.machine.classes import is_program_class
+
+    return bool(is_program_class(cls))
+
+
+def _set_new(cls: Any, name: str, value: Any) -> bool:
+    if name in cls.__dict__:
+        return True
+    setattr(cls, name, value)
+    return False
+
+
+def _signature_text(fields: dict[str, Field]) -> str:
+    params = [f for f in fields.values() if f._field_type in (_FIELD, _INITVAR) and f.init]
+    parts: list[str] = []
+    star = False
+    for f in sorted(params, key=lambda f: bool(f.kw_only)):
+        if f.kw_only and not star:
+            parts.append("*")
+            star = True
+        annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", fm_repr(f.type))
+        text = f"{f.name}: {annotation}"
+        if f.default_factory is not MISSING:
+            text += " = <factory>"
+        elif f.default is not MISSING:
+            text += f" = {fm_repr(f.default)}"
+        parts.append(text)
+    return "(" + ", ".join(parts) + ")"
+
+
+def _process(cls: Any, params: dict[str, Any]) -> Any:
+    if not _is_program_class(cls):
+        raise TypeError(f"@dataclass applies to the program's own classes, not {fm_repr(cls)}")
+    fields: dict[str, Field] = {}
+    any_frozen_base = False
+    has_dataclass_bases = False
+    for base in cls.__mro__[-1:0:-1]:
+        base_fields = base.__dict__.get(FIELDS)
+        if base_fields is not None:
+            has_dataclass_bases = True
+            for f in base_fields.values():
+                fields[f.name] = f
+            if base.__dict__[PARAMS]["frozen"]:
+                any_frozen_base = True
+    annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063  (the text the compiler kept)
+    charge(len(annotations) + 1)
+    own: list[Field] = []
+    kw_only = bool(params["kw_only"])
+    kw_only_seen = False
+    for name, annotation in annotations.items():
+        if isinstance(annotation, str) and _annotation_name(annotation) == "KW_ONLY":
+            if kw_only_seen:
+                raise TypeError(f"{name!r} is KW_ONLY, but KW_ONLY has already been specified")
+            kw_only_seen = True
+            kw_only = True
+            continue
+        own.append(_get_field(cls, name, annotation, kw_only))
+    for f in own:
+        fields[f.name] = f
+        if isinstance(cls.__dict__.get(f.name), Field):
+            if f.default is MISSING:
+                delattr(cls, f.name)
+            else:
+                setattr(cls, f.name, f.default)
+    for name, value in list(cls.__dict__.items()):
+        if isinstance(value, Field) and name not in annotations:
+            raise TypeError(f"{name!r} is a field but has no type annotation")
+    frozen = bool(params["frozen"])
+    if has_dataclass_bases:
+        if any_frozen_base and not frozen:
+            raise TypeError("cannot inherit non-frozen dataclass from a frozen one")
+        if not any_frozen_base and frozen:
+            raise TypeError("cannot inherit frozen dataclass from a non-frozen one")
+    setattr(cls, FIELDS, fields)
+    setattr(cls, PARAMS, {**params, "has_post_init": hasattr(cls, "__post_init__")})
+    class_hash = cls.__dict__.get("__hash__", MISSING)
+    has_explicit_hash = not (class_hash is MISSING or (class_hash is None and "__eq__" in cls.__dict__))
+    if params["order"] and not params["eq"]:
+        raise ValueError("eq must be true if order is true")
+    if params["init"]:
+        init_fields = [f for f in fields.values() if f._field_type in (_FIELD, _INITVAR) and f.init]
+        method = DataclassMethod("__init__", cls)
+        _BINDERS[method] = _binder(cls, init_fields)  # (checks the order of defaults now, as CPython)
+        _set_new(cls, "__init__", method)
+    if params["repr"]:
+        _set_new(cls, "__repr__", DataclassMethod("__repr__", cls))
+    if params["eq"]:
+        _set_new(cls, "__eq__", DataclassMethod("__eq__", cls))
+    if params["order"]:
+        for name in ("__lt__", "__le__", "__gt__", "__ge__"):
+            if _set_new(cls, name, DataclassMethod(name, cls)):
+                raise TypeError(f"Cannot overwrite attribute {name} in class {cls.__name__}. Consider using "
+                                "functools.total_ordering")
+    if frozen:
+        for name in ("__setattr__", "__delattr__"):
+            if _set_new(cls, name, DataclassMethod(name, cls)):
+                raise TypeError(f"Cannot overwrite attribute {name} in class {cls.__name__}")
+    if cls.__dict__.get("__doc__") is None:  # CPython's: the class's signature, as inspect writes it
+        cls.__doc__ = cls.__name__ + _signature_text(fields)
+    action = _HASH_ACTIONS[bool(params["unsafe_hash"]), bool(params["eq"]), frozen, has_explicit_hash]
+    if action == "none":
+        cls.__hash__ = None
+    elif action == "add":
+        cls.__hash__ = DataclassMethod("__hash__", cls)
+    elif action == "raise":
+        raise TypeError(f"Cannot overwrite attribute __hash__ in class {cls.__name__}")
+    return cls
+
+
+_DEFAULT_PARAMS = {"init": True, "repr": True, "eq": True, "order": False, "unsafe_hash": False, "frozen": False,
+                   "match_args": True, "kw_only": False, "slots": False, "weakref_slot": False}
+
+
+class DataclassDecorator:
+    """What `dataclass(...)` with arguments returns: applied to the class next."""
+
+    __slots__ = ("_fm_params",)
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self._fm_params = params
+
+    def __call__(self, cls: Any) -> Any:
+        return _process(cls, self._fm_params)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr in ("__name__", "__qualname__"):
+            return "wrap" if attr == "__name__" else "dataclass.<locals>.wrap"
+        raise AttributeError(f"'function' object has no attribute '{attr}'")
+
+    def __repr__(self) -> str:
+        return "<function dataclass.<locals>.wrap>"
+
+
+looks_like(DataclassDecorator, "builtins", "function")
+
+
+def dataclass(cls: Any = None, /, *, init: Any = True, repr: Any = True, eq: Any = True, order: Any = False,
+              unsafe_hash: Any = False, frozen: Any = False, match_args: Any = True, kw_only: Any = False,
+              slots: Any = False, weakref_slot: Any = False) -> Any:
+    """Add dunder methods based on the fields defined in the class."""
+    params = {"init": init, "repr": repr, "eq": eq, "order": order, "unsafe_hash": unsafe_hash, "frozen": frozen,
+              "match_args": match_args, "kw_only": kw_only, "slots": slots, "weakref_slot": weakref_slot}
+    if cls is None:
+        return DataclassDecorator(params)
+    return _process(cls, params)
+
+
+# --------------------------------------------------------------------------------
+# the module's functions
+# --------------------------------------------------------------------------------
+
+
+def fields(class_or_instance: Any) -> tuple[Field, ...]:
+    """Return a tuple describing the fields of this dataclass."""
+    cls = class_or_instance if isinstance(class_or_instance, type) else type(class_or_instance)
+    found = getattr(cls, FIELDS, None) if _is_program_class(cls) else None
+    if found is None:
+        raise TypeError("must be called with a dataclass type or instance")
+    return tuple(f for f in found.values() if f._field_type is _FIELD)
+
+
+def is_dataclass(obj: Any) -> bool:
+    """Returns True if obj is a dataclass or an instance of a dataclass."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return _is_program_class(cls) and getattr(cls, FIELDS, None) is not None
+
+
+def _is_instance(obj: Any) -> bool:
+    return not isinstance(obj, type) and is_dataclass(obj)
+
+
+def _inner(obj: Any, factory: Any, as_dict: bool) -> Any:
+    from flowmetal.machine.stdlib.copy import deepcopy
+
+    charge(1)
+    if _is_instance(obj):
+        if as_dict:
+            return factory([(f.name, _inner(getattr(obj, f.name), factory, as_dict)) for f in fields(obj)])
+        return factory([_inner(getattr(obj, f.name), factory, as_dict) for f in fields(obj)])
+    if isinstance(obj, tuple) and hasattr(type(obj), "_fields"):
+        return type(obj)(*[_inner(v, factory, as_dict) for v in obj])
+    if isinstance(obj, list | tuple):
+        return type(obj)(_inner(v, factory, as_dict) for v in obj)
+    if isinstance(obj, dict):
+        return type(obj)((_inner(k, factory, as_dict), _inner(v, factory, as_dict)) for k, v in obj.items())
+    return deepcopy(obj)
+
+
+def asdict(obj: Any, *, dict_factory: Any = dict) -> Any:
+    """Return the fields of a dataclass instance as a new dictionary mapping field names to field values."""
+    if not _is_instance(obj):
+        raise TypeError("asdict() should be called on dataclass instances")
+    return _inner(obj, dict_factory, True)
+
+
+def astuple(obj: Any, *, tuple_factory: Any = tuple) -> Any:
+    """Return the fields of a dataclass instance as a new tuple of field values."""
+    if not _is_instance(obj):
+        raise TypeError("astuple() should be called on dataclass instances")
+    return _inner(obj, tuple_factory, False)
+
+
+def replace(obj: Any, /, **changes: Any) -> Any:
+    """Return a new object replacing specified fields with new values."""
+    if not _is_instance(obj):
+        raise TypeError("replace() should be called on dataclass instances")
+    for f in getattr(type(obj), FIELDS).values():
+        if f._field_type is _CLASSVAR:
+            continue
+        if not f.init:
+            if f.name in changes:
+                raise ValueError(f"field {f.name} is declared with init=False, it cannot be specified with replace()")
+            continue
+        if f.name not in changes:
+            if f._field_type is _INITVAR and f.default is MISSING:
+                raise ValueError(f"InitVar {f.name!r} must be specified with replace()")
+            changes[f.name] = getattr(obj, f.name)
+    return type(obj)(**changes)
+
+
+def members() -> dict[str, Any]:
+    return {"dataclass": dataclass, "field": field, "Field": Field, "fields": fields, "asdict": asdict,
+            "astuple": astuple, "replace": replace, "is_dataclass": is_dataclass,
+            "FrozenInstanceError": FrozenInstanceError, "InitVar": InitVar, "MISSING": MISSING, "KW_ONLY": KW_ONLY}
+
+
+# --------------------------------------------------------------------------------
+# snapshots
+# --------------------------------------------------------------------------------
+
+_FIELD_SLOTS = ("name", "type", "default", "default_factory", "init", "repr", "hash", "compare", "metadata",
+                "kw_only", "_field_type")
+
+
+def _field_build(state: list[Any]) -> Field:
+    f = Field.__new__(Field)
+    for name, value in zip(_FIELD_SLOTS, state, strict=True):
+        if name == "_field_type" and value not in (_FIELD, _CLASSVAR, _INITVAR):
+            raise ValueError("corrupt snapshot: a field of unknown kind")
+        object.__setattr__(f, name, value)
+    f._field_type = {_FIELD: _FIELD, _CLASSVAR: _CLASSVAR, _INITVAR: _INITVAR}[f._field_type]
+    return f
+
+
+_METHOD_KINDS = frozenset({"__init__", "__repr__", "__eq__", "__lt__", "__le__", "__gt__", "__ge__", "__hash__",
+                           "__setattr__", "__delattr__"})
+
+
+def _method_build(state: list[Any]) -> DataclassMethod:
+    kind, owner = state
+    if kind not in _METHOD_KINDS or not isinstance(owner, str):
+        raise ValueError("corrupt snapshot: a dataclass method of unknown kind")
+    method = DataclassMethod(kind, None)
+    method._fm_owner = owner
+    return method
+
+
+def register_codec(codec: Any) -> None:
+    codec.register_constant(MISSING, "dataclasses.MISSING")
+    codec.register_constant(KW_ONLY, "dataclasses.KW_ONLY")
+    codec.register_exception(FrozenInstanceError, "dataclasses.FrozenInstanceError")
+    # (built whole: instances hashed while a snapshot is read need their class's fields complete)
+    codec.register(Field, "dataclasses.Field", state=lambda f: [getattr(f, n) for n in _FIELD_SLOTS],
+                   build=_field_build)
+    codec.register(InitVar, "dataclasses.InitVar", state=lambda v: v.type, build=InitVar)
+    codec.register(DataclassMethod, "dataclasses.method", state=lambda m: [m._fm_kind, m._fm_owner],
+                   build=_method_build)
+    codec.register(DataclassDecorator, "dataclasses.decorator", state=lambda d: dict(d._fm_params),
+                   build=DataclassDecorator)
+
+
+def _register() -> None:
+    register_kind(Field, "dataclasses.Field")
+    register_kind(_MissingType, "dataclasses._MISSING_TYPE")
+    register_kind(_KwOnlyType, "dataclasses._KW_ONLY_TYPE")
+    register_kind(InitVar, "dataclasses.InitVar")
+    register_kind(FrozenInstanceError, "dataclasses.FrozenInstanceError")
+    register_kind(DataclassMethod, "function")
+    register_kind(DataclassDecorator, "function")
+    for cls in (Field, _MissingType, _KwOnlyType, InitVar, DataclassMethod, DataclassDecorator):
+        register_leaf(cls)
+
+
+_register()
+
+
+def _register_dunders() -> None:
+    """The dunders `@dataclass` gives a class that a snapshot may write (see classes.LIBRARY_DUNDERS)."""
+    from flowmetal.machine.classes import LIBRARY_DUNDERS
+
+    LIBRARY_DUNDERS["__annotations__"] = lambda v: type(v) is dict and all(
+        type(k) is str and type(a) is str for k, a in v.items())
+    for name in ("__setattr__", "__delattr__"):
+        LIBRARY_DUNDERS[name] = lambda v: type(v) is DataclassMethod
+
+
+_register_dunders()
