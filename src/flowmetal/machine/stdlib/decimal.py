@@ -133,7 +133,8 @@ class Decimal(_Base):
     __slots__ = ()
 
     def __new__(cls, value: Any = "0", context: Any = None) -> Any:
-        _program_context()
+        if _d.getcontext().__class__ is not Context:  # (once ours is installed, it is this run's program's)
+            _program_context()
         if type(value) is int:
             _from_int(value)
         elif isinstance(value, str):
@@ -198,10 +199,19 @@ class Decimal(_Base):
 
 
 
+_OPERATORS = frozenset({"__abs__", "__add__", "__floordiv__", "__mod__", "__mul__", "__neg__", "__pos__", "__radd__",
+                        "__rfloordiv__", "__rmod__", "__rmul__", "__rsub__", "__rtruediv__", "__sub__", "__truediv__"})
+
+
 def _decimal_method(name: str, cost: Callable[[int], None] | None) -> None:
     base = getattr(_Base, name)
+    new, base_type, ours = _Base.__new__, _Base, Decimal
 
-    if cost is None:
+    if name in _OPERATORS:  # the hot path: one call of CPython's, one copy into ours
+        def method(*args: Any, **kwargs: Any) -> Any:
+            r = base(*args)
+            return new(ours, r) if r.__class__ is base_type else r
+    elif cost is None:
         def method(*args: Any, **kwargs: Any) -> Any:
             return own(base(*args, **kwargs))
     else:
