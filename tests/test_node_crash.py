@@ -160,7 +160,8 @@ def test_node_killed_with_requests_and_callbacks_in_flight(tmp_path: Path) -> No
         node.kill()
         node.start()
         for pid in pids[: PROGRAMS // 2]:  # accepted before the crash: persisted, so refused now
-            assert httpx.post(cb[pid], json={"ok": "again"}).status_code == 409
+            # (409: delivered already; 410: its program has even ended since, recovery being quick)
+            assert httpx.post(cb[pid], json={"ok": "again"}).status_code in (409, 410)
         for pid in pids[PROGRAMS // 2:]:
             assert httpx.post(cb[pid], json={"ok": pid}).status_code == 202
 

@@ -359,6 +359,22 @@ def test_a_waiting_program_of_a_dead_holder_runs_again_only_with_something_to_do
     assert second.fence == first.fence + 1
 
 
+def test_a_holder_whose_pid_was_reused_is_taken_over_at_once(any_store: Store) -> None:
+    """The holder's id says when its process started (and on which boot of the machine): a live
+    process that got the same pid later is not it."""
+    from flowmetal.store.shared import BOOT, holder_id
+
+    any_store.create_program(new(), 1.0)
+    mine = holder_id("worker")  # this process, alive
+    earlier = mine.rsplit(":", 1)[0] + f":{BOOT}.1.abcdef"  # a process with this pid, started at tick 1
+    claim_one(any_store, mine, now=100.0, lease=1000.0)
+    assert any_store.claim("w2", ME, HOST, 10.0, 101.0, 10) == []  # alive: not taken over
+    any_store.create_program(new("p2"), 1.0)
+    first = claim_one(any_store, earlier, now=102.0, lease=1000.0)
+    second = claim_one(any_store, "w2", now=103.0)
+    assert (second.program_id, second.fence) == ("p2", first.fence + 1)
+
+
 def test_live_holder_on_another_host_is_not_taken_over(any_store: Store) -> None:
     any_store.create_program(new(), 1.0)
     claim_one(any_store, "far", now=100.0, lease=1000.0, pid=999_999_999, host="elsewhere")
@@ -737,6 +753,28 @@ def test_calls_of_a_dead_local_connector_are_retried_without_waiting_out_the_lea
     assert len(any_store.claim_calls(live, "function", None, 1000.0, 15.0, 10)) == 1  # 2 s after failure 2
     assert any_store.claim_calls("c2", "function", None, 30.0, 20.0, 10) == []
     assert any_store.get_call(key).status == "claimed"
+
+
+def test_a_batch_of_http_attempts_lost_with_their_worker_burns_no_attempt(any_store: Store) -> None:
+    """HTTP requests like foreign calls: a worker killed holding a batch of attempts (claims take
+    several at once) costs none of those calls an attempt of its policy — each is run again at
+    once and keeps its whole budget, however many kills in a row (below retry.MAX_LOST)."""
+    keys = start_calls(any_store, ("http", "http"), ("http", "http"), ("http", "http"),
+                       policy={"attempts": 2, "initial": 1.0})
+    now = 10.0
+    for _ in range(5):  # five workers in a row die holding the whole batch
+        proc = subprocess.Popen([sys.executable, "-c", "pass"])
+        proc.wait()
+        dead = f"worker:{HOST}:{proc.pid}:abc"
+        assert {c.key for c in any_store.claim_calls(dead, "http", None, 1000.0, now, 10)} == set(keys)
+        now += 1.0
+    claims = any_store.claim_calls("c2", "http", None, 30.0, now, 10)
+    assert sorted(c.key for c in claims) == sorted(keys)
+    assert {any_store.get_call(k).lost for k in keys} == {5}
+    assert any_store.list_attempts("p1") == []
+    failed = CallOutcome(ok=False, error={"type": "ConnectError", "message": "refused"})
+    # the first real failure is attempt 1 of 2 for each: retried, not given up
+    assert [any_store.finish_call(c.key, "c2", c.attempt, failed, now) for c in claims] == ["retrying"] * 3
 
 
 # -- connectors: callbacks ----------------------------------------------------------------------

@@ -863,10 +863,10 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
             return
         self._local.dead_check = now
         rows = self._read(lambda conn: conn.execute(
-            "SELECT id, lease_pid, fence FROM programs WHERE lease_owner IS NOT NULL AND lease_host = %s"
+            "SELECT id, lease_pid, lease_owner, fence FROM programs WHERE lease_owner IS NOT NULL AND lease_host = %s"
             " AND lease_expires >= %s", (host, now)).fetchall())
-        for program_id, lease_pid, fence in rows:
-            if lease_pid and not pid_alive(lease_pid):
+        for program_id, lease_pid, lease_owner, fence in rows:
+            if (lease_pid and not pid_alive(lease_pid)) or not local_owner_alive(lease_owner):
                 # one row per statement: never holds one program's lock while waiting for another's
                 self._clear_lease(program_id, fence, now)
                 holder_died(program_id, lease_pid)

@@ -125,19 +125,50 @@ def expired_attempt(tx: Any, r: Mapping[str, Any], now: float) -> CallOutcome | 
     return None
 
 
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip().replace("-", "")[:12]
+    except OSError:
+        return ""
+
+
+def process_start(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, from /proc), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+BOOT = _boot_id()  # this boot of this machine
+
+
 def holder_id(label: str) -> str:
-    """The id a worker or connector of this process claims with: `LABEL:HOST:PID:NONCE`, so the
-    store can tell when its process is gone (`local_owner_alive`)."""
-    return f"{label}:{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """The id a worker or connector of this process claims with: `LABEL:HOST:PID:NONCE`, NONCE
+    being `BOOT.START.RANDOM` (this machine's boot, when the process started): with them the store
+    tells a process that is gone from a new one that got its pid (`local_owner_alive`)."""
+    return f"{label}:{HOST}:{os.getpid()}:{BOOT}.{process_start(os.getpid()) or ''}.{uuid.uuid4().hex[:6]}"
 
 
 def local_owner_alive(owner: str | None) -> bool:
     """False only when `owner` (a worker or connector id `LABEL:HOST:PID:NONCE`) is a process of
-    this machine that no longer exists."""
+    this machine that no longer exists: its pid is free, or taken by a process that started
+    later, or the machine rebooted since."""
     parts = (owner or "").split(":")
     if len(parts) < 4 or parts[-3] != HOST or not parts[-2].isdigit():
         return True
-    return pid_alive(int(parts[-2]))
+    pid = int(parts[-2])
+    if not pid_alive(pid):
+        return False
+    boot, start, *_ = [*parts[-1].split("."), "", ""]
+    if not (boot and start):  # an id of an older Flowmetal: the pid is all there is
+        return True
+    if BOOT and boot != BOOT:
+        return False
+    now_start = process_start(pid)
+    return now_start is None or now_start == start
 
 
 def pid_alive(pid: int) -> bool:

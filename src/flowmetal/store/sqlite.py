@@ -478,11 +478,10 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
             return
         self._local.dead_check = now
         rows = self.db.execute(
-            "SELECT id, lease_pid, fence FROM programs INDEXED BY programs_leased WHERE lease_owner IS NOT NULL"
-            " AND lease_host = ?"
-            " AND lease_expires >= ?", (host, now)).fetchall()
+            "SELECT id, lease_pid, lease_owner, fence FROM programs INDEXED BY programs_leased"
+            " WHERE lease_owner IS NOT NULL AND lease_host = ? AND lease_expires >= ?", (host, now)).fetchall()
         dead = [(r["id"], r["fence"], r["lease_pid"]) for r in rows
-                if r["lease_pid"] and not pid_alive(r["lease_pid"])]
+                if (r["lease_pid"] and not pid_alive(r["lease_pid"])) or not local_owner_alive(r["lease_owner"])]
         if not dead:
             return
         with self._write() as db:
