@@ -208,6 +208,7 @@ class ExecutorPool:
         self.flight: dict[str, Job] = {}
         self.cached: dict[str, tuple[int, int]] = {}  # program -> (slot, last_seq) of its kept machine
         self.closing = False
+        self.kicked = False  # `wait` should return now (the worker has other work: see `kick`)
         self.on_finish: Callable[[], None] = lambda: None
         self.layers: dict[str, str] | None = None
         self.slots = [_Slot(self, i) for i in range(max(1, settings.processes))]
@@ -230,13 +231,21 @@ class ExecutorPool:
         that finish meanwhile make the next group (group commit without holding anyone up)."""
         deadline = time.monotonic() + timeout
         with self.cond:
-            while not self.finished and self.flight:
+            while not self.finished and self.flight and not self.kicked:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self.cond.wait(left)
+            self.kicked = False
             done, self.finished = self.finished, []
             return done
+
+    def kick(self) -> None:
+        """End a `wait` early: a call the worker performs finished, and its program should go on
+        without waiting for a slice of another program to finish first."""
+        with self.cond:
+            self.kicked = True
+            self.cond.notify_all()
 
     def busy(self) -> bool:
         return bool(self.flight)

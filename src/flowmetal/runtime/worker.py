@@ -84,7 +84,7 @@ class Worker:
         self._held_lock = threading.Lock()
         # functions this process serves run right here, one commit per call (see runtime/inline.py)
         self.inline = (InlineCalls(self.store, functions, http, self.id, lease, concurrency=self.concurrency,
-                                   wake=self._slice_finished)
+                                   wake=self._call_finished)
                        if functions is not None or http is not None else None)
         self._backoff = 0.0
         self._down_since: float | None = None  # when the store became unreachable
@@ -167,6 +167,14 @@ class Worker:
                 with contextlib.suppress(Exception):
                     self.inline.close(self.rt.clock())
             self.notifier.close()
+
+    def _call_finished(self) -> None:
+        """A call performed here finished: its program goes on in the next round, which a round
+        waiting for slices (up to GROUP_WAIT) must not hold up."""
+        if self._idle:
+            self.notifier.interrupt()
+        else:
+            self.slices.kick()
 
     def _slice_finished(self) -> None:
         """A slice or a call performed here finished: wake the loop if it sleeps (a busy loop
@@ -377,6 +385,9 @@ class LocalSlices:
 
     def in_flight(self) -> int:
         return 0
+
+    def kick(self) -> None:
+        pass
 
     def busy(self) -> bool:
         return False
