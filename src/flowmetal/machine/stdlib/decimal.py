@@ -29,10 +29,13 @@ checked as `Context(prec=50)` is (`classes.SETTERS`).
 from __future__ import annotations
 
 import decimal as _d
+import functools
 import re
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+from flowmetal.errors import SnapshotError
 from flowmetal.machine.access import register_kind
 from flowmetal.machine.limits import ACTIVE
 from flowmetal.machine.objects import MemoryLimitExceeded
@@ -244,7 +247,7 @@ def _check_prec(prec: Any) -> None:
 class Context(_BaseContext):
     """The context for arithmetic (CPython's), with a precision of at most `MAX_PREC`."""
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)  # (for _SIGNAL_DICT_OWNERS)
 
     def __init__(self, prec: Any = None, rounding: Any = None, Emin: Any = None, Emax: Any = None,
                  capitals: Any = None, clamp: Any = None, flags: Any = None, traps: Any = None) -> None:
@@ -256,6 +259,37 @@ class Context(_BaseContext):
 
     def __copy__(self) -> Context:
         return _own_context(self)
+
+
+# A context's `flags` and `traps` are mappings that belong to it: snapshots write them as
+# (context, which). A program reads them through the checked getattr (they are routed names),
+# which remembers each with its context here: id(signal dict) -> (its context, weakly; which).
+# Signal dicts cannot be hashed or weakly referred to; an entry is checked before it is trusted.
+_SIGNAL_DICT_OWNERS: dict[int, tuple[Any, str]] = {}
+
+
+def _owned(ctx: Any, which: str) -> Any:
+    d = getattr(ctx, which)
+    key = id(d)
+    owner = _SIGNAL_DICT_OWNERS.get(key)
+    if owner is None or owner[0]() is not ctx:
+        if len(_SIGNAL_DICT_OWNERS) > 10_000:  # forget the contexts that are gone
+            for k in [k for k, (ref, _) in _SIGNAL_DICT_OWNERS.items() if ref() is None]:
+                del _SIGNAL_DICT_OWNERS[k]
+        _SIGNAL_DICT_OWNERS[key] = (weakref.ref(ctx), which)
+    return d
+
+
+def _signal_dict_of(which: str, ctx: Any) -> Any:
+    return _owned(ctx, which)
+
+
+def _signal_dict_state(d: Any) -> list[Any]:
+    owner = _SIGNAL_DICT_OWNERS.get(id(d))
+    ctx = owner[0]() if owner is not None else None
+    if ctx is None or owner is None or getattr(ctx, owner[1]) is not d:
+        raise SnapshotError("a decimal signal dict whose context is gone cannot be kept across a wait")
+    return [ctx, owner[1]]
 
 
 _SIGNALS = (_d.Clamped, _d.DivisionByZero, _d.FloatOperation, _d.Inexact, _d.InvalidOperation, _d.Overflow,
@@ -398,6 +432,8 @@ def register_codec(codec: Any) -> None:
     codec.register(Context, "decimal.Context", state=_context_state, new=lambda: Context(), fill=_fill_context)
     codec.register(DecimalTuple, "decimal.DecimalTuple", state=lambda t: [t.sign, list(t.digits), t.exponent],
                    build=lambda s: DecimalTuple(int(s[0]), tuple(s[1]), s[2]))
+    codec.register(_SIGNAL_DICT, "decimal.SignalDict", state=_signal_dict_state,
+                   build=lambda s: _owned(s[0], "traps" if s[1] == "traps" else "flags"))
     for exc in _EXCEPTIONS:
         codec.register_exception(exc, f"decimal.{exc.__name__}")
         codec.register_constant(exc, f"decimal:{exc.__name__}")
@@ -408,6 +444,10 @@ def _register() -> None:
     looks_like(Context, "decimal", "Context")
     register_kind(Decimal, "decimal.Decimal")
     register_kind(Context, "decimal.Context")
+    from flowmetal.machine import access
+
+    for which in ("flags", "traps"):  # (see _SIGNAL_DICT_OWNERS)
+        access._GET[Context][which] = functools.partial(_signal_dict_of, which)
     register_kind(DecimalTuple, "decimal.DecimalTuple")
     register_kind(_SIGNAL_DICT, "decimal.SignalDict")
     from flowmetal.machine.stdlib.copy import register_atoms
