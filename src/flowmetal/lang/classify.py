@@ -125,6 +125,26 @@ class Classification:
     suspend_calls: set[ast.Call]  # calls that might wait
 
 
+# Bases of the standard library whose classes a call runs none of the program's code for, but the
+# methods init_defs collects (an enum's `_missing_`), or none at all (a NamedTuple's)
+LIBRARY_BASES: frozenset[tuple[str, str]] = frozenset(
+    {("enum", n) for n in ("Enum", "IntEnum", "StrEnum", "Flag", "IntFlag")} | {("typing", "NamedTuple")}
+)
+# standard functions that make classes whose calls run none of the program's code
+_CLASS_MAKERS = frozenset({("collections", "namedtuple"), ("typing", "NamedTuple")})
+# `field(default_factory=...)` values a dataclass's `__init__` may call without waiting
+_PLAIN_FACTORIES = frozenset({"list", "dict", "set", "tuple", "frozenset", "int", "float", "str", "bytes", "bool"})
+
+
+def _plain_factories(cls: ast.ClassDef) -> bool:
+    """Whether every `default_factory=` of the class body is a built-in type (others may wait)."""
+    for node in ast.walk(cls):
+        if isinstance(node, ast.keyword) and node.arg == "default_factory":
+            if not (isinstance(node.value, ast.Name) and node.value.id in _PLAIN_FACTORIES):
+                return False
+    return True
+
+
 class _Classifier:
     def __init__(self, tree: ast.Module, scopes: dict[ast.AST, Scope], effect_modules: frozenset[str]):
         self.tree = tree
@@ -136,6 +156,11 @@ class _Classifier:
         self.imports: dict[str, tuple[str, str | None]] = {}
         self.rebound_globals: set[str] = set()
         self.classes = ProgramClasses(tree)
+        # `Point = namedtuple(...)` at module level: calling Point runs none of the program's code
+        self.made_classes: dict[str, ast.Call] = {
+            stmt.targets[0].id: stmt.value for stmt in tree.body
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
+            and isinstance(stmt.value, ast.Call)}
         self.parents: dict[ast.AST, ast.AST] = {}
         for node in ast.walk(tree):
             for child in ast.iter_child_nodes(node):
@@ -170,6 +195,9 @@ class _Classifier:
             return self.units.get(node) if self.transparent(node) else None
         if name in mod.class_nodes:
             return ("class", mod.class_nodes[name])
+        made = self.made_classes.get(name)
+        if made is not None and self.std_name(mod, made.func) in _CLASS_MAKERS:
+            return ("made_class", name)
         if name in self.imports:
             module, attr = self.imports[name]
             if module in self.effect_modules or (module, attr) in WAITING_STD:
@@ -201,9 +229,21 @@ class _Classifier:
                 return target[1]
             if target == ("builtin", base.id) and (base.id == "object" or base.id in BUILTIN_EXCEPTIONS):
                 return "builtin"
+            if self.std_name(self.scope_of(owner), base) in LIBRARY_BASES:
+                return "builtin"
             return None
 
-        defs = init_defs(cls, base_class)
+        def decorator_ok(dec: ast.expr, owner: ast.ClassDef) -> bool:
+            target = dec.func if isinstance(dec, ast.Call) else dec
+            if isinstance(dec, ast.Call) and not all(
+                    isinstance(a, ast.Constant) for a in [*dec.args, *(k.value for k in dec.keywords)]):
+                return False
+            name = self.std_name(self.scope_of(owner), target)
+            if name == ("functools", "total_ordering"):
+                return True
+            return name == ("dataclasses", "dataclass") and _plain_factories(owner)
+
+        defs = init_defs(cls, base_class, decorator_ok)
         return None if defs is None else [self.units[d] for d in defs]
 
     def transparent(self, node: ast.FunctionDef) -> bool:
@@ -364,7 +404,7 @@ class _Classifier:
                 spec = _CALLBACK_BUILTINS.get(func.id)
             elif target[0] == "std":
                 spec = _CALLBACK_STD.get((target[1], target[2]))
-            elif target[0] == "undefined":
+            elif target[0] in ("undefined", "made_class"):
                 return ()
         elif isinstance(func, ast.Attribute):
             base = func.value

@@ -98,9 +98,16 @@ class ProgramClasses:
         return self.methods.get(name, [])
 
 
-def init_defs(cls: ast.ClassDef, base_class: object) -> list[ast.FunctionDef] | None:
+# What else a call of a class may run besides `__init__`: a dataclass's `__init__` calls
+# `__post_init__`, an enum's lookup calls `_missing_`.
+_ALSO_CALLED = frozenset({"__init__", "__post_init__", "_missing_"})
+
+
+def init_defs(cls: ast.ClassDef, base_class: object, decorator_ok: object = None) -> list[ast.FunctionDef] | None:
     """The `__init__` defs a call of the class may run: its own and its ancestors'. `base_class`
-    maps a base expression to its ClassDef, to "builtin" (object, exception types) or None."""
+    maps a base expression to its ClassDef, to "builtin" (object, exception types, the standard
+    library's bases that run none of the program's code) or None; `decorator_ok(decorator, class)`
+    says whether a class decorator leaves that true (`@dataclass`, `@total_ordering`)."""
     out: list[ast.FunctionDef] = []
     seen: set[int] = set()
     todo = [cls]
@@ -109,10 +116,11 @@ def init_defs(cls: ast.ClassDef, base_class: object) -> list[ast.FunctionDef] | 
         if id(node) in seen:
             continue
         seen.add(id(node))
-        if node.decorator_list or node.keywords:
+        if node.keywords or (node.decorator_list and not (
+                decorator_ok is not None and all(decorator_ok(d, node) for d in node.decorator_list))):  # type: ignore[operator]
             return None
         for stmt in node.body:
-            if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__":
+            if isinstance(stmt, ast.FunctionDef) and stmt.name in _ALSO_CALLED:
                 if stmt.decorator_list:
                     return None
                 out.append(stmt)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import threading
+import types
 from typing import Any
 
 from flowmetal.machine.access import register_kind
@@ -189,72 +190,104 @@ def _get_field(cls: Any, name: str, annotation: Any, kw_only: bool) -> Field:
 # the methods a dataclass gets
 # --------------------------------------------------------------------------------
 
+_MethodType = types.MethodType
 _REPRS = threading.local()  # (CPython's recursive_repr: `...` for an instance met inside its own repr)
 
 
-def _binder(cls: Any, init_fields: list[Field]) -> Any:
-    """A function with `__init__`'s signature that returns its arguments (CPython's errors)."""
-    std = [f for f in init_fields if not f.kw_only]
-    kw = [f for f in init_fields if f.kw_only]
-    params = ["self"]
-    seen_default = False
-    for f in std:
-        if f.default is MISSING and f.default_factory is MISSING:
-            if seen_default:
-                raise TypeError(f"non-default argument {f.name!r} follows default argument")
-            params.append(f.name)
-        else:
-            seen_default = True
-            params.append(f"{f.name}=_d")
-    if kw:
-        params.append("*")
-        params += [f.name if f.default is MISSING and f.default_factory is MISSING else f"{f.name}=_d" for f in kw]
-    for f in init_fields:
+def _checked_names(fields: list[Field]) -> None:
+    for f in fields:
         if not (isinstance(f.name, str) and f.name.isidentifier() and not keyword.iskeyword(f.name)
-                and f.name not in ("self", "_d")):
+                and not f.name.startswith("_fm") and f.name != "self"):
             raise TypeError(f"invalid field name {f.name!r}")
-    names = [f.name for f in init_fields]
-    source = f"def __init__({', '.join(params)}):\n    return ({''.join(n + ', ' for n in names)})\n"
-    namespace: dict[str, Any] = {"_d": _DEFAULTED, "__builtins__": {}}
-    exec(compile(source, "<dataclass>", "exec"), namespace)
-    fn = namespace["__init__"]
-    fn.__qualname__ = f"{cls.__qualname__}.__init__"
+
+
+def _compiled(source: str, name: str, qualname: str, namespace: dict[str, Any]) -> Any:
+    """A function from source text whose only names are checked identifiers (the fields) and the
+    objects in `namespace` (defaults, factories): CPython's own way, at CPython's speed."""
+    namespace["__builtins__"] = {}
+    exec(compile(source, "<dataclass>", "exec"), namespace)  # (identifiers only, checked)
+    fn = namespace[name]
+    fn.__qualname__ = qualname
     return fn
 
 
-_BINDERS: dict[Any, Any] = {}  # DataclassMethod -> its binder (made again after a restore)
+def _init_fn(cls: Any) -> Any:
+    """`__init__` as CPython's dataclasses writes it: the same signature (so the same errors)."""
+    fields = _fields(cls)
+    init_fields = [f for f in fields.values() if f._field_type in (_FIELD, _INITVAR) and f.init]
+    _checked_names(list(fields.values()))
+    ns: dict[str, Any] = {"_fm_d": _DEFAULTED, "_fm_set": object.__setattr__}
+    params = ["self"]
+    seen_default = False
+    std = [f for f in init_fields if not f.kw_only]
+    kw = [f for f in init_fields if f.kw_only]
+    for f in [*std, *kw]:
+        if f is (kw[0] if kw else None):
+            params.append("*")
+        if f.default is MISSING and f.default_factory is MISSING:
+            if seen_default and not f.kw_only:
+                raise TypeError(f"non-default argument {f.name!r} follows default argument")
+            params.append(f.name)
+        else:
+            seen_default = seen_default or not f.kw_only
+            params.append(f"{f.name}=_fm_d")
+    frozen = getattr(cls, PARAMS)["frozen"]
+    body: list[str] = []
+    for i, f in enumerate(fields.values()):
+        if f._field_type is not _FIELD:
+            continue
+        if f.default_factory is not MISSING:
+            ns[f"_fm_f{i}"] = f.default_factory
+            value = f"_fm_f{i}() if {f.name} is _fm_d else {f.name}" if f.init else f"_fm_f{i}()"
+        elif f.init:
+            if f.default is not MISSING:
+                ns[f"_fm_v{i}"] = f.default
+                value = f"_fm_v{i} if {f.name} is _fm_d else {f.name}"
+            else:
+                value = f.name
+        else:
+            continue
+        body.append(f"_fm_set(self, {f.name!r}, {value})" if frozen else f"self.{f.name} = {value}")
+    if getattr(cls, PARAMS)["has_post_init"]:  # (decided when the class was made, as CPython)
+        passed = []
+        for i, f in enumerate(fields.values()):
+            if f._field_type is _INITVAR:
+                ns[f"_fm_i{i}"] = f.default
+                passed.append(f"_fm_i{i} if {f.name} is _fm_d else {f.name}" if f.init else f"_fm_i{i}")
+        body.append(f"self.__post_init__({', '.join(passed)})")
+    source = f"def __init__({', '.join(params)}):\n" + "".join(f"    {line}\n" for line in body or ["pass"])
+    return _compiled(source, "__init__", f"{cls.__qualname__}.__init__", ns)
+
+
+def _field_tuple(names: list[str], who: str) -> str:
+    return "(" + "".join(f"{who}.{n}," for n in names) + ")"
+
+
+_OPS = {"__eq__": "==", "__lt__": "<", "__le__": "<=", "__gt__": ">", "__ge__": ">="}
+
+
+def _compare_fn(cls: Any, kind: str) -> Any:
+    fields = [f for f in _fields(cls).values() if f._field_type is _FIELD and f.compare]
+    _checked_names(fields)
+    names = [f.name for f in fields]
+    source = (f"def {kind}(self, other):\n"
+              f"    if other.__class__ is self.__class__:\n"
+              f"        return {_field_tuple(names, 'self')} {_OPS[kind]} {_field_tuple(names, 'other')}\n"
+              f"    return NotImplemented\n")
+    return _compiled(source, kind, f"{cls.__qualname__}.{kind}", {"NotImplemented": NotImplemented})
+
+
+def _hash_fn(cls: Any) -> Any:
+    fields = [f for f in _fields(cls).values() if f._field_type is _FIELD
+              and (f.compare if f.hash is None else f.hash)]
+    _checked_names(fields)
+    source = f"def __hash__(self):\n    return _fm_hash({_field_tuple([f.name for f in fields], 'self')})\n"
+    return _compiled(source, "__hash__", f"{cls.__qualname__}.__hash__", {"_fm_hash": builtins.hash})
 
 
 def _fields(cls: Any) -> dict[str, Field]:
     fields: dict[str, Field] = getattr(cls, FIELDS)
     return fields
-
-
-def _init(method: DataclassMethod, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    cls = method._fm_cls
-    fields = _fields(cls)
-    init_fields = [f for f in fields.values() if f._field_type in (_FIELD, _INITVAR) and f.init]
-    binder = _BINDERS.get(method)
-    if binder is None:
-        binder = _BINDERS[method] = _binder(cls, init_fields)
-    values = dict(zip((f.name for f in init_fields), binder(obj, *args, **kwargs)))
-    frozen = getattr(cls, PARAMS)["frozen"]
-    store = object.__setattr__ if frozen else setattr
-    for f in fields.values():
-        if f._field_type is not _FIELD:
-            continue
-        if f.default_factory is not MISSING:
-            value = values.get(f.name, _DEFAULTED) if f.init else _DEFAULTED
-            store(obj, f.name, f.default_factory() if value is _DEFAULTED else value)
-        elif f.init:
-            value = values[f.name]
-            store(obj, f.name, f.default if value is _DEFAULTED else value)
-    if getattr(cls, PARAMS)["has_post_init"]:  # (decided when the class was made, as CPython)
-        initvars = [f for f in fields.values() if f._field_type is _INITVAR]
-        passed = [values[f.name] if values.get(f.name, _DEFAULTED) is not _DEFAULTED else f.default
-                  for f in initvars]
-        result = obj.__post_init__(*passed)
-        del result
 
 
 def _repr(method: DataclassMethod, obj: Any) -> str:
@@ -273,34 +306,6 @@ def _repr(method: DataclassMethod, obj: Any) -> str:
         active.discard(key)
 
 
-def _values(cls: Any, obj: Any, which: str) -> tuple[Any, ...]:
-    fs = _fields(cls).values()
-    if which == "compare":
-        return tuple(getattr(obj, f.name) for f in fs if f._field_type is _FIELD and f.compare)
-    return tuple(getattr(obj, f.name) for f in fs if f._field_type is _FIELD
-                 and (f.compare if f.hash is None else f.hash))
-
-
-_ORDER = {"__lt__": "<", "__le__": "<=", "__gt__": ">", "__ge__": ">="}
-
-
-def _compare(method: DataclassMethod, obj: Any, other: Any) -> Any:
-    if type(other) is not type(obj):
-        return NotImplemented
-    cls = method._fm_cls
-    a, b = _values(cls, obj, "compare"), _values(cls, other, "compare")
-    kind = method._fm_kind
-    if kind == "__eq__":
-        return a == b
-    if kind == "__lt__":
-        return a < b
-    if kind == "__le__":
-        return a <= b
-    if kind == "__gt__":
-        return a > b
-    return a >= b
-
-
 def _setattr(method: DataclassMethod, obj: Any, name: Any, value: Any = None) -> None:
     cls = method._fm_cls
     if type(obj) is cls or name in _fields(cls):
@@ -316,14 +321,17 @@ class DataclassMethod:
     """A method `@dataclass` adds to a class: its kind (`__init__`, `__repr__`, ...). Its class is
     the one whose own dict holds it, found from the instance it is called with (and then kept):
     a snapshot writes the method as its kind and its class's name only, so no cycle passes
-    through it (the class holds the method)."""
+    through it (the class holds the method). The code that runs is a function made from the
+    class's fields when first needed (again after a restore), as CPython's own; an instance
+    binds that function itself (`p.__init__` is a bound method of it)."""
 
-    __slots__ = ("__weakref__", "_fm_cls", "_fm_kind", "_fm_owner")
+    __slots__ = ("__weakref__", "_fm_cls", "_fm_fn", "_fm_kind", "_fm_owner")
 
     def __init__(self, kind: str, cls: Any) -> None:
         self._fm_kind = kind
         self._fm_cls = cls
         self._fm_owner = cls.__qualname__ if cls is not None else "?"
+        self._fm_fn: Any = None
 
     def _fm_class(self, obj: Any) -> Any:
         cls = self._fm_cls
@@ -337,25 +345,35 @@ class DataclassMethod:
                                 f"a '{type(obj).__name__}' object")
         return cls
 
+    def _fm_function(self, obj: Any) -> Any:
+        fn = self._fm_fn
+        if fn is None:
+            cls = self._fm_class(obj)
+            kind = self._fm_kind
+            if kind == "__init__":
+                fn = _init_fn(cls)
+            elif kind == "__hash__":
+                fn = _hash_fn(cls)
+            elif kind in _OPS:
+                fn = _compare_fn(cls, kind)
+            else:  # __repr__, __setattr__, __delattr__: in Python here
+                def fn(obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+                    if kind == "__repr__":
+                        return _repr(self, obj, *args, **kwargs)
+                    return _setattr(self, obj, *args, **kwargs)
+
+                fn.__name__ = kind
+                fn.__qualname__ = f"{cls.__qualname__}.{kind}"
+            self._fm_fn = fn
+        return fn
+
     def __get__(self, obj: Any, owner: Any = None) -> Any:
         if obj is None:
             return self
-        import types
-
-        return types.MethodType(self, obj)
+        return _MethodType(self._fm_fn or self._fm_function(obj), obj)
 
     def __call__(self, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        kind = self._fm_kind
-        self._fm_class(obj)
-        if kind == "__init__":
-            return _init(self, obj, args, kwargs)
-        if kind == "__repr__":
-            return _repr(self, obj, *args, **kwargs)
-        if kind == "__hash__":
-            return builtins.hash(_values(self._fm_cls, obj, "hash"), *args, **kwargs)
-        if kind in ("__setattr__", "__delattr__"):
-            return _setattr(self, obj, *args, **kwargs)
-        return _compare(self, obj, *args, **kwargs)
+        return (self._fm_fn or self._fm_function(obj))(obj, *args, **kwargs)
 
     def __getattr__(self, attr: str) -> Any:  # `__name__`, `__qualname__`: not class attributes
         if attr == "__name__":
@@ -468,9 +486,8 @@ def _process(cls: Any, params: dict[str, Any]) -> Any:
     if params["order"] and not params["eq"]:
         raise ValueError("eq must be true if order is true")
     if params["init"]:
-        init_fields = [f for f in fields.values() if f._field_type in (_FIELD, _INITVAR) and f.init]
         method = DataclassMethod("__init__", cls)
-        _BINDERS[method] = _binder(cls, init_fields)  # (checks the order of defaults now, as CPython)
+        method._fm_fn = _init_fn(cls)  # (checks the order of defaults now, as CPython)
         _set_new(cls, "__init__", method)
     if params["repr"]:
         _set_new(cls, "__repr__", DataclassMethod("__repr__", cls))
