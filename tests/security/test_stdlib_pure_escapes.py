@@ -78,6 +78,8 @@ ESCAPES = {
     "textwrap_pattern_static": "import textwrap\nprint(textwrap.TextWrapper().wordsep_re)\n",
     "textwrap_class_pattern": 'import textwrap\nprint("{0.wordsep_re}".format(textwrap.TextWrapper))\n',
     "textwrap_trans": 'import textwrap\nprint("{0.unicode_whitespace_trans}".format(textwrap.TextWrapper()))\n',
+    "textwrap_set_pattern": "import textwrap\nw = textwrap.TextWrapper()\nw.wordsep_re = 1\n",
+    "textwrap_set_private": "import textwrap\nw = textwrap.TextWrapper()\nw._fm_x = 1\n",
     "textwrap_private": 'import textwrap\nprint("{0._split}".format(textwrap.TextWrapper()))\n',
     "pprint_stream": "import pprint\npprint.pprint([1], stream=1)\n",
     "pprint_dispatch": 'import pprint\nprint("{0._dispatch}".format(pprint.PrettyPrinter()))\n',
@@ -133,6 +135,8 @@ RUNAWAYS = {
                              "for i in range(10):\n    t.substitute(a='')"),
 }
 HUGE = {
+    "textwrap_assigned_indent": ("import textwrap\nw = textwrap.TextWrapper(width=10)\n"
+                                 "w.subsequent_indent = 'x' * 10_000\nprint(len(w.wrap('a' * 100_000)))"),
     "textwrap_indent": "import textwrap\nprint(len(textwrap.indent('a\\n' * 100_000, 'x' * 10_000)))",
     # an indent wider than the width: one character per line, each after the whole indent
     "textwrap_wrap_indents": ("import textwrap\n"

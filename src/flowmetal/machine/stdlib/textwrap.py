@@ -5,8 +5,8 @@ They are CPython's (pure Python: the same lines, errors and options). What ours 
 character of the text (the work is done in host Python, which no tick of the program's counts),
 and a check of the result's size before it is built — `indent()` with a long prefix on many
 lines, a wrapper's indents repeated on every line, tabs expanded to a huge `tabsize`. A
-`TextWrapper` is kept across waits (its options are plain data); its compiled patterns stay out
-of reach.
+`TextWrapper` is kept across waits (its options are plain data, which a program may also assign:
+`wrapper.width = 30`); its compiled patterns stay out of reach.
 """
 
 from __future__ import annotations
@@ -113,9 +113,20 @@ def register_codec(codec: Any) -> None:
                    fill=_fill)
 
 
+def _set_option(w: TextWrapper, name: str, value: Any) -> None:
+    """`wrapper.width = 30` and the other options (what CPython's programs do to reuse a wrapper);
+    sizes are checked when it wraps."""
+    if name not in OPTIONS:
+        raise AttributeError(f"'textwrap.TextWrapper' object has no attribute '{name}'")
+    setattr(w, name, value)
+
+
 def _register() -> None:
     looks_like(TextWrapper, "textwrap", "TextWrapper")
     register_kind(TextWrapper, "textwrap.TextWrapper")
+    from flowmetal.machine.classes import SETTERS
+
+    SETTERS[TextWrapper] = _set_option
     from flowmetal.machine.stdlib.copy import Copier, register_copier
 
     def copy_of(w: TextWrapper) -> TextWrapper:
