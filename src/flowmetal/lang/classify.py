@@ -58,6 +58,8 @@ PURE_METHODS: frozenset[str] = frozenset(
         "dumps", "loads",
         # exceptions
         "with_traceback", "add_note",
+        # namedtuples (CPython's own methods of the class)
+        "_asdict", "_make", "_replace",
     }
 )
 

@@ -378,16 +378,18 @@ def register_program_objects(base: type, getattr_: Callable[[Any, str], Any], no
 
 def _getattr_slow(obj: Any, name: str) -> Any:
     t = type(obj)
-    if _PROGRAM_OBJECTS:
-        found = _PROGRAM_OBJECTS[0](obj, name)
-        if found is not _PROGRAM_OBJECTS[1]:
-            return found
-    own = own_table(t)
+    own = t.__dict__.get("_fm_attrs")  # (first: a namedtuple's field reads come this way)
+    if own is None:
+        own = own_table(t)
     if own is not None:  # a class the program made (`namedtuple`)
         get = own.get(name)
         if get is not None:
             return get(obj)
         raise AttributeError(f"'{t.__name__}' object has no attribute '{name}'", name=name, obj=obj)
+    if _PROGRAM_OBJECTS:
+        found = _PROGRAM_OBJECTS[0](obj, name)
+        if found is not _PROGRAM_OBJECTS[1]:
+            return found
     if t is _MODULE_TYPE[0]:
         members = obj.__dict__
         if name in members:
