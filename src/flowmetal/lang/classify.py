@@ -108,7 +108,7 @@ class Unit:
     scope: Scope
     kind: str = "plain"  # plain | resumable | generator
     calls: list[ast.Call] = field(default_factory=list)
-    waits_directly: bool = False  # contains `with`/`yield` or a call of an unknown target
+    waits_directly: bool = False  # contains `with` or a call of an unknown target (a generator: its body may wait)
     callee_units: set[Unit] = field(default_factory=set)
     parent: Unit | None = None
     children: list[Unit] = field(default_factory=list)
@@ -363,7 +363,7 @@ class _Classifier:
                 unit = self.enclosing_unit(node)
                 if unit is not None:
                     unit.calls.append(node)
-            elif isinstance(node, ast.With | ast.Yield | ast.YieldFrom):
+            elif isinstance(node, ast.With):
                 unit = self.enclosing_unit(node)
                 if unit is not None:
                     unit.waits_directly = True
@@ -484,7 +484,12 @@ class _Classifier:
         while changed:
             changed = False
             for unit in self.units.values():
-                if unit.kind == "plain" and any(d.kind != "plain" for d in unit.callee_units):
+                # a generator whose body never waits is made (and may be iterated) by plain code
+                if unit.kind == "generator" and not unit.waits_directly and any(
+                        _may_wait(d) for d in unit.callee_units):
+                    unit.waits_directly = True
+                    changed = True
+                if unit.kind == "plain" and any(_may_wait(d) for d in unit.callee_units):
                     unit.kind = "resumable"
                     changed = True
                 # a plain function cannot hand out explicit cells, so a function
@@ -558,7 +563,13 @@ def _own_nodes(fn: ast.AST) -> list[ast.AST]:
 
 
 def _generator_may_wait(unit: Unit) -> bool:
-    return unit.kind == "generator" and (unit.waits_directly or any(d.kind != "plain" for d in unit.callee_units))
+    return unit.kind == "generator" and unit.waits_directly
+
+
+def _may_wait(unit: Unit) -> bool:
+    """Calling `unit` may wait: a resumable function, or a generator function whose body may wait
+    (calling one that never waits just makes the generator; plain code may iterate it)."""
+    return unit.kind == "resumable" or (unit.kind == "generator" and unit.waits_directly)
 
 
 def _has_yield(node: ast.FunctionDef) -> bool:

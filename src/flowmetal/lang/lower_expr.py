@@ -317,8 +317,13 @@ class ExprLowerer:
         self.emit(ast.If(test=is_plain, body=[assign(t, direct), *goto(after.id)], orelse=[]))
         # a resumable function runs right here, on the host stack, unless it has to wait:
         # then it hands back its (and its callees') frames for the machine to keep
-        is_resumable = ast.Compare(left=ast.Attribute(value=name("_fm_c"), attr="__class__", ctx=ast.Load()),
-                                   ops=[ast.Is()], comparators=[name("_fm_Function")])
+        is_resumable = ast.BoolOp(op=ast.Or(), values=[
+            ast.Compare(left=ast.Attribute(value=name("_fm_c"), attr="__class__", ctx=ast.Load()),
+                        ops=[ast.Is()], comparators=[name("_fm_Function")]),
+            # a generator's send/throw/close, and next(): the generator runs here too
+            ast.Compare(left=ast.Attribute(value=name("_fm_c"), attr="__class__", ctx=ast.Load()),
+                        ops=[ast.Is()], comparators=[name("_fm_GenMethod")]),
+            ast.Compare(left=name("_fm_c"), ops=[ast.Is()], comparators=[name("_fm_next")])])
         got_value = ast.Compare(left=ast.Attribute(value=name("_fm_r"), attr="__class__", ctx=ast.Load()),
                                 ops=[ast.IsNot()], comparators=[name("_fm_Suspension")])
         suspended = [
@@ -342,6 +347,31 @@ class ExprLowerer:
         self.terminate([rethrow(), assign(t, name("_fm_rv")), *goto(after.id)])
         self.cur = after
         return name(t)
+
+    def direct_step(self, step: ast.expr, target: str, fetched: Block, resume: Block,
+                    request: ast.expr) -> list[ast.stmt]:
+        """Statements that resume a resumable generator on the host stack (`step`, a call of
+        `_fm_gen_next` or `_fm_gen_step`): its value goes to `target` and on to `fetched`; if its
+        body has to wait, the machine adopts its frames above this one and hands the value to
+        `resume`; if it cannot run here (too deep), `request` asks the machine to run it."""
+        got_value = ast.Compare(left=ast.Attribute(value=name("_fm_r"), attr="__class__", ctx=ast.Load()),
+                                ops=[ast.IsNot()], comparators=[name("_fm_Suspension")])
+        suspended = [
+            assign(ast.Attribute(value=name("_fm_fr"), attr="pc", ctx=ast.Store()), const(resume.id)),
+            assign(ast.Attribute(value=name("_fm_fr"), attr="slots", ctx=ast.Store()), call("_fm_locals")),
+            ast.Expr(value=call(ast.Attribute(value=ast.Attribute(value=name("_fm_fr"), attr="slots",
+                                                                  ctx=ast.Load()), attr="pop", ctx=ast.Load()),
+                                const("_fm_r"))),
+            ast.Return(value=ast.Tuple(elts=[const(5), name("_fm_r")], ctx=ast.Load())),
+        ]
+        return [
+            assign("_fm_r", step),
+            ast.If(test=got_value, body=[assign(target, name("_fm_r")), *goto(fetched.id)], orelse=[]),
+            ast.If(test=ast.Attribute(value=name("_fm_r"), attr="frames", ctx=ast.Load()), body=suspended,
+                   orelse=[]),
+            assign("_fm_r", const(None)),
+            *self.save_and_return(resume, request),
+        ]
 
     def lower_BoolOp(self, e: ast.BoolOp) -> ast.expr:
         t = self.temp()
@@ -473,10 +503,24 @@ class ExprLowerer:
     def lower_DictComp(self, e: ast.DictComp) -> ast.expr:
         return self.inline_comprehension(e)
 
+    def yield_value(self, value: ast.expr, resume: Block) -> None:
+        """A generator's unit is itself a CPython generator (see `Machine.unit_fn`): it yields
+        (2, value) and goes on at `resume` with what it is sent, its variables kept in the live
+        CPython frame (a snapshot reads them from there). When the host drops the live generator
+        (its frame's state is saved elsewhere, or no longer needed) no program code runs."""
+        self.terminate([
+            assign(ast.Attribute(value=name("_fm_fr"), attr="pc", ctx=ast.Store()), const(resume.id)),
+            ast.Try(body=[assign("_fm_rv", ast.Yield(value=ast.Tuple(elts=[const(2), value], ctx=ast.Load())))],
+                    handlers=[ast.ExceptHandler(type=name("_fm_GeneratorExit"), name=None,
+                                                body=[ast.Return(value=const(None))])],
+                    orelse=[], finalbody=[]),
+            *goto(resume.id),
+        ])
+
     def lower_Yield(self, e: ast.Yield) -> ast.expr:
         value = self.lower(e.value) if e.value is not None else const(None)
         resume = self.new_block()
-        self.terminate(self.save_and_return(resume, ast.Tuple(elts=[const(2), value], ctx=ast.Load())))
+        self.yield_value(value, resume)
         self.cur = resume
         self.emit(rethrow())  # gen.throw() / gen.close() raise here
         return name("_fm_rv")
@@ -494,23 +538,29 @@ class ExprLowerer:
         is_gen = ast.Compare(left=ast.Attribute(value=name(it), attr="__class__", ctx=ast.Load()),
                              ops=[ast.Is()], comparators=[name("_fm_Generator")])
         step = ast.Tuple(elts=[const(6), name(it), name(snd), const(None)], ctx=ast.Load())
-        self.emit(ast.If(test=is_gen, body=self.save_and_return(resume_step, step), orelse=[]))
+        direct = call("_fm_gen_next", name(it), name(snd), const(None), name("_fm_DELEGATE"))
+        self.emit(ast.If(test=is_gen, body=self.direct_step(direct, v, stepped, resume_step, step), orelse=[]))
         self.terminate([assign(v, call("_fm_yf_step", name(it), name(snd))), *goto(stepped.id)])
         self.cur = resume_step
         self.terminate([rethrow(), assign(v, name("_fm_rv")), *goto(stepped.id)])
         self.cur = stepped
-        self.branch(call("_fm_yf_done", name(v)), done, yielding)
+        finished = ast.BoolOp(op=ast.Or(), values=[
+            ast.Compare(left=name(v), ops=[ast.Is()], comparators=[name("_fm_END")]),
+            ast.Compare(left=ast.Attribute(value=name(v), attr="__class__", ctx=ast.Load()), ops=[ast.Is()],
+                        comparators=[name("_fm_Returned")])])
+        self.branch(finished, done, yielding)
         self.cur = done
         self.emit(assign(result, call("_fm_yf_value", name(v))))
         self.jump(after)
         self.cur = yielding
-        self.terminate(self.save_and_return(back, ast.Tuple(elts=[const(2), name(v)], ctx=ast.Load())))
+        self.yield_value(name(v), back)
         self.cur = back
         throw = ast.Attribute(value=name("_fm_fr"), attr="throw", ctx=ast.Load())
         pass_on = ast.Tuple(elts=[const(6), name(it), const(None), name(thrown)], ctx=ast.Load())
         self.emit(ast.If(test=ast.Compare(left=throw, ops=[ast.IsNot()], comparators=[const(None)]), body=[
             assign(thrown, call("_fm_take_throw", name("_fm_fr"))),
-            ast.If(test=is_gen, body=self.save_and_return(resume_step, pass_on), orelse=[]),
+            ast.If(test=is_gen, body=self.direct_step(call("_fm_gen_step", name(it), const(None), name(thrown)),
+                                                      v, stepped, resume_step, pass_on), orelse=[]),
             ast.Raise(exc=name(thrown), cause=None),  # a plain iterator cannot take it
         ], orelse=[]))
         self.terminate([assign(snd, name("_fm_rv")), *goto(head.id)])
@@ -532,7 +582,8 @@ class ExprLowerer:
         is_gen = ast.Compare(left=ast.Attribute(value=name(it), attr="__class__", ctx=ast.Load()),
                              ops=[ast.Is()], comparators=[name("_fm_Generator")])
         request = ast.Tuple(elts=[const(3), name(it)], ctx=ast.Load())
-        self.emit(ast.If(test=is_gen, body=self.save_and_return(resume, request), orelse=[]))
+        self.emit(ast.If(test=is_gen, body=self.direct_step(call("_fm_gen_next", name(it)), v, fetched, resume,
+                                                            request), orelse=[]))
         self.terminate([assign(v, call("_fm_next", name(it), name("_fm_END"))), *goto(fetched.id)])
         self.cur = resume
         self.terminate([rethrow(), assign(v, name("_fm_rv")), *goto(fetched.id)])

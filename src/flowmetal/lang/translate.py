@@ -76,7 +76,8 @@ HELPERS: tuple[str, ...] = (
     H_HOSTSTR, H_ITER, H_GUARD, H_BASE_EXC, H_CHARGE, H_MATERIALIZE, H_POW, H_LSHIFT, H_ZIP, H_TICKS, H_TYPE, H_SAFE, H_SHOWN, H_STR1, "_fm_locals", "_fm_next", "_fm_isinstance", "_fm_Cell",
     "_fm_FunctionType", "_fm_Generator", "_fm_Function", "_fm_Suspension", "_fm_invoke", "_fm_END",
     "_fm_AssertionError", "_fm_in_handler", "_fm_take_throw", "_fm_enter", "_fm_exit",
-    "_fm_yf_step", "_fm_yf_done", "_fm_yf_value",
+    "_fm_yf_step", "_fm_Returned", "_fm_DELEGATE", "_fm_yf_value", "_fm_gen_next", "_fm_gen_step", "_fm_GenMethod",
+    "_fm_GeneratorExit",
     H_SETATTR, H_DELATTR, H_BASES, H_CLASS, H_SUPER, H_FLOWOBJECT,
 )
 

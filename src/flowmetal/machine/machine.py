@@ -131,6 +131,9 @@ class Machine:
         self.outcome: Outcome | None = None
         self.direct_depth = 0  # resumable calls running directly on the host stack
         self.sent: Any = None  # what a generator pushed by `send()` receives as its first `_fm_rv`
+        # resumable calls (and generator steps) nested on the host stack before the machine takes
+        # over: each takes host frames, which the host's limit counts with the program's
+        self.direct_cap = min(_DIRECT_LIMIT, self.limits.depth // 4)
         self.stack_depth = 0  # frames of the task running now
         self.aborted: BaseException | None = None
         self.cancelling = False  # the run after cancel() (never across a snapshot: runs are whole)
@@ -166,6 +169,8 @@ class Machine:
             cells = self.helper_cells[program_key]
             closure = tuple(cells[n] for n in info.code.co_freevars)  # the helpers it uses
             fn = types.FunctionType(info.code, self.globals[program_key], info.name, None, closure)
+            if info.kind == "generator":
+                fn = _generator_stepper(fn)
             self.unit_fns[(program_key, uid)] = fn
         return fn
 
@@ -293,7 +298,7 @@ class Machine:
             rv = task.rv
             task.rv = None
 
-    def _drive(self, task: Task, rv: Any, nested: bool) -> Any:
+    def _drive(self, task: Task, rv: Any, nested: bool, first: tuple[Any, ...] | None = None) -> Any:
         """Run the task's frames until its stack empties (returns the last value), it waits
         (`_BLOCKED`) or it fails (`_ENDED`). A nested run (native code calling resumable
         code, on the host stack) cannot wait: it raises instead, and returns a generator's
@@ -303,7 +308,10 @@ class Machine:
             fr = stack[-1]
             self.stack_depth = len(stack)
             try:
-                out = fr.fn(fr, rv)
+                if first is None:
+                    out = fr.fn(fr, rv)
+                else:  # what the top frame asked for when it ran directly (`_finish_nested`)
+                    out, first = first, None
             except MachineAbort:
                 raise
             except BaseException as e:  # the program's own exception leaves this frame
@@ -392,6 +400,7 @@ class Machine:
         gen._finished = True
         gen._running = False
         gen._frame.slots = {}  # its variables are gone, as in CPython
+        gen._frame.live = None
         mode = gen._mode
         if mode == LOOP:
             return END
@@ -511,38 +520,108 @@ class Machine:
 
     def _gen_method(self, task: Task | None, method: GeneratorMethod, args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> Any:
-        """`gen.send(v)`, `gen.throw(e)`, `gen.close()` with CPython's argument checks."""
-        name, gen = method._name, method._gen
-        if kwargs:
-            raise TypeError(f"generator.{name}() takes no keyword arguments")
-        if name == "send":
-            if len(args) != 1:
-                raise TypeError(f"generator.send() takes exactly one argument ({len(args)} given)")
-            return self._gen_enter(task, gen, args[0], None, CALL)
-        if name == "close":
-            if args:
-                raise TypeError(f"generator.close() takes no arguments ({len(args)} given)")
-            return self._gen_enter(task, gen, None, GeneratorExit(), CLOSE)
-        if not 1 <= len(args) <= 3:
-            raise TypeError(f"throw expected at least 1 argument, got {len(args)}" if not args
-                            else f"throw expected at most 3 arguments, got {len(args)}")
-        return self._gen_enter(task, gen, None, _exception_of(*args[:2]), CALL)
+        """`gen.send(v)`, `gen.throw(e)`, `gen.close()` through the machine."""
+        return self._gen_enter(task, method._gen, *_method_call(method, args, kwargs))
+
+    def gen_direct(self, gen: Generator, value: Any = None, exc: BaseException | None = None,
+                   mode: Any = LOOP) -> Any:
+        """Resume `gen` right here, on the host stack (fast: neither the caller's frame nor the
+        generator's goes through the machine), until it yields, returns or raises. Returns what
+        the caller receives (see `_gen_finished`) or raises what it gets; or, if the body has to
+        wait, a `Suspension` holding the generator's frame (and those it called) for the machine
+        to adopt, above the caller, which gets the value when the generator yields there."""
+        frame = gen._frame
+        if (gen._running or gen._finished or self.direct_depth >= self.direct_cap
+                or (frame.pc == 0 and (value is not None or exc is not None))):
+            if self.direct_depth >= self.direct_cap:
+                return _VIA_MACHINE
+            got = self._gen_enter(None, gen, value, exc, mode)  # the unusual cases, with their errors
+            if got is not _PUSHED:
+                return got
+            rv, self.sent = self.sent, None
+        else:
+            if self.stack_depth + self.direct_depth >= self.limits.depth:
+                raise RecursionError("maximum recursion depth exceeded")
+            gen._running = True
+            gen._mode = mode
+            frame.throw = exc
+            rv = value
+        self.direct_depth += 1
+        try:
+            while True:
+                try:
+                    live = frame.live
+                    if live is not None:  # between two yields: its CPython generator goes on
+                        out = live.send(rv)
+                    else:
+                        out = frame.fn(frame, rv)
+                except StopIteration as stop:  # the state machine returned (it is done with `live`)
+                    frame.live = None
+                    out = stop.value
+                except (MachineAbort, KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException as e:
+                    frame.live = None
+                    err = self._leave_frame(frame, e)
+                    if mode == CLOSE and isinstance(err, GeneratorExit):
+                        return None
+                    raise err  # noqa: B904  (its cause, if any, is already set)
+                kind = out[0]
+                if kind == 2:
+                    gen._running = False
+                    if mode in (CLOSE, CLOSE_RERAISE):
+                        raise RuntimeError("generator ignored GeneratorExit")
+                    return out[1]
+                if kind == 0:
+                    result = self._gen_finished(gen, out[1])
+                    if type(result) is _Raise:
+                        raise result.error
+                    return result
+                if kind == 5:
+                    out[1].frames.insert(0, frame)
+                    return out[1]
+                if kind == 1 and self._host_callable(out[1], out[2], out[3]):
+                    try:
+                        rv = out[1](*out[2], **(out[3] or {}))
+                    except (MachineAbort, KeyboardInterrupt, SystemExit):
+                        raise
+                    except BaseException as e:
+                        frame.throw, rv = e, None
+                    continue
+                return Suspension([frame], out)
+        finally:
+            self.direct_depth -= 1
 
     def gen_nested(self, gen: Generator, value: Any, exc: BaseException | None, mode: Any) -> Any:
         """Resume a generator from native code (a plain function, a CPython built-in): it runs on
         the host stack and may not wait."""
-        got = self._gen_enter(None, gen, value, exc, mode)
-        if got is not _PUSHED:
+        got = self.gen_direct(gen, value, exc, mode)
+        if type(got) is not Suspension:
             return got
-        self.sent = None
-        return self._run_nested(gen._frame, value)
+        return self.gen_nested_rest(gen, got, mode, value, exc)
 
-    def gen_method_nested(self, method: GeneratorMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        got = self._gen_method(None, method, args, kwargs)
+    def gen_nested_rest(self, gen: Generator, got: Suspension, mode: Any, value: Any = None,
+                        exc: BaseException | None = None) -> Any:
+        """`gen_nested` when the generator could not simply run directly."""
+        if got.frames:
+            return self._finish_nested(got)
+        got = self._gen_enter(None, gen, value, exc, mode)  # too deep to run directly
         if got is not _PUSHED:
             return got
         value, self.sent = self.sent, None
-        return self._run_nested(method._gen._frame, value)
+        return self._run_nested(gen._frame, value)
+
+    def gen_method_nested(self, method: GeneratorMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self.gen_nested(method._gen, *_method_call(method, args, kwargs))
+
+    def _finish_nested(self, susp: Suspension) -> Any:
+        """Go on, on the host stack, with frames that ran directly and now need the machine (to
+        call something that is not plain, or to wait: which native code cannot do)."""
+        outer = self.stack_depth
+        try:
+            return self._drive(Task(0, list(susp.frames)), None, nested=True, first=susp.out)
+        finally:
+            self.stack_depth = outer
 
     def _dispatch(self, task: Task, callee: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
         """Call something that might wait, on behalf of the frame on top of `task`."""
@@ -618,8 +697,13 @@ class Machine:
         """Call a resumable function directly on the host stack (fast: no frame push, no
         saving of the caller) and return its value — or, if it has to wait, a `Suspension`
         holding its frame (and those of the resumable functions it called directly)."""
-        if self.direct_depth >= _DIRECT_LIMIT or 4 * self.direct_depth >= self.limits.depth:
-            # (each direct call takes host frames, which the host's limit counts with the program's)
+        if type(fn) is not Function:  # a generator's method, or next(): resume the generator here
+            if type(fn) is GeneratorMethod:
+                return self.gen_direct(fn._gen, *_method_call(fn, args, kwargs or {}))
+            if args and type(args[0]) is Generator and len(args) <= 2 and not kwargs:
+                return self.gen_direct(args[0], None, None, [args[1]] if len(args) == 2 else CALL)
+            return fn(*args, **(kwargs or {}))
+        if self.direct_depth >= self.direct_cap:
             return _VIA_MACHINE
         if self.stack_depth + self.direct_depth >= self.limits.depth:
             raise RecursionError("maximum recursion depth exceeded")
@@ -797,6 +881,29 @@ class Machine:
         self.limits.check(self)
 
 
+def _generator_stepper(machine_fn: Any) -> Any:
+    """A generator unit's state machine is a CPython generator function: run as `fn(frame, rv)`
+    like every unit's, it is kept running across the generator's `yield`s (no variables saved
+    or reloaded), and ends (its variables saved in the frame) whenever it returns anything else
+    to the machine: a call that may wait, a loop over a generator through the machine, its end."""
+
+    def step(fr: Frame, rv: Any) -> Any:
+        live = fr.live
+        try:
+            if live is None:
+                live = fr.live = machine_fn(fr, rv)
+                return live.send(None)
+            return live.send(rv)
+        except StopIteration as stop:
+            fr.live = None
+            return stop.value
+        except BaseException:
+            fr.live = None
+            raise
+
+    return step
+
+
 class _Raise:
     """A generator's end that raises in its caller (StopIteration, GeneratorExit)."""
 
@@ -804,6 +911,26 @@ class _Raise:
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+def _method_call(method: GeneratorMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(value sent, exception thrown, mode) of `gen.send(v)`, `gen.throw(e)` or `gen.close()`, with
+    CPython's argument checks."""
+    name = method._name
+    if kwargs:
+        raise TypeError(f"generator.{name}() takes no keyword arguments")
+    if name == "send":
+        if len(args) != 1:
+            raise TypeError(f"generator.send() takes exactly one argument ({len(args)} given)")
+        return args[0], None, CALL
+    if name == "close":
+        if args:
+            raise TypeError(f"generator.close() takes no arguments ({len(args)} given)")
+        return None, GeneratorExit(), CLOSE
+    if not 1 <= len(args) <= 3:
+        raise TypeError(f"throw expected at least 1 argument, got {len(args)}" if not args
+                        else f"throw expected at most 3 arguments, got {len(args)}")
+    return None, _exception_of(*args[:2]), CALL
 
 
 def _exception_of(typ: Any, value: Any = None) -> BaseException:

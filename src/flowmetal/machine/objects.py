@@ -106,7 +106,11 @@ class Generator:
         return self
 
     def __next__(self) -> Any:
-        return self._machine.gen_nested(self, None, None, CALL)
+        # (native code: a plain function's loop, a CPython built-in) run the body here
+        got = self._machine.gen_direct(self, None, None, CALL)
+        if got.__class__ is Suspension:
+            return self._machine.gen_nested_rest(self, got, CALL)
+        return got
 
     def __getattr__(self, attr: str) -> Any:
         # `__name__` and `__qualname__` are not class attributes, so they land here
@@ -229,7 +233,7 @@ CALL_REDIRECTS: dict[type, Any] = {}
 class Frame:
     """One activation of a resumable unit: where to resume and its saved variables."""
 
-    __slots__ = ("fn", "gen", "pc", "program_key", "slots", "throw", "unit")
+    __slots__ = ("fn", "gen", "live", "pc", "program_key", "slots", "throw", "unit")
 
     def __init__(self, program_key: str, unit: UnitInfo, fn: Any, slots: dict[str, Any]) -> None:
         self.program_key = program_key
@@ -239,6 +243,19 @@ class Frame:
         self.slots = slots
         self.throw: BaseException | None = None
         self.gen: Generator | None = None
+        # a generator's frame between two of its `yield`s: the CPython generator running its
+        # state machine, which holds its variables (`slots` are then out of date: see `variables`)
+        self.live: Any = None
+
+    def variables(self) -> dict[str, Any]:
+        """The frame's variables as they are now (what a snapshot keeps)."""
+        if self.live is not None and self.live.gi_frame is not None:
+            return {k: v for k, v in self.live.gi_frame.f_locals.items() if k not in _MACHINERY}
+        return self.slots
+
+
+# Variables of every state machine that are not the program's (never kept in a snapshot).
+_MACHINERY = frozenset({"_fm_fr", "_fm_rv", "_fm_pc", "_fm_s", "_fm_e", "_fm_h", "_fm_r"})
 
 
 @dataclass

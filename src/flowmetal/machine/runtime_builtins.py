@@ -19,9 +19,12 @@ from flowmetal.machine import limits as limits_mod
 from flowmetal.machine.access import builtin_function, fm_callattr, fm_getattr
 from flowmetal.machine.builtins_table import make_builtins
 from flowmetal.machine.objects import (
+    CLOSE_RERAISE,
+    DELEGATE,
     END,
     Function,
     Generator,
+    GeneratorMethod,
     MachineAbort,
     MemoryLimitExceeded,
     Returned,
@@ -157,7 +160,13 @@ def make_helpers(machine: Machine, program_key: str) -> dict[str, Any]:
         _fm_in_handler=_in_handler,
         _fm_take_throw=_take_throw,
         _fm_yf_step=_yf_step,
-        _fm_yf_done=lambda v: v is END or type(v) is Returned,
+        _fm_gen_next=machine.gen_direct,
+        _fm_gen_step=lambda g, v, e: machine.gen_direct(g, v, e, CLOSE_RERAISE if isinstance(e, GeneratorExit)
+                                                         else DELEGATE),
+        _fm_GenMethod=GeneratorMethod,
+        _fm_GeneratorExit=GeneratorExit,
+        _fm_Returned=Returned,
+        _fm_DELEGATE=DELEGATE,
         _fm_yf_value=lambda v: v.value if type(v) is Returned else None,
         _fm_enter=MachineOp("enter", op_enter),
         _fm_exit=MachineOp("exit", op_exit),

@@ -165,7 +165,7 @@ def make_codec(machine: Machine) -> Codec:
 
     def frame_state(fr: Frame) -> list[Any]:
         # a waiting frame's slots were taken with locals(), which also lists the helpers it uses
-        slots = {k: v for k, v in fr.slots.items() if k not in _HELPER_NAMES}
+        slots = {k: v for k, v in fr.variables().items() if k not in _HELPER_NAMES}
         return [fr.program_key, fr.unit.uid, fr.pc, slots, fr.throw, fr.gen]
 
     def frame_new() -> Frame:
@@ -176,6 +176,7 @@ def make_codec(machine: Machine) -> Codec:
         fr.unit = machine.unit(s[0], s[1])
         fr.fn = machine.unit_fn(s[0], s[1])
         fr.pc, fr.slots, fr.throw, fr.gen = s[2], s[3], s[4], s[5]
+        fr.live = None
 
     codec.register(Frame, "fm.frame", state=frame_state, new=frame_new, fill=frame_fill)
 

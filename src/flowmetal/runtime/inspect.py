@@ -25,7 +25,7 @@ def _locals(frame: Frame, machine: Machine) -> dict[str, str]:
     names = frame.unit.local_names
     if frame.unit.is_module:
         return out
-    for slot, value in frame.slots.items():
+    for slot, value in frame.variables().items():
         user = names.get(slot)
         if user is None:
             continue
