@@ -8,7 +8,8 @@ it sleeps, then copied N - 1 times by direct inserts of its rows — program row
 checkpoint — under new ids: real programs, each resumable, created fast), then a `flowmetal
 worker` process started on the store with nothing due. After it settles, its CPU (user +
 system, its executor processes included) is sampled over `--seconds` as a percentage of one
-core, with its memory (RSS of the worker process; executors apart). On PostgreSQL the CPU
+core, with its memory (RSS of the worker process; executors apart), from 3 s after it logged
+`worker started` (its executors are up then). On PostgreSQL the CPU
 the server's backends spend on the worker's connections is shown too (found by their
 application_name, which names the store's schema).
 
@@ -146,7 +147,13 @@ def measure(store: str, n: int, seconds: float, workdir: Path) -> dict[str, floa
     proc = subprocess.Popen([sys.executable, "-m", "flowmetal", "worker", "--store", url], cwd=workdir,
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        time.sleep(5.0)  # import, executors started, first rounds
+        # imports, executors up (on a busy machine that takes a while), then the first rounds
+        started = time.monotonic()
+        while "worker started" not in (workdir / f"worker-{store}-{n}.log").read_text():
+            if time.monotonic() - started > 120 or proc.poll() is not None:
+                raise SystemExit((workdir / f"worker-{store}-{n}.log").read_text())
+            time.sleep(0.1)
+        time.sleep(3.0)
         backends = _backends(schema) if store == "postgres" else []
         b0 = sum(_cpu_ticks(b) for b in backends)
         c0, w0 = _cpu_ticks(proc.pid), time.perf_counter()
