@@ -135,6 +135,8 @@ RUNAWAYS = {
                              "for i in range(10):\n    t.substitute(a='')"),
 }
 HUGE = {
+    "formatter_width": 'import string\nprint(len(string.Formatter().format("{:>{}}", "x", 10**9)))',
+    "formatter_precision": 'import string\nprint(len(string.Formatter().format("{:.{}f}", 1.5, 10**9)))',
     "textwrap_assigned_indent": ("import textwrap\nw = textwrap.TextWrapper(width=10)\n"
                                  "w.subsequent_indent = 'x' * 10_000\nprint(len(w.wrap('a' * 100_000)))"),
     "textwrap_indent": "import textwrap\nprint(len(textwrap.indent('a\\n' * 100_000, 'x' * 10_000)))",

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import re
 import string as _string
 from collections import ChainMap as _ChainMap
 from typing import Any
@@ -24,6 +25,8 @@ from flowmetal.machine.stdlib.common import charge, check_size, looks_like
 __all__ = ["Formatter", "Template", "members", "register_codec"]
 
 _SENTINEL: dict[str, Any] = {}
+# a format spec's width and precision (the size of what it writes is at least their sum)
+_WIDTH = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.(?P<prec>\d+))?", re.S)
 
 
 class Template(_string.Template):
@@ -90,6 +93,13 @@ class Formatter(_Formatter):
         if isinstance(key, int):
             return args[key]
         return kwargs[key]
+
+    def format_field(self, value: Any, format_spec: Any) -> Any:
+        if isinstance(format_spec, str):
+            m = _WIDTH.match(format_spec)
+            if m is not None:
+                check_size(int(m["width"] or 0) + int(m["prec"] or 0), "Formatter.format_field()")
+        return super().format_field(value, format_spec)
 
     def parse(self, format_string: Any) -> Any:
         parsed = list(_string.Formatter.parse(self, format_string))
