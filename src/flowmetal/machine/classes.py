@@ -231,9 +231,23 @@ def class_getattr(obj: Any, name: str) -> Any:
 # -- calls the machine makes itself -----------------------------------------------------------
 
 
+# Classes whose construction may wait in a part the library runs after its own (a dataclass's
+# `__post_init__`): `may_wait(cls)`, and `split(cls, obj, args, kwargs)` that runs the library's
+# part and returns (the callable that may wait, its arguments), or None.
+SPLIT_INITS: list[tuple[Callable[[Any], bool], Callable[[Any, Any, Any, Any], Any]]] = []
+
+
 def _init_may_wait(cls: type) -> bool:
     init = getattr(cls, "__init__", None)
-    return type(init) is Function
+    return type(init) is Function or any(may_wait(cls) for may_wait, _split in SPLIT_INITS)
+
+
+def split_init(cls: Any, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The prelude's `_construct`, for a class of SPLIT_INITS: (callable, arguments) left to call."""
+    for may_wait, split in SPLIT_INITS:
+        if may_wait(cls):
+            return split(cls, obj, args, kwargs)
+    return None
 
 
 def _redirect_method(machine: Machine, callee: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -81,6 +81,7 @@ def prelude_builtins() -> dict[str, Any]:
         "_MISSING": _MISSING,
         "_new_instance": classes.new_instance,
         "_init_of": classes.init_of,
+        "_split_init": classes.split_init,
         "_check_init_result": classes.check_init_result,
     }
 

@@ -19,8 +19,9 @@ the annotation otherwise.
 An `__init__` binds its arguments with a function compiled from the field names (validated
 identifiers: the names come from the program's annotations), so wrong calls fail with CPython's
 own messages (`Point.__init__() missing 1 required positional argument: 'y'`). Methods run in
-Flowmetal's host code: a `__post_init__` or `default_factory` that waits raises the
-`RuntimeError` of waits inside a callback; methods the class defines itself can wait.
+Flowmetal's host code; a `__post_init__` that may wait is called by the machine once the
+fields are set (`classes.SPLIT_INITS`), a `default_factory` that waits raises the `RuntimeError`
+of waits inside a callback; methods the class defines itself can wait.
 """
 
 from __future__ import annotations
@@ -211,8 +212,10 @@ def _compiled(source: str, name: str, qualname: str, namespace: dict[str, Any]) 
     return fn
 
 
-def _init_fn(cls: Any) -> Any:
-    """`__init__` as CPython's dataclasses writes it: the same signature (so the same errors)."""
+def _init_fn(cls: Any, split: bool = False) -> Any:
+    """`__init__` as CPython's dataclasses writes it: the same signature (so the same errors).
+    `split`: without the call of `__post_init__`, returning its arguments instead (the machine
+    calls it, so that it can wait)."""
     fields = _fields(cls)
     init_fields = [f for f in fields.values() if f._field_type in (_FIELD, _INITVAR) and f.init]
     _checked_names(list(fields.values()))
@@ -254,7 +257,8 @@ def _init_fn(cls: Any) -> Any:
             if f._field_type is _INITVAR:
                 ns[f"_fm_i{i}"] = f.default
                 passed.append(f"_fm_i{i} if {f.name} is _fm_d else {f.name}" if f.init else f"_fm_i{i}")
-        body.append(f"self.__post_init__({', '.join(passed)})")
+        body.append(f"return ({''.join(p + ', ' for p in passed)})" if split
+                    else f"self.__post_init__({', '.join(passed)})")
     source = f"def __init__({', '.join(params)}):\n" + "".join(f"    {line}\n" for line in body or ["pass"])
     return _compiled(source, "__init__", f"{cls.__qualname__}.__init__", ns)
 
@@ -325,13 +329,14 @@ class DataclassMethod:
     class's fields when first needed (again after a restore), as CPython's own; an instance
     binds that function itself (`p.__init__` is a bound method of it)."""
 
-    __slots__ = ("__weakref__", "_fm_cls", "_fm_fn", "_fm_kind", "_fm_owner")
+    __slots__ = ("__weakref__", "_fm_cls", "_fm_fn", "_fm_kind", "_fm_owner", "_fm_split")
 
     def __init__(self, kind: str, cls: Any) -> None:
         self._fm_kind = kind
         self._fm_cls = cls
         self._fm_owner = cls.__qualname__ if cls is not None else "?"
         self._fm_fn: Any = None
+        self._fm_split: Any = None  # `__init__` without its `__post_init__`, when that may wait
 
     def _fm_class(self, obj: Any) -> Any:
         cls = self._fm_cls
@@ -691,10 +696,39 @@ def _register() -> None:
 _register()
 
 
+def _init_owner(cls: Any) -> Any:
+    """The dataclass whose `__init__` a call of `cls` runs (None: not a dataclass's)."""
+    if not isinstance(cls, type):
+        return None
+    for k in cls.__mro__:
+        init = k.__dict__.get("__init__")
+        if init is not None:
+            return k if type(init) is DataclassMethod else None
+    return None
+
+
+def _post_init_may_wait(cls: Any) -> bool:
+    from flowmetal.machine.objects import Function
+
+    owner = _init_owner(cls)
+    return (owner is not None and getattr(owner, PARAMS)["has_post_init"]
+            and type(getattr(cls, "__post_init__", None)) is Function)
+
+
+def _split(cls: Any, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    owner = _init_owner(cls)
+    init = owner.__dict__["__init__"]
+    fn = init._fm_split
+    if fn is None:
+        fn = init._fm_split = _init_fn(owner, split=True)
+    return obj.__post_init__, fn(obj, *args, **kwargs)
+
+
 def _register_dunders() -> None:
     """The dunders `@dataclass` gives a class that a snapshot may write (see classes.LIBRARY_DUNDERS)."""
-    from flowmetal.machine.classes import LIBRARY_DUNDERS
+    from flowmetal.machine.classes import LIBRARY_DUNDERS, SPLIT_INITS
 
+    SPLIT_INITS.append((_post_init_may_wait, _split))
     LIBRARY_DUNDERS["__annotations__"] = lambda v: type(v) is dict and all(
         type(k) is str and type(a) is str for k, a in v.items())
     for name in ("__setattr__", "__delattr__"):
