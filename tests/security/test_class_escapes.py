@@ -84,6 +84,7 @@ AT_RUN = {
     # (`typing.NamedTuple` is a base: it makes a namedtuple class, machine/stdlib/namedtuples.py)
     "base_namedtuple_with_another": ("import typing\nclass B:\n    pass\nclass A(typing.NamedTuple, B):\n    x: int\n",
                                      ("TypeError",)),
+    "base_module_exception": ("import json\nclass E(json.JSONDecodeError):\n    pass\n", ("TypeError",)),
     "three_argument_type": ("print(type('X', (), {'f': 1}))\n", ("TypeError",)),
     "type_of_class": ("class A:\n    pass\nT = type(A)\nprint(T('X', (A,), {}))\n", ("TypeError",)),
     "super_of_host": ("print(super(int, 1))\n", ("TypeError",)),
@@ -160,3 +161,35 @@ b.peek(len)
         outcome = attempt(source, marker)
     assert outcome.output == "1 mine 2\n"
     assert outcome.error_line == "AttributeError: 'builtin_function_or_method' object has no attribute '_v'"
+
+
+def test_host_names_cover_every_host_value() -> None:
+    # a name that no host value has is read natively (at full speed) on the program's objects:
+    # so every name a host value programs can hold has, type or instance, must be listed
+    from flowmetal.lang.surface import ALL_ATTRIBUTES
+    from flowmetal.lang.surface_classes import HOST_NAMES, is_dunder
+    from flowmetal.machine import access
+    from security.test_surface_closed import _program_values
+
+    def unlisted(names: list[str]) -> list[str]:
+        return sorted(n for n in names if not is_dunder(n) and not n.startswith("_fm_")
+                      and n not in ALL_ATTRIBUTES and n not in HOST_NAMES)
+
+    def fields(x: object) -> tuple[str, ...]:
+        # the fields of a namedtuple the program made are the program's own names
+        found = getattr(x, "_fields", ())
+        return found if isinstance(found, tuple) else ()
+
+    missing: dict[str, list[str]] = {}
+    for host in list(access._KIND_OF):
+        names = [n for n in unlisted(dir(host)) if n not in fields(host)]
+        if names:
+            missing[host.__qualname__] = names
+    for value in _program_values():
+        try:
+            names = [n for n in unlisted(dir(value)) if n not in fields(value)]
+        except Exception:  # pragma: no cover - a value whose dir() fails
+            continue
+        if names:
+            missing[f"{type(value).__qualname__} instance"] = names
+    assert not missing, missing

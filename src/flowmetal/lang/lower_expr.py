@@ -315,6 +315,16 @@ class ExprLowerer:
         is_plain = ast.Compare(left=ast.Attribute(value=name("_fm_c"), attr="__class__", ctx=ast.Load()),
                                ops=[ast.Is()], comparators=[name("_fm_FunctionType")])
         self.emit(ast.If(test=is_plain, body=[assign(t, direct), *goto(after.id)], orelse=[]))
+        # a bound method (of the program's classes, mostly): its function, with the instance first
+        is_method = ast.Compare(left=ast.Attribute(value=name("_fm_c"), attr="__class__", ctx=ast.Load()),
+                                ops=[ast.Is()], comparators=[name("_fm_MethodType")])
+        self.emit(ast.If(test=is_method, body=[
+            assign("_fm_a", ast.BinOp(left=ast.Tuple(elts=[ast.Attribute(value=name("_fm_c"), attr="__self__",
+                                                                          ctx=ast.Load())], ctx=ast.Load()),
+                                      op=ast.Add(), right=name("_fm_a"))),
+            assign("_fm_c", ast.Attribute(value=name("_fm_c"), attr="__func__", ctx=ast.Load())),
+            ast.If(test=copy.deepcopy(is_plain), body=[assign(t, copy.deepcopy(direct)), *goto(after.id)], orelse=[]),
+        ], orelse=[]))
         # a resumable function runs right here, on the host stack, unless it has to wait:
         # then it hands back its (and its callees') frames for the machine to keep
         is_resumable = ast.BoolOp(op=ast.Or(), values=[

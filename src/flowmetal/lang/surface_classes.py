@@ -84,6 +84,28 @@ def _std_types() -> list[type]:
     return found
 
 
+# The private (and a few public) names of the machine's own values and of the standard
+# modules' Python-level objects: functions that may wait, generators, effects, types shown to
+# programs, methods Flowmetal implements, sets and views, pprint/enum/queue internals
+# (tests/security/test_class_escapes.py checks this list against every host value).
+_MACHINE_NAMES = """
+    _EMPTY_REPR _KIND _TAG _all_bits_ _binder _bound _boundary_ _check_length _closure _compact _d _dead
+    _depth _dispatch _effect _endpos _finished _firstweekday _flag_mask_ _flags _fn _format
+    _format_dict_items _format_items _format_namespace_items _frame _frame_fn _from_host _gen
+    _generate_next_value_ _get _h _hash _host _indent_per_level _index _init _inverted_ _iter_member_
+    _iter_member_by_def_ _iter_member_by_value_ _lastgroup _lastindex _machine _mapping _member_map_
+    _member_names_ _member_type_ _missing_ _mode _name _name_ _new_member_ _numeric_repr_ _options _pattern
+    _pos _pprint_bytearray _pprint_bytes _pprint_chain_map _pprint_counter _pprint_dataclass
+    _pprint_default_dict _pprint_deque _pprint_dict _pprint_list _pprint_mappingproxy _pprint_ordered_dict
+    _pprint_set _pprint_simplenamespace _pprint_str _pprint_tuple _pprint_user_dict _pprint_user_list
+    _pprint_user_string _pq _program_key _put _qsize _re _refill _regs _repl _repr _restore _running
+    _safe_repr _seconds _singles_mask_ _sort_dicts _sort_order_ _state _stream _string _task_id _token
+    _underscore_numbers _unhashable_values_ _unit _use_args_ _value2member_map_ _value_ _value_repr_
+    _weak_cache _width _wrap active choice counter fn frames gen getattr_ gone headers id key keys
+    mapping_only method out pc pos program_key slots status text throw unit url
+"""
+
+
 def _host_names() -> frozenset[str]:
     names: set[str] = set()
     for t in [*_host_types(), *_std_types()]:
@@ -92,9 +114,7 @@ def _host_names() -> frozenset[str]:
         except Exception:  # pragma: no cover - a type whose dir() fails
             continue
     names.update(("_asdict", "_make", "_replace", "_fields", "_field_defaults"))  # namedtuples
-    # the machine's own values (functions that may wait, generators, effects, types shown to
-    # programs, methods Flowmetal implements): their private fields (tests/security checks the list)
-    names.update(["_binder", "_bound", "_closure", "_d", "_dead", "_effect", "_endpos", "_finished", "_flags", "_fn", "_format", "_frame", "_frame_fn", "_hash", "_host", "_lastgroup", "_lastindex", "_machine", "_name", "_options", "_pattern", "_pos", "_pq", "_program_key", "_re", "_regs", "_running", "_seconds", "_string", "_task_id", "_token", "_unit", "active", "choice", "counter", "fn", "frames", "gen", "gone", "headers", "id", "key", "keys", "method", "out", "pc", "pos", "program_key", "slots", "status", "text", "throw", "unit", "url"])
+    names.update(_MACHINE_NAMES.split())
     return frozenset(names)
 
 

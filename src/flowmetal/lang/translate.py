@@ -78,7 +78,7 @@ HELPERS: tuple[str, ...] = (
     "_fm_AssertionError", "_fm_in_handler", "_fm_take_throw", "_fm_enter", "_fm_exit",
     "_fm_yf_step", "_fm_Returned", "_fm_DELEGATE", "_fm_yf_value", "_fm_gen_next", "_fm_gen_step", "_fm_GenMethod",
     "_fm_GeneratorExit",
-    H_SETATTR, H_DELATTR, H_BASES, H_CLASS, H_SUPER, H_FLOWOBJECT,
+    H_SETATTR, H_DELATTR, H_BASES, H_CLASS, H_SUPER, H_FLOWOBJECT, "_fm_MethodType",
 )
 
 _SEQ_LITERALS = (ast.List, ast.Tuple)
@@ -311,6 +311,13 @@ class Translator(ast.NodeTransformer):
                 frame[1] = True
                 native = ast.Attribute(value=copy.deepcopy(node.value), attr=node.attr, ctx=ast.Load())
                 return ast.copy_location(ast.IfExp(test=name(SELF_OK), body=native,
+                                                   orelse=routed_attribute(node.value, node.attr, node)), node)
+            if isinstance(node.value, ast.Name) and not is_dunder(node.attr):
+                # `node.key`: natively on an instance of the program's classes (whose attributes
+                # without a dunder name are all its own, see machine/classes.py), else checked
+                is_own = call("_fm_isinstance", name(node.value.id), name(H_FLOWOBJECT))
+                native = ast.Attribute(value=name(node.value.id), attr=node.attr, ctx=ast.Load())
+                return ast.copy_location(ast.IfExp(test=is_own, body=native,
                                                    orelse=routed_attribute(node.value, node.attr, node)), node)
             return routed_attribute(node.value, node.attr, node)
         return node

@@ -88,7 +88,10 @@ def fm_bases(*bases: Any) -> tuple[type, ...]:
                 return (replaced,)
         if type(base) is Hint and base._fm_name in _TYPING_BASES:
             continue  # `class Stack(Generic[T])`: annotations only, as for the checker
-        if is_program_class(base) or (isinstance(base, type) and issubclass(base, BaseException)):
+        if is_program_class(base) or (isinstance(base, type) and issubclass(base, BaseException)
+                                      and base.__module__ == "builtins"):
+            # (only the built-in exception types: the Python-level ones of modules and of the
+            # runtime have methods and attributes of their own that the table does not list)
             out.append(base)
             continue
         raise TypeError(f"a class can derive only from the program's classes, object and the exception types, "

@@ -176,6 +176,7 @@ def make_helpers(machine: Machine, program_key: str) -> dict[str, Any]:
         _fm_class=classes.fm_class,
         _fm_super=classes.fm_super,
         _fm_FlowObject=classes.FlowObject,
+        _fm_MethodType=types.MethodType,
     )
     assert set(helpers) == set(HELPERS), set(helpers) ^ set(HELPERS)
     return helpers
