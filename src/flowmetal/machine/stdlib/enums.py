@@ -45,6 +45,16 @@ class EnumType(_enum.EnumType):
         type.__setattr__(enum_class, "_fm_enum_defs", defs)
         return enum_class
 
+    def __setattr__(cls, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        # an attribute the program sets on its enum later (kept by snapshots, after the class is
+        # made: it may hold the class's own members)
+        defs = cls.__dict__.get("_fm_enum_defs")
+        later = cls.__dict__.get("_fm_enum_later", ())
+        if defs is not None and name not in defs and name not in later and name not in _SKIP_DEFS \
+                and not name.startswith("_fm_"):
+            type.__setattr__(cls, "_fm_enum_later", (*later, name))
+
     # iterators kept across waits: over a tuple of the members (CPython's are host generators)
     def __iter__(cls) -> Any:
         return iter(tuple(super().__iter__()))
@@ -118,6 +128,7 @@ def _program_defs(cls: Any) -> frozenset[str]:
     names: set[str] = set()
     for k in cls.__mro__:
         names.update(k.__dict__.get("_fm_enum_defs", ()))
+        names.update(k.__dict__.get("_fm_enum_later", ()))
     return frozenset(names)
 
 
@@ -185,6 +196,21 @@ def _class_new(head: list[Any]) -> Any:
     return EnumType(name, tuple(bases), classdict)
 
 
+def _class_body(cls: Any) -> list[Any]:
+    out: list[Any] = []
+    for k in cls.__dict__.get("_fm_enum_later", ()):
+        if k in cls.__dict__:
+            out += [k, cls.__dict__[k]]
+    return out
+
+
+def _class_fill(cls: Any, body: list[Any]) -> None:
+    for k, v in zip(body[::2], body[1::2]):
+        if not isinstance(k, str) or k.startswith("__") or k.startswith("_fm_"):
+            raise ValueError(f"corrupt snapshot: enum attribute {k!r}")
+        setattr(cls, k, v)
+
+
 def _member_head(m: Any) -> list[Any]:
     cls = type(m)
     if m._name_ is not None and cls._member_map_.get(m._name_) is m:
@@ -222,8 +248,8 @@ def register_codec(codec: Any) -> None:
     for base in ENUM_BASES:
         codec.register_constant(base, f"enum.{base.__name__}")
     codec.register_constant(_enum.auto, "enum.auto")
-    codec.register_objects("enum.class", match=is_enum_class, head=_class_head, body=lambda c: [],
-                           new=_class_new, fill=lambda c, body: None)
+    codec.register_objects("enum.class", match=is_enum_class, head=_class_head, body=_class_body,
+                           new=_class_new, fill=_class_fill)
     codec.register_objects("enum.member", match=is_enum_member, head=_member_head, body=_member_body,
                            new=_member_new, fill=_member_fill)
     codec.register(types.MappingProxyType, "mappingproxy", state=lambda m: dict(m), build=types.MappingProxyType)
