@@ -414,7 +414,15 @@ class Translator(ast.NodeTransformer):
             slow = set_attribute(self.visit(obj), attr, copy.deepcopy(value), at)
             return ast.copy_location(ast.If(test=name(SELF_OK), body=[ast.copy_location(native, at)],
                                             orelse=[slow]), at)
-        return set_attribute(self.visit(obj), attr, value, at)
+        target = self.visit(obj)
+        if isinstance(target, ast.Name):
+            # `node.left = ...`: natively on an instance of the program's classes, else checked
+            is_own = call("_fm_isinstance", name(target.id), name(H_FLOWOBJECT))
+            native = ast.Assign(targets=[ast.Attribute(value=name(target.id), attr=attr, ctx=ast.Store())],
+                                value=value)
+            slow = set_attribute(name(target.id), attr, copy.deepcopy(value), at)
+            return ast.copy_location(ast.If(test=is_own, body=[ast.copy_location(native, at)], orelse=[slow]), at)
+        return set_attribute(target, attr, value, at)
 
     def fresh(self) -> str:
         self.aug_temps = getattr(self, "aug_temps", 0) + 1
