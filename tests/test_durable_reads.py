@@ -206,3 +206,20 @@ def test_time_sleep_checks_its_argument_as_cpython_does() -> None:
                           "TypeError 'str' object cannot be interpreted as an integer\n"
                           "ValueError Invalid value NaN (not a number)\n<built-in function sleep>\n")
     assert res.error_line == "TypeError: time.sleep() takes exactly one argument (2 given)"
+
+
+def test_methods_of_generators_and_dates_keep_a_function_plain() -> None:
+    # `rng.randint()`, `rng.random()`, `moment.now()` are named like durable actions but never
+    # wait, unless the program holds the flowmetal module itself (which could be the receiver)
+    from flowmetal.lang.program import compile_program
+
+    source = ("import random\nfrom datetime import date\n{extra}\n\ndef roll(rng):\n"
+              "    return rng.randint(1, 6) + rng.random() + rng.choice([1, 2])\n\n"
+              "def week(d):\n    return d.isocalendar().week + d.weekday() + len(d.strftime('%a'))\n")
+
+    def resumable(extra: str) -> set[str]:
+        program = compile_program(source.format(extra=extra), "plain.flow")
+        return {u.qualname for u in program.units.values()}
+
+    assert not {"roll", "week"} & resumable("")
+    assert "roll" in resumable("import flowmetal") and "week" not in resumable("import flowmetal")

@@ -60,8 +60,31 @@ PURE_METHODS: frozenset[str] = frozenset(
         "with_traceback", "add_note",
         # namedtuples (CPython's own methods of the class)
         "_asdict", "_make", "_replace",
+        # random.Random (not `random` and `randint`, which are also durable actions of `flowmetal`)
+        "betavariate", "choice", "choices", "expovariate", "gammavariate", "gauss", "getrandbits",
+        "getstate", "lognormvariate", "normalvariate", "paretovariate", "randbytes", "randrange",
+        "sample", "seed", "setstate", "shuffle", "triangular", "uniform", "vonmisesvariate",
+        "weibullvariate",
+        # datetime values and time zones (not `now`, also a durable action; reading the clock
+        # in `today()` or `utcnow()` does not wait)
+        "astimezone", "combine", "ctime", "date", "dst", "fromisocalendar", "fromisoformat",
+        "fromordinal", "fromtimestamp", "fromutc", "isocalendar", "isoformat", "isoweekday",
+        "strftime", "strptime", "time", "timestamp", "timetuple", "timetz", "today", "toordinal",
+        "total_seconds", "tzname", "utcfromtimestamp", "utcnow", "utcoffset", "utctimetuple",
+        "weekday",
+        # calendar.Calendar and TextCalendar (`pr...` print: they do not wait)
+        "getfirstweekday", "setfirstweekday", "itermonthdates", "itermonthdays", "itermonthdays2",
+        "itermonthdays3", "itermonthdays4", "iterweekdays", "monthdatescalendar",
+        "monthdays2calendar", "monthdayscalendar", "yeardatescalendar", "yeardays2calendar",
+        "yeardayscalendar", "formatday", "formatmonth", "formatmonthname", "formatweek",
+        "formatweekday", "formatweekheader", "formatyear", "prmonth", "prweek", "pryear",
     }
 )
+
+# Methods of standard values named like durable actions of the `flowmetal` module (a random
+# generator's `random()` and `randint()`, a datetime's `now()`): they never wait unless the
+# program holds the `flowmetal` module itself (`import flowmetal`), which could be the receiver.
+EFFECT_NAMED_METHODS: frozenset[str] = frozenset({"random", "randint", "now"})
 
 # Members of standard modules that are durable actions (they may wait): `time.sleep` is `sleep`.
 WAITING_STD: frozenset[tuple[str, str]] = frozenset({("time", "sleep")})
@@ -169,6 +192,16 @@ class _Classifier:
                 self.parents[child] = node
 
     # -- facts about names -------------------------------------------------
+    @property
+    def holds_effect_module(self) -> bool:
+        """Whether the program binds a durable-action module itself (`import flowmetal`)."""
+        found = getattr(self, "_holds_effect_module", None)
+        if found is None:
+            found = self._holds_effect_module = any(
+                isinstance(node, ast.Import) and any(a.name.split(".")[0] in self.effect_modules for a in node.names)
+                for node in ast.walk(self.tree))
+        return found
+
     def collect_imports(self) -> None:
         for stmt in self.tree.body:
             if isinstance(stmt, ast.Import):
@@ -426,6 +459,8 @@ class _Classifier:
                 spec = _CALLBACK_METHODS.get(func.attr) if func.attr in PURE_METHODS else None
             elif func.attr in PURE_METHODS:
                 spec = _CALLBACK_METHODS.get(func.attr)
+            elif func.attr in EFFECT_NAMED_METHODS and not self.holds_effect_module:
+                pass
             else:
                 return None
         elif isinstance(func, ast.Lambda):

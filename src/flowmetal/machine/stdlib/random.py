@@ -25,11 +25,12 @@ from flowmetal.machine.access import register_kind
 from flowmetal.machine.show import register_leaf
 from flowmetal.machine.stdlib import context
 from flowmetal.machine.stdlib.common import charge, check_size
-from flowmetal.machine.stdlib.context import builtin
+from flowmetal.machine.stdlib.context import _CURRENT, builtin
 
 __all__ = ["Random", "members", "register_codec"]
 
 _SEED_TYPES = (int, float, str, bytes)
+_getrandbits = _random.Random.getrandbits  # CPython's, in C
 _BIG_BITS = 1 << 16
 # The module's functions: each is the method of the program's own generator
 FUNCTIONS = ("betavariate", "choice", "choices", "expovariate", "gammavariate", "gauss", "getrandbits", "getstate",
@@ -74,6 +75,15 @@ class Random(_random.Random):
             check_size(n, "randbytes()")
         return super().randbytes(n)
 
+    def _randbelow(self, n: int) -> int:
+        # CPython's `_randbelow_with_getrandbits`, with its C getrandbits (not the checked one
+        # below: its k is small), so randint, choice and shuffle draw what CPython's draw
+        k = n.bit_length()
+        r = _getrandbits(self, k)
+        while r >= n:
+            r = _getrandbits(self, k)
+        return r
+
     def getrandbits(self, k: int, /) -> int:
         if type(k) is int and k > _BIG_BITS:  # (randint and friends call this with small k)
             check_size(k // 8, "getrandbits()")
@@ -111,8 +121,12 @@ def _function(name: str) -> Any:
             finally:
                 _SEEDING[0] = False
     else:
+        method = getattr(Random, name)
+
         def call(*args: Any, **kwargs: Any) -> Any:
-            return getattr(_generator(), name)(*args, **kwargs)
+            machine = _CURRENT.get()  # (context.current(), inlined: these are called in loops)
+            gen = machine.module_state.get("random") if machine is not None else None
+            return method(gen if gen is not None else _generator(), *args, **kwargs)
 
     return builtin(call, name)
 
