@@ -189,3 +189,9 @@ def test_a_subclass_type_object_offers_flowmetals_routed_methods_not_the_hosts()
     for name in ("now", "today", "utcnow", "fromtimestamp", "timestamp", "astimezone", "strftime"):
         assert isinstance(fm_getattr(Stamp, name), UnboundBuiltin), name
     assert fm_getattr(Stamp, "fromtimestamp")(0) == datetime.datetime(1970, 1, 1)
+
+
+def test_a_struct_time_holding_program_values_shows_no_address() -> None:
+    outcome = attempt("import time\ndef f():\n    pass\nt = time.struct_time([f] * 9)\nprint(t)\nprint([t], str(t))\n")
+    assert outcome.error_line is None and "0x" not in outcome.output
+    assert outcome.output.startswith("time.struct_time(tm_year=<function f>, tm_mon=<function f>")

@@ -23,7 +23,7 @@ from functools import cache
 from typing import Any
 
 from flowmetal.machine.access import register_kind, visible_class
-from flowmetal.machine.show import register_leaf
+from flowmetal.machine.show import fm_repr, register_leaf, register_repr
 from flowmetal.machine.stdlib import context
 
 __all__ = ["LOCAL", "members", "register_codec", "utc_now"]
@@ -169,8 +169,18 @@ register_kind(_dt.timezone, "datetime.timezone")
 register_kind(_dt.tzinfo, "datetime.tzinfo")
 register_kind(IsoCalendarDate, "datetime.IsoCalendarDate")
 register_kind(_time.struct_time, "time.struct_time")
-for _cls in (_date, _datetime, _dt.time, _dt.timedelta, _dt.timezone, IsoCalendarDate, _time.struct_time):
+for _cls in (_date, _datetime, _dt.time, _dt.timedelta, _dt.timezone, IsoCalendarDate):
     register_leaf(_cls)
+
+_STRUCT_FIELDS = ("tm_year", "tm_mon", "tm_mday", "tm_hour", "tm_min", "tm_sec", "tm_wday", "tm_yday", "tm_isdst")
+
+
+def _struct_time_repr(t: Any) -> str:
+    # a program can make one holding any of its values (`time.struct_time(seq)`): written with fm_repr
+    return "time.struct_time(" + ", ".join(f"{n}={fm_repr(v)}" for n, v in zip(_STRUCT_FIELDS, t)) + ")"
+
+
+register_repr(_time.struct_time, _struct_time_repr)
 
 
 def register_codec(codec: Any) -> None:
@@ -208,8 +218,7 @@ def register_codec(codec: Any) -> None:
                    build=lambda s: IsoCalendarDate(int(s[0]), int(s[1]), int(s[2])))  # type: ignore[call-arg, arg-type]
     codec.register(_time.struct_time, "time.struct_time",
                    state=lambda t: [*t, t.tm_zone, t.tm_gmtoff],
-                   build=lambda s: _time.struct_time([int(x) for x in s[:9]] + [
-                       None if s[9] is None else str(s[9]), None if s[10] is None else int(s[10])]))
+                   build=lambda s: _time.struct_time(list(s[:11])))  # (a program's may hold any value)
 
 
 def _check_tz(tz: Any) -> Any:
