@@ -563,8 +563,23 @@ class ExprLowerer:
         self.emit(assign(result, call("_fm_yf_value", name(v))))
         self.jump(after)
         self.cur = yielding
+        gen_yf = ast.Attribute(value=ast.Attribute(value=name("_fm_fr"), attr="gen", ctx=ast.Load()), attr="_yf",
+                               ctx=ast.Store())
+        # parked on a resumable sub-generator: the machine may step that one for us (`Machine.gen_direct`)
+        self.emit(ast.If(test=is_gen, body=[assign(gen_yf, name(it))], orelse=[]))
         self.yield_value(name(v), back)
         self.cur = back
+        self.emit(ast.If(test=is_gen, body=[assign(copy.deepcopy(gen_yf), const(None))], orelse=[]))
+        # it did: what the sub-generator yielded, returned or raised comes in a `Stepped`
+        stepped_in = ast.Compare(left=ast.Attribute(value=name("_fm_rv"), attr="__class__", ctx=ast.Load()),
+                                 ops=[ast.Is()], comparators=[name("_fm_Stepped")])
+        error = ast.Attribute(value=name("_fm_rv"), attr="error", ctx=ast.Load())
+        self.emit(ast.If(test=stepped_in, body=[
+            ast.If(test=ast.Compare(left=error, ops=[ast.IsNot()], comparators=[const(None)]),
+                   body=[ast.Raise(exc=copy.deepcopy(error), cause=None)], orelse=[]),
+            assign(v, ast.Attribute(value=name("_fm_rv"), attr="value", ctx=ast.Load())),
+            *goto(stepped.id),
+        ], orelse=[]))
         throw = ast.Attribute(value=name("_fm_fr"), attr="throw", ctx=ast.Load())
         pass_on = ast.Tuple(elts=[const(6), name(it), const(None), name(thrown)], ctx=ast.Load())
         self.emit(ast.If(test=ast.Compare(left=throw, ops=[ast.IsNot()], comparators=[const(None)]), body=[

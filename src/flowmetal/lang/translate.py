@@ -77,7 +77,7 @@ HELPERS: tuple[str, ...] = (
     "_fm_FunctionType", "_fm_Generator", "_fm_Function", "_fm_Suspension", "_fm_invoke", "_fm_END",
     "_fm_AssertionError", "_fm_in_handler", "_fm_take_throw", "_fm_enter", "_fm_exit",
     "_fm_yf_step", "_fm_Returned", "_fm_DELEGATE", "_fm_yf_value", "_fm_gen_next", "_fm_gen_step", "_fm_GenMethod",
-    "_fm_GeneratorExit",
+    "_fm_GeneratorExit", "_fm_Stepped",
     H_SETATTR, H_DELATTR, H_BASES, H_CLASS, H_SUPER, H_FLOWOBJECT, "_fm_MethodType",
 )
 

@@ -42,6 +42,7 @@ from flowmetal.machine.objects import (
     DELEGATE,
     END,
     LOOP,
+    STEPPED,
     EffectFunction,
     EffectRequest,
     FuelExhausted,
@@ -52,6 +53,7 @@ from flowmetal.machine.objects import (
     MemoryLimitExceeded,
     OutputLimitExceeded,
     Returned,
+    Stepped,
     Suspension,
     Task,
 )
@@ -320,6 +322,9 @@ class Machine:
                 stack.pop()
                 e = self._leave_frame(fr, e)
                 gen = fr.gen
+                if gen is not None and gen._mode == STEPPED and stack:
+                    rv = Stepped(None, e)  # for the generator parked in `yield from` it, to raise
+                    continue
                 if gen is not None and isinstance(e, GeneratorExit) and (
                         gen._mode == CLOSE or gen._mode == CLOSE_RERAISE):
                     if gen._mode == CLOSE:  # close() ends quietly when the body lets GeneratorExit out
@@ -370,7 +375,9 @@ class Machine:
                 assert gen is not None
                 gen._running = False
                 rv = out[1]
-                if gen._mode == CLOSE or gen._mode == CLOSE_RERAISE:
+                if gen._mode == STEPPED:
+                    rv = Stepped(rv)
+                elif gen._mode == CLOSE or gen._mode == CLOSE_RERAISE:
                     err = RuntimeError("generator ignored GeneratorExit")
                     if not stack:
                         raise err
@@ -406,6 +413,8 @@ class Machine:
             return END
         if mode == DELEGATE:
             return Returned(value)
+        if mode == STEPPED:
+            return Stepped(Returned(value))
         if mode == CLOSE:
             return None
         if mode == CLOSE_RERAISE:
@@ -531,6 +540,26 @@ class Machine:
         wait, a `Suspension` holding the generator's frame (and those it called) for the machine
         to adopt, above the caller, which gets the value when the generator yields there."""
         frame = gen._frame
+        sub = gen._yf
+        if sub is not None and exc is None and not gen._running:
+            # parked in `yield from` another generator: step that one (which may itself be parked)
+            # and leave this one parked, unless it has to see what came out
+            gen._running = True
+            try:
+                got = self.gen_direct(sub, value, None, STEPPED)
+            finally:
+                gen._running = False
+            if type(got) is Stepped:
+                if got.error is None and type(got.value) is not Returned:
+                    return got if mode == STEPPED else got.value
+                value = got  # returned or raised: this one goes on with it
+            elif got.frames:
+                # the sub-generator's body needs the machine: it adopts this generator's frame
+                # under the sub-generator's, to receive the `Stepped` outcome when it comes
+                gen._running, gen._mode, frame.throw = True, mode, None
+                got.frames.insert(0, frame)
+                return got
+            # else (too deep to run here: it did not start) the long way, below
         if (gen._running or gen._finished or self.direct_depth >= self.direct_cap
                 or (frame.pc == 0 and (value is not None or exc is not None))):
             if self.direct_depth >= self.direct_cap:
@@ -565,11 +594,15 @@ class Machine:
                     err = self._leave_frame(frame, e)
                     if mode == CLOSE and isinstance(err, GeneratorExit):
                         return None
+                    if mode == STEPPED:
+                        return Stepped(None, err)
                     raise err  # noqa: B904  (its cause, if any, is already set)
                 kind = out[0]
                 if kind == 2:
                     gen._running = False
-                    if mode in (CLOSE, CLOSE_RERAISE):
+                    if mode in (CLOSE, CLOSE_RERAISE, STEPPED):
+                        if mode == STEPPED:
+                            return Stepped(out[1])
                         raise RuntimeError("generator ignored GeneratorExit")
                     return out[1]
                 if kind == 0:

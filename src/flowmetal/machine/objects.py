@@ -89,10 +89,12 @@ class Generator:
     `_mode` says what the activation running now hands its caller when the body ends
     (see `Machine._gen_finished`): LOOP (a `for` loop: END), CALL (`next()`/`send()`/
     `throw()`: StopIteration(value)), CLOSE (`close()`: None), DELEGATE (`yield from`:
-    Returned(value)), CLOSE_RERAISE (`yield from` passing GeneratorExit on), or a
-    one-element list holding `next(g, default)`'s default."""
+    Returned(value)), CLOSE_RERAISE (`yield from` passing GeneratorExit on), STEPPED (the
+    machine steps it for a generator parked in `yield from` it: everything it yields, returns or
+    raises comes wrapped in a `Stepped`), or a one-element list holding `next(g, default)`'s
+    default."""
 
-    __slots__ = ("_finished", "_frame", "_machine", "_mode", "_name", "_running")
+    __slots__ = ("_finished", "_frame", "_machine", "_mode", "_name", "_running", "_yf")
 
     def __init__(self, machine: Machine, frame: Frame, name: str) -> None:
         self._machine = machine
@@ -101,6 +103,9 @@ class Generator:
         self._finished = False
         self._running = False
         self._mode: Any = LOOP
+        # parked in `yield from` this generator (whose body never waits): its caller may resume
+        # it directly (never kept in a snapshot: a restored generator goes the long way once)
+        self._yf: Generator | None = None
 
     def __iter__(self) -> Generator:
         return self
@@ -140,7 +145,7 @@ Generator.__name__ = "generator"
 Generator.__qualname__ = "generator"
 
 # What a generator's body ending hands the activation's caller (Generator._mode).
-LOOP, CALL, CLOSE, DELEGATE, CLOSE_RERAISE = 0, 1, 2, 3, 4
+LOOP, CALL, CLOSE, DELEGATE, CLOSE_RERAISE, STEPPED = 0, 1, 2, 3, 4, 5
 
 
 class Returned:
@@ -150,6 +155,18 @@ class Returned:
 
     def __init__(self, value: Any) -> None:
         self.value = value
+
+
+class Stepped:
+    """`yield from` in generated code: the machine stepped the sub-generator for the delegating
+    generator (which receives this when resumed): what it yielded or `Returned`, or the error it
+    raised (never seen by programs)."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: Any, error: BaseException | None = None) -> None:
+        self.value = value
+        self.error = error
 
 
 class GeneratorMethod:

@@ -28,6 +28,7 @@ from flowmetal.machine.objects import (
     MachineAbort,
     MemoryLimitExceeded,
     Returned,
+    Stepped,
     Suspension,
 )
 from flowmetal.machine.show import SAFE_TYPES, fm_mod, fm_percent, fm_str, shown, str_call
@@ -165,6 +166,7 @@ def make_helpers(machine: Machine, program_key: str) -> dict[str, Any]:
                                                          else DELEGATE),
         _fm_GenMethod=GeneratorMethod,
         _fm_GeneratorExit=GeneratorExit,
+        _fm_Stepped=Stepped,
         _fm_Returned=Returned,
         _fm_DELEGATE=DELEGATE,
         _fm_yf_value=lambda v: v.value if type(v) is Returned else None,

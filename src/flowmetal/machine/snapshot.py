@@ -32,6 +32,7 @@ from flowmetal.machine.objects import (
     Generator,
     GeneratorMethod,
     Returned,
+    Stepped,
     Task,
 )
 from flowmetal.machine.stdlib import register_codecs as register_stdlib_codecs
@@ -183,6 +184,7 @@ def make_codec(machine: Machine) -> Codec:
     def gen_new() -> Generator:
         g = Generator.__new__(Generator)
         g._machine = machine
+        g._yf = None
         return g
 
     def gen_fill(g: Generator, s: list[Any]) -> None:
@@ -194,6 +196,7 @@ def make_codec(machine: Machine) -> Codec:
                    new=gen_new, fill=gen_fill)
     # what `yield from` got back from its sub-generator (in the delegating frame's variables)
     codec.register(Returned, "fm.returned", state=lambda r: [r.value], build=lambda s: Returned(s[0]))
+    codec.register(Stepped, "fm.stepped", state=lambda r: [r.value, r.error], build=lambda s: Stepped(s[0], s[1]))
 
     def genmethod_fill(m: GeneratorMethod, s: list[Any]) -> None:
         m._name, m._gen = s
