@@ -64,6 +64,7 @@ class _HasDefault:
 
 
 MISSING: Any = _MissingType()
+_EMPTY_METADATA: Any = types.MappingProxyType({})
 KW_ONLY: Any = _KwOnlyType()
 _DEFAULTED: Any = _HasDefault()  # the binder's default for every optional argument
 
@@ -90,7 +91,8 @@ class InitVar:
         return InitVar(type)
 
     def __repr__(self) -> str:
-        return f"dataclasses.InitVar[{self.type if isinstance(self.type, str) else fm_repr(self.type)}]"
+        name = self.type.__name__ if isinstance(self.type, type) else fm_repr(self.type)
+        return f"dataclasses.InitVar[{name}]"
 
 
 looks_like(InitVar, "dataclasses", "InitVar")
@@ -115,7 +117,8 @@ class Field:
         self.repr = repr
         self.hash = hash
         self.compare = compare
-        self.metadata = {} if metadata is None else dict(metadata)
+        # (a read-only view, as CPython's: of a copy, so the program's dict stays its own)
+        self.metadata = _EMPTY_METADATA if not metadata else types.MappingProxyType(dict(metadata))
         self.kw_only = kw_only
         self._field_type: Any = None
 
@@ -123,7 +126,7 @@ class Field:
         return (f"Field(name={fm_repr(self.name)},type={fm_repr(self.type)},default={fm_repr(self.default)},"
                 f"default_factory={fm_repr(self.default_factory)},init={fm_repr(self.init)},"
                 f"repr={fm_repr(self.repr)},hash={fm_repr(self.hash)},compare={fm_repr(self.compare)},"
-                f"metadata=mappingproxy({fm_repr(self.metadata)}),kw_only={fm_repr(self.kw_only)},"
+                f"metadata={fm_repr(self.metadata)},kw_only={fm_repr(self.kw_only)},"
                 f"_field_type={self._field_type})")
 
 

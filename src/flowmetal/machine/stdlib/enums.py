@@ -24,6 +24,7 @@ from typing import Any
 
 from flowmetal.machine.access import register_kind
 from flowmetal.machine.classes import GETATTR_HOOKS, MODULE, NOT_MINE, FlowObject
+from flowmetal.machine.limits import register_sized
 from flowmetal.machine.show import fm_repr, register_leaf, register_repr
 from flowmetal.machine.stdlib.common import charge, tick_each
 from flowmetal.machine.stdlib.copy import register_atom_test
@@ -259,5 +260,6 @@ GETATTR_HOOKS.append(enum_getattr)
 register_atom_test(lambda x: isinstance(type(x), EnumType) or isinstance(x, EnumType))  # members, enums
 register_repr(types.MappingProxyType, _mappingproxy_repr)
 register_kind(types.MappingProxyType, "mappingproxy")
+register_sized(types.MappingProxyType)  # (built-ins take it whole, as a mapping: `dict(Color.__members__)`)
 register_kind(_enum.auto, "enum.auto")
 register_leaf(_enum.auto)
