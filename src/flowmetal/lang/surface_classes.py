@@ -103,6 +103,7 @@ _MACHINE_NAMES = """
     _underscore_numbers _unhashable_values_ _unit _use_args_ _value2member_map_ _value_ _value_repr_
     _weak_cache _width _wrap active choice counter fn frames gen getattr_ gone headers id key keys
     mapping_only method out pc pos program_key slots status text throw unit url
+    _yf
 """
 
 
