@@ -112,3 +112,24 @@ def test_generator_driven_by_plain_code_cannot_wait_there() -> None:
         assert outcome.error_line.startswith("RuntimeError: sleep() cannot wait"), outcome.error_line
     else:
         assert outcome.output == "[1]\n"
+
+
+def test_generator_send_and_the_durable_send_action_coexist() -> None:
+    """`send` is both a generator method and a `flowmetal` action: each name means its own thing."""
+    source = """
+import flowmetal
+from flowmetal import send
+
+def echo():
+    got = None
+    while True:
+        got = yield got
+
+def main():
+    g = echo()
+    next(g)
+    print(g.send("to the generator"), send("program-2", "hello"), flowmetal.send("program-3", "hi"))
+"""
+    outcome = attempt(source, effects={"send": "delivered"})
+    assert outcome.error_line is None, outcome.error_line
+    assert outcome.output == "to the generator delivered delivered\n"
