@@ -136,6 +136,7 @@ class Recorder(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.seen: list[tuple[str, Any]] = []
+        self.incomplete: list[str] = []  # keys of requests cut off by a kill
         self.lock = threading.Lock()
 
     @property
@@ -147,9 +148,16 @@ class _Handler(BaseHTTPRequestHandler):
     server: Recorder
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"null")
+        size = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(size)
+        key = self.headers.get("Idempotency-Key", "")
+        if len(raw) < size or not raw:  # its sender was killed halfway through: nobody reads an answer
+            with self.server.lock:
+                self.server.incomplete.append(key)
+            return
+        body = json.loads(raw)
         with self.server.lock:
-            self.server.seen.append((self.headers.get("Idempotency-Key", ""), body))
+            self.server.seen.append((key, body))
         out = json.dumps({"v": body["i"] * 7}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
