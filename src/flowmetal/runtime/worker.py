@@ -235,7 +235,6 @@ class Worker:
         """Claim what is runnable (unless not `claim`: then only continue programs whose calls
         finished here), hand out its slices, commit those that finished (together). True if any
         finished."""
-        jobs = self._continuations() if self.inline is not None else []
         in_flight = self.slices.in_flight()
         room = self.concurrency - in_flight
         # (a claim is a transaction: take work in batches, not one program per finished slice)
@@ -245,6 +244,10 @@ class Worker:
             self._last_claim = time.monotonic()
             claims = self.store.claim(self.id, self.pid, self.host, self.lease, self.rt.clock(), room, self.only)
             self._claim_due = len(claims) >= room  # a full batch: there may be more
+        # Continuations are taken after the claim, which may raise (the store unavailable): taken
+        # before it, their outcomes were lost with the exception while the programs' leases stayed
+        # held (and renewed by the heartbeat) for slices that never ran: waiting forever.
+        jobs = self._continuations() if self.inline is not None else []
         jobs += [Job(c) for c in claims]
         if jobs:
             now = time.monotonic()
@@ -294,7 +297,11 @@ class Worker:
             if job.continued and self.inline is not None:
                 self.inline.after_slice(job.claim, None, False, job.outcomes, now)
         try:
-            lost = self._commit_results(results, now)
+            try:
+                lost = self._commit_results(results, now)
+            except BaseException:
+                self._commit_failed(results, now)
+                raise
             for job in results:
                 r = job.result
                 assert r is not None
@@ -310,6 +317,21 @@ class Worker:
                     self._held.pop(job.program_id, None)
         if unavailable is not None:
             raise unavailable
+
+    def _commit_failed(self, results: list[Job], now: float) -> None:
+        """The group commit raised (the store unavailable, say): it may or may not have landed.
+        Let go of the programs: their leases are no longer renewed (so they expire if the release
+        does not get through), and the outcomes of calls performed here for continued programs go
+        through the store (a no-op for those the commit did record). Kept held instead, a continued
+        program's lease was renewed for ever by the heartbeat with nothing left to continue it."""
+        self._claim_due = True
+        for job in results:
+            self.slices.committed(job, False)  # (its machine may be ahead of what the store has)
+            with contextlib.suppress(Exception):
+                self.store.release(self.id, job.program_id, job.claim.fence)
+            if job.continued and self.inline is not None:
+                commit = job.result.commit if job.result is not None else None
+                self.inline.after_slice(job.claim, commit, False, job.outcomes, now)
 
     def _commit_results(self, jobs: list[Job], now: float) -> set[str]:
         """Commit the slices together; the ids of programs whose commit was refused."""
