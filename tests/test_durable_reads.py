@@ -223,3 +223,28 @@ def test_methods_of_generators_and_dates_keep_a_function_plain() -> None:
 
     assert not {"roll", "week"} & resumable("")
     assert "roll" in resumable("import flowmetal") and "week" not in resumable("import flowmetal")
+
+
+def test_the_read_of_fresh_randomness_is_named_by_what_asked_for_it() -> None:
+    # (no process-wide flag: the name a replay checks is the program's own, whatever other
+    # programs do in other threads)
+    from flowmetal.machine.api import Machine, compile_program
+    from flowmetal.machine.stdlib.context import FixedReads
+
+    class Logged(FixedReads):
+        def __init__(self) -> None:
+            super().__init__(0.0, "ab" * 16)
+            self.asked: list[str] = []
+
+        def seed(self, what: str) -> str:
+            self.asked.append(what)
+            return super().seed(what)
+
+    for source, asked in [("random.seed()\nrandom.seed()", ["random.seed()"]),
+                          ("random.seed(a=None)", ["random.seed()"]), ("random.random()", ["random.Random()"]),
+                          ("random.Random().random()", ["random.Random()"]), ("uuid.uuid4()", ["uuid.uuid4()"]),
+                          ("random.seed(5)\nrandom.random()", [])]:
+        machine = Machine(compile_program(f"import random, uuid\n{source}\n", "x.flow"))
+        machine.reads = reads = Logged()
+        machine.run()
+        assert reads.asked == asked, source

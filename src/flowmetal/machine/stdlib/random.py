@@ -43,7 +43,7 @@ class Random(_random.Random):
 
     def seed(self, a: Any = None, version: int = 2) -> None:
         if a is None:
-            a = context.entropy("random.seed()" if _SEEDING[0] else "random.Random()").bits(256)
+            a = context.entropy("random.Random()").bits(256)
         elif not isinstance(a, _SEED_TYPES):
             # (CPython 3.11 would hash other objects; hashes differ between processes)
             raise TypeError("The only supported seed types are: None,\nint, float, str, bytes, and bytearray.")
@@ -96,9 +96,6 @@ class Random(_random.Random):
 Random.__module__ = "random"
 Random.__qualname__ = Random.__name__ = "Random"
 
-_SEEDING = [False]  # whether the module's `seed()` is asking (what the entropy read is recorded as)
-
-
 def _generator() -> Random:
     """The program's own generator, seeded from its entropy at first use."""
     state = context.current().module_state
@@ -115,11 +112,11 @@ def _function(name: str) -> Any:
             gen = state.get("random")
             if gen is None:  # about to be set: no fresh randomness is read for it
                 gen = state["random"] = Random(0)
-            _SEEDING[0] = True
-            try:
-                return getattr(gen, name)(*args, **kwargs)
-            finally:
-                _SEEDING[0] = False
+            if name == "seed" and (args[0] if args else kwargs.get("a")) is None:
+                # `random.seed()`: fresh randomness, recorded under its own name
+                kwargs.pop("a", None)
+                args = (context.entropy("random.seed()").bits(256), *args[1:])
+            return getattr(gen, name)(*args, **kwargs)
     else:
         method = getattr(Random, name)
 
