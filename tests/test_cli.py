@@ -47,7 +47,7 @@ INVALID = """\
 import os
 
 
-class Thing:
+async def thing():
     pass
 
 
@@ -106,7 +106,7 @@ def test_check_invalid_lists_every_error(cli: Any) -> None:
         ("invalid.flow", 9, 11, "error"),
         ("invalid.flow", 10, 12, "error"),
     ]
-    assert "'os'" in lines[0] and "class" in lines[1] and "eval" in lines[2] and "open" in lines[3]
+    assert "'os'" in lines[0] and "async" in lines[1] and "eval" in lines[2] and "open" in lines[3]
     assert "Traceback" not in r.stderr
 
 
