@@ -107,8 +107,8 @@ def test_a_claim_that_fails_after_calls_finished_here_strands_no_program(store: 
     taken: list[bool] = []
     failed: list[bool] = []
 
-    def completed(now: float) -> Any:
-        out = real_completed(now)
+    def completed(now: float, running: Any = ()) -> Any:
+        out = real_completed(now, running)
         if out:
             taken.append(True)
         return out

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -61,6 +61,11 @@ class InlineCalls:
         # calls still running whose program's lease was let go: their outcomes go through the store
         self.orphans: dict[str, CallClaim] = {}
         self.done: queue.SimpleQueue[tuple[str, str, CallOutcome]] = queue.SimpleQueue()
+        # outcomes of calls whose program had a slice running (or not yet committed) when they
+        # finished: looked at again once that slice is committed, since a second slice of the
+        # same program at once would be refused (and the outcome lost until the call's lease ran
+        # out and the call ran again)
+        self.deferred: list[tuple[str, str, CallOutcome]] = []
 
     # -- before a commit: which new calls this worker takes ---------------------------------
     def adopt(self, commit: Commit) -> None:
@@ -111,11 +116,16 @@ class InlineCalls:
     def running_calls(self) -> list[CallClaim]:
         return [c for e in self.programs.values() for c in e.calls.values()] + list(self.orphans.values())
 
-    def completed(self, now: float) -> list[tuple[Claim, dict[str, object]]]:
+    def completed(self, now: float, running: Collection[str] = ()) -> list[tuple[Claim, dict[str, object]]]:
         """Programs to continue now with the successful outcomes of their calls (program lease
-        still held); everything else is settled through the store here."""
+        still held); everything else is settled through the store here. Programs in `running`
+        (their slice handed out and not yet committed) are left for a later look."""
         ready: dict[str, dict[str, object]] = {}
-        for program_id, key, outcome in self._finished():
+        deferred, self.deferred = self.deferred, []
+        for program_id, key, outcome in [*deferred, *self._finished()]:
+            if program_id in running and key not in self.orphans:
+                self.deferred.append((program_id, key, outcome))
+                continue
             orphan = self.orphans.pop(key, None)
             if orphan is not None:
                 self.settle(orphan, outcome, now)
@@ -208,14 +218,15 @@ class InlineCalls:
 
     def finished(self) -> bool:
         """Calls have finished that `completed` has not looked at yet."""
-        return not self.done.empty()
+        return not self.done.empty() or bool(self.deferred)
 
     def close(self, now: float) -> None:
         """On stop: let running calls finish and record them through the store."""
         self.pool.shutdown(wait=True)
         for program_id in list(self.programs):
             self.release(program_id)
-        for _, key, outcome in self._finished():
+        deferred, self.deferred = self.deferred, []
+        for _, key, outcome in [*deferred, *self._finished()]:
             call = self.orphans.pop(key, None)
             if call is not None:
                 self.settle(call, outcome, now)

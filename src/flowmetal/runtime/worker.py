@@ -264,7 +264,9 @@ class Worker:
         assert self.inline is not None
         now = self.rt.clock()
         self.inline.expire_holds(now)
-        jobs = [Job(claim, outcomes, continued=True) for claim, outcomes in self.inline.completed(now)]
+        with self._held_lock:
+            running = set(self._held)  # a program has one slice at a time: its next waits for this one
+        jobs = [Job(claim, outcomes, continued=True) for claim, outcomes in self.inline.completed(now, running)]
         if jobs and isinstance(self.slices, ExecutorPool):  # (LocalSlices read the store themselves)
             try:
                 self.store.read_for_slices([j.claim for j in jobs])
