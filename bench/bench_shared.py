@@ -31,18 +31,15 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+import common
 from bench_postgres import Bench as PgBench
 from bench_postgres import with_schema
 from common import raw_commits
@@ -82,50 +79,14 @@ def expected(i: int, n: int) -> int:
     return sum(i * 10 + j for j in range(n))
 
 
-class WorkerProc:
-    """One `flowmetal worker` process; its log is read on a thread (so it never blocks on a full
-    pipe), `ready` is set when it logs `worker started`."""
+class WorkerProc(common.WorkerProc):
+    """A worker of this benchmark: 128 programs at once, with a bytecode cache as an installed
+    package has."""
 
     def __init__(self, url: str, functions: Path, cwd: Path) -> None:
         env = dict(os.environ)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed package: with a bytecode cache
-        self.spawned = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flowmetal", "worker", "--store", url, "--functions", str(functions),
-             "--concurrency", "128", "--log-format", "json"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
-        self.ready = threading.Event()
-        self.ready_at = 0.0
-        self.tail: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            if not self.ready.is_set() and '"worker started"' in line:
-                self.ready_at = time.perf_counter()
-                self.ready.set()
-            self.tail = [*self.tail, line][-20:]
-
-    def wait_ready(self, timeout: float = 60) -> float:
-        end = time.monotonic() + timeout
-        while not self.ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > end:
-                raise SystemExit(f"worker did not start ({self.proc.poll()}): {''.join(self.tail)}")
-        return self.ready_at - self.spawned
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        super().__init__(url, functions, cwd, ["--concurrency", "128"], env)
 
 
 class Store:

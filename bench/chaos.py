@@ -32,8 +32,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import common
 from flowmetal.runtime.driver import Runtime
 from flowmetal.store import open_store
 from flowmetal.store.base import FINISHED, Store
@@ -92,40 +91,11 @@ def expected_output(i: int, partner: int) -> list[str]:
     return [*lines, f"{i} http 200", f"{i} got {total(partner)}"]
 
 
-class WorkerProc:
-    """One `flowmetal worker --functions` process (one executor: three of them share two cores);
-    its log is read on a thread, `ready` is set when it logs `worker started`."""
+class WorkerProc(common.WorkerProc):
+    """A worker of the chaos run: one executor (three of them share two cores)."""
 
     def __init__(self, url: str, functions: Path, cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flowmetal", "worker", "--store", url, "--functions", str(functions),
-             "--concurrency", "32", "--executors", "1", "--log-format", "json"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd)
-        self.ready = threading.Event()
-        self.ready_at = 0.0
-        self.tail: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            if not self.ready.is_set() and '"worker started"' in line:
-                self.ready_at = time.perf_counter()
-                self.ready.set()
-            self.tail = [*self.tail, line][-20:]
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().__init__(url, functions, cwd, ["--concurrency", "32", "--executors", "1"])
 
 
 class Recorder(ThreadingHTTPServer):

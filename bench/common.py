@@ -3,7 +3,11 @@ program (the same one on SQLite and PostgreSQL, so the two latencies compare).""
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,3 +75,50 @@ def raw_commits(path: Path, seconds: float = 1.5) -> float:
         n += 1
     db.close()
     return n / (time.perf_counter() - start)
+
+
+class WorkerProc:
+    """One `flowmetal worker --store URL --functions F` process with the `extra` options; its log
+    is read on a thread (so it never blocks on a full pipe), `ready` is set when it logs
+    `worker started`."""
+
+    def __init__(self, url: str, functions: Path, cwd: Path, extra: list[str],
+                 env: dict[str, str] | None = None) -> None:
+        self.spawned = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flowmetal", "worker", "--store", url, "--functions", str(functions),
+             *extra, "--log-format", "json"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+        self.ready = threading.Event()
+        self.ready_at = 0.0
+        self.tail: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if not self.ready.is_set() and '"worker started"' in line:
+                self.ready_at = time.perf_counter()
+                self.ready.set()
+            self.tail = [*self.tail, line][-20:]
+
+    def wait_ready(self, timeout: float = 60) -> float:
+        """Seconds from spawn until it logged `worker started`."""
+        end = time.monotonic() + timeout
+        while not self.ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise SystemExit(f"worker did not start ({self.proc.poll()}): {''.join(self.tail)}")
+        return self.ready_at - self.spawned
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
