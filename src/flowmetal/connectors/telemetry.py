@@ -26,8 +26,8 @@ def attempt(claim: CallClaim, span_name: str, run: Callable[[tracing.CallSpan], 
         if not outcome.ok:
             span.failed(message)
     label = "ok" if outcome.ok else "error"
-    metrics.CALL_ATTEMPTS.labels(claim.kind, claim.name, label).inc()
-    metrics.CALL_SECONDS.labels(claim.kind, claim.name, label).observe(seconds)
+    metrics.labelled(metrics.CALL_ATTEMPTS, claim.kind, claim.name, label).inc()
+    metrics.labelled(metrics.CALL_SECONDS, claim.kind, claim.name, label).observe(seconds)
     if not outcome.ok:
         logs.event(log, logging.WARNING, "call attempt failed", program=claim.program_id, key=claim.key,
                    name=claim.name, attempt=claim.attempt, error=message, retryable=outcome.retryable,

@@ -50,6 +50,19 @@ STORE_ERRORS = Counter("flowmetal_store_errors", "Store operations that failed (
                        ["operation"], registry=REGISTRY)
 
 
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def labelled(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, kept: prometheus-client's `labels` costs more than the count
+    itself, and the hot paths (every slice, every call) ask for the same few children."""
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
 class Timer:
     """`with Timer() as t: ...` then `t.seconds`."""
 

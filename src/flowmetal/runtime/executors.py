@@ -106,6 +106,9 @@ class Job:
     error: BaseException | None = None  # nothing to commit: the worker releases the program
     slot: int | None = None
     started: float | None = None  # time.monotonic() when an executor took it
+    # what the slice started from (the worker derives the program's next row and inbox from it)
+    row: ProgramRow | None = None
+    inbox: list[InboxMessage] | None = None
 
     @property
     def program_id(self) -> str:
@@ -474,10 +477,15 @@ class _Slot:
     # -- one slice --------------------------------------------------------------------------
     def _run(self, job: Job) -> SliceResult:
         started_ns, t0 = time.time_ns(), time.perf_counter()
+        claim = job.claim
+        if not claim.derived and claim.row is None:
+            claim.read_at = time.monotonic()  # (before the read: what came later may be missing)
+        claim.derived = False
         try:
-            row, inbox = self.pool.store.program_and_inbox(job.claim)
+            row, inbox = self.pool.store.program_and_inbox(claim)
         except UnknownProgram:
             raise Stopped(f"program {job.program_id} is gone") from None
+        job.row, job.inbox = row, inbox
         result = self._run_once(job, row, inbox)
         if result.started_ns == 0:
             result.stamp(row, started_ns, time.perf_counter() - t0)

@@ -27,12 +27,12 @@ def slice_committed(claim: Claim, r: SliceResult, landed: bool) -> None:
     metrics.SLICE_SECONDS.observe(r.seconds)
     c = r.commit
     if not landed:
-        metrics.SLICES.labels("lost").inc()
+        metrics.labelled(metrics.SLICES, "lost").inc()
         return
     if c is None:
-        metrics.SLICES.labels("idle").inc()
+        metrics.labelled(metrics.SLICES, "idle").inc()
         return
-    metrics.SLICES.labels(c.status).inc()
+    metrics.labelled(metrics.SLICES, c.status).inc()
     metrics.STEPS.inc(len(c.events))
     for late in r.late:
         metrics.WAKEUP_SECONDS.observe(max(0.0, late))
@@ -43,7 +43,7 @@ def slice_committed(claim: Claim, r: SliceResult, landed: bool) -> None:
     end_ns = r.started_ns + int(r.seconds * 1e9)
     tracing.record_slice(r.program_id, r.started_ns, end_ns, status=c.status, events=len(c.events), seq=last_seq)
     if c.status in ("completed", "failed", "cancelled"):
-        metrics.PROGRAMS_ENDED.labels(c.status).inc()
+        metrics.labelled(metrics.PROGRAMS_ENDED, c.status).inc()
         level = logging.WARNING if c.status == "failed" else logging.INFO
         logs.event(programs_log, level, f"program {c.status}", program=r.program_id, file=r.filename,
                    events=last_seq, error=c.error, at=_failing_line(c.events))
@@ -62,7 +62,7 @@ def _failing_line(events: list[tuple[str, dict[str, Any]]]) -> str | None:
 def slice_broke(program_id: str, error: BaseException | None = None) -> None:
     """A slice raised something unexpected (a bug, or a passing fault): logged with its traceback
     (`error`'s, or the one being handled)."""
-    metrics.SLICES.labels("error").inc()
+    metrics.labelled(metrics.SLICES, "error").inc()
     worker_log.error("slice failed unexpectedly; the program is released and retried", exc_info=error or True,
                      extra={"fields": {"program": program_id}})
 

@@ -19,6 +19,7 @@ released for the next worker).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
@@ -53,6 +54,10 @@ FALLBACK_POLL = 1.0
 MAX_BACKOFF = 5.0  # between attempts while the store is unreachable
 STOP_COMMIT_WAIT = 2.0  # seconds a stopping worker gives the commit of its last finished slices
 GROUP_WAIT = 0.1  # seconds a round waits for a slice to finish before it looks for other work
+# seconds a program continued here may go on from what its commits wrote, without reading its
+# row and inbox again (unless the store woke us meanwhile): how late at most it sees a message
+# or a cancel that came without a wake-up
+FRESH_FOR = 0.1
 
 
 @dataclass
@@ -98,6 +103,7 @@ class Worker:
         self._claimed = False  # the last round claimed (so the next wake-up time is worth reading again)
         self._last_claim = 0.0  # time.monotonic(): a busy worker still claims this often (a lost wake-up)
         self._next_wake: float | None = None
+        self._heard_at = 0.0  # time.monotonic() of the store's last wake-up heard
         self.slices.on_finish = self._slice_finished
 
     # -- lifecycle ------------------------------------------------------------------
@@ -143,6 +149,11 @@ class Worker:
                     self._down_since = None
                 self._backoff = 0.0
                 if did:
+                    # a busy worker still hears the store's wake-ups (new programs, messages),
+                    # without waiting: else they waited for the fallback poll
+                    if self.notifier.wait(0.0) and self.notifier.heard:
+                        self._claim_due = True
+                        self._heard_at = time.monotonic()
                     continue
                 if idle_exit and not self.slices.busy():
                     return
@@ -158,6 +169,8 @@ class Worker:
                         woken = self.notifier.wait(timeout)
                         if not woken or self.notifier.heard:
                             self._claim_due = True
+                        if woken and self.notifier.heard:
+                            self._heard_at = time.monotonic()
                 finally:
                     self._idle = False
         finally:
@@ -243,6 +256,8 @@ class Worker:
         if self._claimed:
             self._last_claim = time.monotonic()
             claims = self.store.claim(self.id, self.pid, self.host, self.lease, self.rt.clock(), room, self.only)
+            for c in claims:
+                c.read_at = self._last_claim  # (what a claim read of the program is at least this new)
             self._claim_due = len(claims) >= room  # a full batch: there may be more
         # Continuations are taken after the claim, which may raise (the store unavailable): taken
         # before it, their outcomes were lost with the exception while the programs' leases stayed
@@ -268,6 +283,10 @@ class Worker:
             running = set(self._held)  # a program has one slice at a time: its next waits for this one
         jobs = [Job(claim, outcomes, continued=True) for claim, outcomes in self.inline.completed(now, running)]
         if jobs and isinstance(self.slices, ExecutorPool):  # (LocalSlices read the store themselves)
+            now_m = time.monotonic()
+            for job in jobs:
+                if job.claim.row is None:
+                    job.claim.read_at = now_m
             try:
                 self.store.read_for_slices([j.claim for j in jobs])
             except StoreError:
@@ -309,6 +328,7 @@ class Worker:
                 assert r is not None
                 landed = job.program_id not in lost
                 self.slices.committed(job, landed)
+                self._carry_forward(job, landed, now)
                 if job.continued and self.inline is not None:
                     consumed = {key for key, _ in r.commit.done_calls} if r.commit is not None else set()
                     leftovers = {k: v for k, v in job.outcomes.items() if k not in consumed}
@@ -319,6 +339,25 @@ class Worker:
                     self._held.pop(job.program_id, None)
         if unavailable is not None:
             raise unavailable
+
+    def _carry_forward(self, job: Job, landed: bool, now: float) -> None:
+        """A program whose lease this worker keeps (its calls run here) goes on from what its
+        commit wrote: its next slice starts from the row and inbox the last one started from,
+        as the commit changed them, instead of reading them again (a round trip per step).
+        Only for FRESH_FOR seconds after they were last read, and only while the store has not
+        woken us since (a message or a cancel may have come): then the next slice reads them."""
+        claim, r = job.claim, job.result
+        c = r.commit if r is not None else None
+        if (not landed or c is None or not c.keep_lease or c.restart_args is not None or job.row is None
+                or job.inbox is None or claim.derived):
+            return
+        if time.monotonic() - claim.read_at > FRESH_FOR or self._heard_at >= claim.read_at:
+            return
+        consumed = set(c.consumed)
+        claim.row = dataclasses.replace(job.row, status=c.status, last_seq=c.base_seq + len(c.events),
+                                        waiting_on=c.waiting_on, wake_at=c.wake_at, error=c.error, updated_at=now)
+        claim.inbox = [m for m in job.inbox if m.id not in consumed]
+        claim.derived = True
 
     def _commit_failed(self, results: list[Job], now: float) -> None:
         """The group commit raised (the store unavailable, say): it may or may not have landed.

@@ -279,6 +279,11 @@ class Claim:
     # first slice: taken once by `Store.program_and_inbox`, which reads it from the store otherwise.
     row: ProgramRow | None = field(default=None, compare=False, repr=False)
     inbox: list[InboxMessage] | None = field(default=None, compare=False, repr=False)
+    # The worker's bookkeeping for programs it continues without reading them again (see
+    # Worker._carry_forward): `row`/`inbox` above were derived from its last commit, and when
+    # (time.monotonic()) what they derive from was last read from the store.
+    derived: bool = field(default=False, compare=False, repr=False)
+    read_at: float = field(default=0.0, compare=False, repr=False)
 
 
 @dataclass
@@ -512,8 +517,12 @@ def started_data(new: NewProgram) -> dict[str, Any]:
     return data
 
 
+# one encoder for every write (json.dumps with options builds a new one per call)
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=True)
+    return _encode(value)
 
 
 class Store(OperationsStore):

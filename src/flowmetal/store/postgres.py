@@ -43,7 +43,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -65,7 +65,6 @@ from flowmetal.store.base import (
     Conflict,
     Event,
     InboxMessage,
-    LeaseLost,
     Listener,
     NewProgram,
     ProgramDump,
@@ -96,6 +95,8 @@ from flowmetal.store.shared import (
     TIMER_MIGRATION,
     branch_size,
     call_row,
+    check,
+    check_group,
     claim_candidates,
     ended_status,
     expired_attempt,
@@ -103,6 +104,7 @@ from flowmetal.store.shared import (
     holder_died,
     local_owner_alive,
     pid_alive,
+    rounds,
     runnable_after_holder_died,
 )
 
@@ -920,7 +922,7 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         for c in commits:
             if c.program_id not in seen:
                 seen.add(c.program_id)
-                _check(c, state.get(c.program_id))
+                check(c, state.get(c.program_id))
 
     def _commit(self, conn: Conn, commits: list[Commit], now: float) -> None:
         # One round trip for the whole group, COMMIT included (pipeline mode; see _write): lock
@@ -928,7 +930,7 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         # deadlock); check fences and sequence numbers in SQL against the locked rows (a failed
         # check is an error, so the server skips the rest and rolls back: `commit` then says which
         # check failed); write everything. Nothing is read back before COMMIT.
-        _check_group(commits)
+        check_group(commits)
         ids = sorted({c.program_id for c in commits} | {t for c in commits for t, _, _ in c.sends})
         conn.execute("SELECT 1 FROM programs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,))
         first: dict[str, Commit] = {}
@@ -941,7 +943,7 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
             " FROM unnest(%b::text[], %b::bigint[], %b::bigint[]) AS e(id, fence, seq)"
             " LEFT JOIN programs p ON p.id = e.id",
             (list(first), [c.fence for c in first.values()], [c.base_seq for c in first.values()]))
-        for batch in _rounds(commits):
+        for batch in rounds(commits):
             self._apply_batch(conn, batch, now)
 
     def _apply_batch(self, conn: Conn, batch: list[Commit], now: float) -> None:
@@ -1377,43 +1379,6 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-def _check(c: Commit, current: tuple[int, int, str | None] | None) -> None:
-    """The fence and optimistic-concurrency checks of one commit, against the locked row."""
-    if current is None:
-        raise UnknownProgram(f"no program with id {c.program_id!r}")
-    fence, last_seq, owner = current
-    if fence != c.fence or owner is None:
-        raise LeaseLost(f"lease on {c.program_id!r} was lost (fence {c.fence}, now {fence})")
-    if last_seq != c.base_seq:
-        raise Conflict(f"{c.program_id!r}: expected last event {c.base_seq}, found {last_seq}")
-
-
-def _check_group(commits: list[Commit]) -> None:
-    """The checks of a group's later commits of a program against its earlier ones (the first
-    is checked against the store, in SQL): each must follow on from the one before."""
-    state: dict[str, tuple[int, int, str | None]] = {}
-    for c in commits:
-        current = state.get(c.program_id)
-        if current is not None:
-            _check(c, current)
-        last_seq = 1 if c.restart_args is not None else c.base_seq + len(c.events)
-        state[c.program_id] = (c.fence, last_seq, "held" if c.keep_lease and c.restart_args is None else None)
-
-
-def _rounds(commits: list[Commit]) -> Iterator[list[Commit]]:
-    """Split a group into batches of distinct programs, in order: the n-th commit of a program
-    goes in the n-th batch, so each batch can be applied set-wise."""
-    batches: list[list[Commit]] = []
-    seen: dict[str, int] = {}
-    for c in commits:
-        n = seen.get(c.program_id, 0)
-        seen[c.program_id] = n + 1
-        if n == len(batches):
-            batches.append([])
-        batches[n].append(c)
-    return iter(batches)
-
 
 def _program_row(r: Any) -> ProgramRow:
     return ProgramRow(

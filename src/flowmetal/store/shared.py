@@ -8,10 +8,18 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from flowmetal.store.base import CallOutcome, CallRow, NewCall
+from flowmetal.store.base import (
+    CallOutcome,
+    CallRow,
+    Commit,
+    Conflict,
+    LeaseLost,
+    NewCall,
+    UnknownProgram,
+)
 
 CALL_COLUMNS = ("key", "program_id", "channel", "kind", "name", "payload", "policy", "attempt_timeout",
                 "deadline", "status", "attempt", "next_at", "lease_owner", "lease_expires",
@@ -201,3 +209,40 @@ def attempt_lost(key: str, program_id: str, attempt: int, holder: str | None) ->
     metrics.ATTEMPTS_LOST.inc()
     logs.event(logs.logger("store"), logging.INFO, "a call's attempt was lost with its worker: run again",
                key=key, program=program_id, attempt=attempt, holder=holder)
+
+
+def check(c: Commit, current: tuple[int, int, str | None] | None) -> None:
+    """The fence and optimistic-concurrency checks of one commit, against the locked row."""
+    if current is None:
+        raise UnknownProgram(f"no program with id {c.program_id!r}")
+    fence, last_seq, owner = current
+    if fence != c.fence or owner is None:
+        raise LeaseLost(f"lease on {c.program_id!r} was lost (fence {c.fence}, now {fence})")
+    if last_seq != c.base_seq:
+        raise Conflict(f"{c.program_id!r}: expected last event {c.base_seq}, found {last_seq}")
+
+
+def check_group(commits: list[Commit]) -> None:
+    """The checks of a group's later commits of a program against its earlier ones (the first
+    is checked against the store, in SQL): each must follow on from the one before."""
+    state: dict[str, tuple[int, int, str | None]] = {}
+    for c in commits:
+        current = state.get(c.program_id)
+        if current is not None:
+            check(c, current)
+        last_seq = 1 if c.restart_args is not None else c.base_seq + len(c.events)
+        state[c.program_id] = (c.fence, last_seq, "held" if c.keep_lease and c.restart_args is None else None)
+
+
+def rounds(commits: list[Commit]) -> Iterator[list[Commit]]:
+    """Split a group into batches of distinct programs, in order: the n-th commit of a program
+    goes in the n-th batch, so each batch can be applied set-wise."""
+    batches: list[list[Commit]] = []
+    seen: dict[str, int] = {}
+    for c in commits:
+        n = seen.get(c.program_id, 0)
+        seen[c.program_id] = n + 1
+        if n == len(batches):
+            batches.append([])
+        batches[n].append(c)
+    return iter(batches)

@@ -36,7 +36,6 @@ from flowmetal.store.base import (
     Conflict,
     Event,
     InboxMessage,
-    LeaseLost,
     Listener,
     NewProgram,
     ProgramDump,
@@ -65,6 +64,8 @@ from flowmetal.store.shared import (
     TIMER_MIGRATION,
     branch_size,
     call_row,
+    check,
+    check_group,
     claim_candidates,
     ended_status,
     expired_attempt,
@@ -73,11 +74,13 @@ from flowmetal.store.shared import (
     lease_end,
     local_owner_alive,
     pid_alive,
+    rounds,
     runnable_after_holder_died,
 )
 from flowmetal.store.wake import SocketListener, notify_all
 
 SCHEMA_VERSION = 7
+_IN_CHUNK = 500  # ids per IN (...) list (SQLite limits the number of parameters)
 T = TypeVar("T")
 
 _MIGRATIONS: dict[int, list[str]] = {
@@ -508,68 +511,83 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
                        " AND lease_owner = ?", (program_id, fence, worker))
 
     def commit(self, commits: list[Commit], now: float) -> None:
+        check_group(commits)
         with self._write() as db:
-            for c in commits:
-                self._apply(db, c, now)
+            for batch in rounds(commits):
+                self._apply_batch(db, batch, now)
 
-    def _apply(self, db: sqlite3.Connection, c: Commit, now: float) -> None:
-        r = db.execute("SELECT fence, last_seq, lease_owner FROM programs WHERE id = ?", (c.program_id,)).fetchone()
-        if r is None:
-            raise UnknownProgram(f"no program with id {c.program_id!r}")
-        if r["fence"] != c.fence or r["lease_owner"] is None:
-            raise LeaseLost(f"lease on {c.program_id!r} was lost (fence {c.fence}, now {r['fence']})")
-        if r["last_seq"] != c.base_seq:
-            raise Conflict(f"{c.program_id!r}: expected last event {c.base_seq}, found {r['last_seq']}")
-        if c.restart_args is not None:
-            self._apply_restart(db, c, now)
-            return
-        seq = c.base_seq + len(c.events)
-        rows = [(c.program_id, c.base_seq + i, etype, dumps({"v": EVENT_VERSION, **data}), now)
-                for i, (etype, data) in enumerate(c.events, start=1)]
+    def _apply_batch(self, db: sqlite3.Connection, batch: list[Commit], now: float) -> None:
+        """Apply commits of distinct programs, each kind of row for all of them in one statement
+        (the statements, not SQLite's work, are most of a commit's cost); the effect is that of
+        applying them one after the other, as PostgreSQL's _apply_batch does."""
+        current: dict[str, tuple[int, int, str | None]] = {}
+        ids = [c.program_id for c in batch]
+        for i in range(0, len(ids), _IN_CHUNK):
+            part = ids[i:i + _IN_CHUNK]
+            for r in db.execute("SELECT id, fence, last_seq, lease_owner FROM programs WHERE id IN"
+                                f" ({','.join('?' * len(part))})", part):
+                current[r[0]] = (r[1], r[2], r[3])
+        for c in batch:
+            check(c, current.get(c.program_id))
+        for c in batch:
+            if c.restart_args is not None:  # continue_as_new: rare, and a history of its own
+                self._apply_restart(db, c, now)
+        batch = [c for c in batch if c.restart_args is None]
+        events = [(c.program_id, c.base_seq + i, etype, dumps({"v": EVENT_VERSION, **data}), now)
+                  for c in batch for i, (etype, data) in enumerate(c.events, start=1)]
         try:
-            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", events)
         except sqlite3.IntegrityError:
-            raise Conflict(f"{c.program_id!r}: an event after {c.base_seq} already exists") from None
-        if c.checkpoint is not None:
-            db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", (c.program_id, seq, c.checkpoint))
-        self._apply_messages(db, c, now)
-        for call in c.calls:
-            db.execute(
+            raise Conflict(f"{batch[0].program_id!r}: an event after {batch[0].base_seq} already exists") from None
+        checkpoints = [(c.program_id, c.base_seq + len(c.events), c.checkpoint) for c in batch
+                       if c.checkpoint is not None]
+        if checkpoints:
+            db.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", checkpoints)
+        for c in batch:
+            if c.consumed or c.starts or c.sends:
+                self._apply_messages(db, c, now)
+        calls = [(call.key, call.program_id, call.channel, call.kind, call.name, dumps(call.payload),
+                  dumps(call.retry), call.attempt_timeout, call.deadline, *first_attempt(call, now), now, now)
+                 for c in batch for call in c.calls]
+        if calls:
+            db.executemany(
                 "INSERT INTO calls (key, program_id, channel, kind, name, payload, policy, attempt_timeout, deadline,"
                 " status, attempt, next_at, lease_owner, lease_expires, attempt_deadline, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (call.key, call.program_id, call.channel, call.kind, call.name, dumps(call.payload),
-                 dumps(call.retry), call.attempt_timeout, call.deadline, *first_attempt(call, now), now, now))
-        for key, message in c.done_calls:
-            cur = db.execute("UPDATE calls SET status = ?, outcome = ?, lease_owner = NULL, lease_expires = NULL,"
-                             " updated_at = ? WHERE key = ? AND status = 'claimed' AND lease_owner = ?",
-                             (ended_status(message), dumps(message), now, key, c.call_owner))
-            if cur.rowcount != 1:
-                raise Conflict(f"call {key!r} is no longer claimed by {c.call_owner}")
-        if c.cancel_calls:
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", calls)
+        done = [(ended_status(message), dumps(message), now, key, c.call_owner)
+                for c in batch for key, message in c.done_calls]
+        if done:
+            cur = db.executemany("UPDATE calls SET status = ?, outcome = ?, lease_owner = NULL, lease_expires = NULL,"
+                                 " updated_at = ? WHERE key = ? AND status = 'claimed' AND lease_owner = ?", done)
+            if cur.rowcount != len(done):  # (which one: the worker commits one by one after a Conflict)
+                raise Conflict(f"a call's outcome found it no longer claimed by {done[0][-1]}")
+        cancel = [(now, k) for c in batch for k in c.cancel_calls]
+        if cancel:
             db.executemany("UPDATE calls SET status = 'cancelled', lease_owner = NULL, updated_at = ?"
-                           " WHERE key = ? AND status IN ('pending', 'claimed')",
-                           [(now, k) for k in c.cancel_calls])
-        for token, channel, options in c.callbacks:
-            db.execute("INSERT INTO callbacks (token, program_id, channel, status, created_at, options)"
-                       " VALUES (?, ?, ?, 'open', ?, ?) ON CONFLICT (token) DO UPDATE SET status = 'open',"
-                       " options = excluded.options", (token, c.program_id, channel, now,
-                                                       dumps(options) if options else None))
-        lease_sql = "" if c.keep_lease else ", lease_owner = NULL, lease_expires = NULL"
-        db.execute(
+                           " WHERE key = ? AND status IN ('pending', 'claimed')", cancel)
+        callbacks = [(token, c.program_id, channel, now, dumps(options) if options else None)
+                     for c in batch for token, channel, options in c.callbacks]
+        if callbacks:
+            db.executemany("INSERT INTO callbacks (token, program_id, channel, status, created_at, options)"
+                           " VALUES (?, ?, ?, 'open', ?, ?) ON CONFLICT (token) DO UPDATE SET status = 'open',"
+                           " options = excluded.options", callbacks)
+        db.executemany(
             "UPDATE programs SET status = ?, last_seq = ?, result = ?, error = ?, waiting_on = ?, wake_at = ?,"
-            " runnable = MAX(runnable, ?), updated_at = ?" + lease_sql + " WHERE id = ?",
-            (c.status, seq, dumps(c.result) if c.status == "completed" else None, c.error,
-             dumps(c.waiting_on) if c.waiting_on is not None else None, c.wake_at, int(c.runnable), now,
-             c.program_id),
-        )
-        if c.status in FINISHED:
-            db.execute("UPDATE programs SET runnable = 0 WHERE id = ?", (c.program_id,))
+            " runnable = MAX(runnable, ?), updated_at = ?,"
+            " lease_owner = CASE WHEN ? THEN lease_owner END, lease_expires = CASE WHEN ? THEN lease_expires END"
+            " WHERE id = ?",
+            [(c.status, c.base_seq + len(c.events), dumps(c.result) if c.status == "completed" else None, c.error,
+              dumps(c.waiting_on) if c.waiting_on is not None else None, c.wake_at, int(c.runnable), now,
+              c.keep_lease, c.keep_lease, c.program_id) for c in batch])
+        finished = [(c.program_id,) for c in batch if c.status in FINISHED]
+        if finished:
+            db.executemany("UPDATE programs SET runnable = 0 WHERE id = ?", finished)
             # nobody is left to wait for its calls and callbacks
-            db.execute("UPDATE calls SET status = 'cancelled', lease_owner = NULL, updated_at = ?"
-                       " WHERE program_id = ? AND status IN ('pending', 'claimed')", (now, c.program_id))
-            db.execute("UPDATE callbacks SET status = 'closed' WHERE program_id = ? AND status = 'open'",
-                       (c.program_id,))
+            db.executemany("UPDATE calls SET status = 'cancelled', lease_owner = NULL, updated_at = ?"
+                           " WHERE program_id = ? AND status IN ('pending', 'claimed')",
+                           [(now, pid) for (pid,) in finished])
+            db.executemany("UPDATE callbacks SET status = 'closed' WHERE program_id = ? AND status = 'open'",
+                           finished)
 
     def _apply_restart(self, db: sqlite3.Connection, c: Commit, now: float) -> None:
         """continue_as_new: what the last slice sent and started, then a fresh history."""
