@@ -1,6 +1,7 @@
 """A worker that performs calls in process (runtime/inline.py) must not strand a program when
 the store fails at the wrong moment: a claim or a group commit that raises StoreUnavailable
-right after calls finished here. Before the fix the finished calls' outcomes were lost with the
+right after calls finished here, or a store error that is not an outage (which used to end
+the worker). Before the fix the finished calls' outcomes were lost with the
 exception while the worker kept renewing the programs' leases (heartbeat), so nobody ever ran
 them again: `waiting` for ever (seen under heavy load in bench/bench_shared.py).
 
@@ -22,7 +23,7 @@ from flowmetal.connectors.functions import FunctionWorker
 from flowmetal.runtime.driver import Runtime
 from flowmetal.runtime.worker import Worker
 from flowmetal.store import open_store
-from flowmetal.store.base import FINISHED, Commit, Store, StoreUnavailable
+from flowmetal.store.base import FINISHED, Commit, Store, StoreError, StoreUnavailable
 
 PROGRAM = ("from flowmetal import call\n"
            "def main():\n"
@@ -126,4 +127,29 @@ def test_a_claim_that_fails_after_calls_finished_here_strands_no_program(store: 
     finally:
         setup.stop()
     assert failed, "the failure was not injected"
+    assert row.status == "completed" and row.result == 60
+
+
+@pytest.mark.parametrize("where", ["claim", "commit"])
+def test_a_store_error_that_is_not_an_outage_does_not_end_the_worker(
+        store: Store, tmp_path: Path, where: str) -> None:
+    setup = Setup(store, tmp_path)
+    setup.functions.function("step")(lambda ctx, i: i * 10)
+    failed: list[bool] = []
+    real = getattr(store, where)
+
+    def broken(*args: Any, **kw: Any) -> Any:
+        if not failed:
+            failed.append(True)
+            raise StoreError("injected: deadlock detected")
+        return real(*args, **kw)
+
+    setattr(store, where, broken)
+    try:
+        row = setup.run()
+        alive = setup.thread.is_alive()
+    finally:
+        setup.stop()
+    assert failed, "the failure was not injected"
+    assert alive
     assert row.status == "completed" and row.result == 60

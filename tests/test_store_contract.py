@@ -393,6 +393,17 @@ def test_release_makes_a_leased_program_claimable(any_store: Store) -> None:
     assert claim_one(any_store, "w2", now=101.0).fence == c.fence + 1
 
 
+def test_release_of_a_slice_that_did_not_commit_leaves_its_program_runnable(any_store: Store) -> None:
+    # (a claim clears `runnable`: a slice that failed or was abandoned must not take it along,
+    # or nobody claims the program again)
+    any_store.create_program(new(), 1.0)
+    c = claim_one(any_store)
+    any_store.release("w1", "p1", c.fence, runnable=True)
+    row = any_store.get_program("p1")
+    assert row.lease_owner is None and row.runnable
+    assert claim_one(any_store, "w2", now=101.0).fence == c.fence + 1
+
+
 def test_claim_only_a_program_and_its_children_not_a_pattern(any_store: Store) -> None:
     for pid in ("a_b", "a_b.1", "a_b.1.2", "axb", "axb.1", "a%", "ab.1", "a_bc"):
         any_store.create_program(new(pid), 1.0)

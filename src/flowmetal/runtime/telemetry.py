@@ -73,5 +73,10 @@ def store_unavailable(error: Exception, retry_in: float, first: bool) -> None:
                retry_in=retry_in)
 
 
+def store_fault(error: Exception, retry_in: float) -> None:
+    metrics.labelled(metrics.STORE_ERRORS, "worker").inc()
+    logs.event(store_log, logging.ERROR, f"a store operation failed: {error}", retry_in=retry_in)
+
+
 def store_back(down_for: float) -> None:
     logs.event(store_log, logging.WARNING, "the store is back", down_for=round(down_for, 3))

@@ -144,6 +144,15 @@ class Worker:
                     self._claim_due = True
                     self._wait_for_store(e)
                     continue
+                except StoreError as e:
+                    # a store fault that is not an outage (a deadlock retried out, say): what the
+                    # round held was released or stays leased to us; say so and go on after a pause
+                    # instead of ending the worker
+                    self._claim_due = True
+                    self._backoff = min(MAX_BACKOFF, self._backoff * 2) if self._backoff else 0.25
+                    telemetry.store_fault(e, self._backoff)
+                    self.notifier.wait(self._backoff)
+                    continue
                 if self._down_since is not None:
                     telemetry.store_back(time.monotonic() - self._down_since)
                     self._down_since = None
@@ -312,8 +321,8 @@ class Worker:
                 report = "".join(traceback.format_exception(job.error)) if job.error else "no result"
                 self.stats.errors.append(report)
                 telemetry.slice_broke(job.program_id, job.error)
-            with contextlib.suppress(StoreError):
-                self.store.release(self.id, job.program_id, job.claim.fence)
+            with contextlib.suppress(StoreError):  # (its slice did not commit: still to do)
+                self.store.release(self.id, job.program_id, job.claim.fence, runnable=True)
             self._claim_due = True
             if job.continued and self.inline is not None:
                 self.inline.after_slice(job.claim, None, False, job.outcomes, now)
@@ -369,7 +378,7 @@ class Worker:
         for job in results:
             self.slices.committed(job, False)  # (its machine may be ahead of what the store has)
             with contextlib.suppress(Exception):
-                self.store.release(self.id, job.program_id, job.claim.fence)
+                self.store.release(self.id, job.program_id, job.claim.fence, runnable=True)
             if job.continued and self.inline is not None:
                 commit = job.result.commit if job.result is not None else None
                 self.inline.after_slice(job.claim, commit, False, job.outcomes, now)

@@ -601,7 +601,9 @@ class Store(OperationsStore):
         """Extend leases; returns the ids whose lease this worker still holds."""
 
     @abstractmethod
-    def release(self, worker: str, program_id: str, fence: int) -> None: ...
+    def release(self, worker: str, program_id: str, fence: int, runnable: bool = False) -> None:
+        """Let go of a program's lease. `runnable`: its slice did not commit, so what it had to
+        do is still to do (a claim cleared the flag; left cleared, nobody would claim it again)."""
 
     @abstractmethod
     def commit(self, commits: list[Commit], now: float) -> None:

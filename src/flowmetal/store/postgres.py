@@ -887,10 +887,11 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         held = {r[0] for r in rows}
         return [p for p in program_ids if p in held]
 
-    def release(self, worker: str, program_id: str, fence: int) -> None:
+    def release(self, worker: str, program_id: str, fence: int, runnable: bool = False) -> None:
         self._write(lambda conn: conn.execute(
-            f"UPDATE programs SET lease_owner = NULL, lease_expires = NULL FROM {_RELAXED}"
-            " WHERE id = %s AND fence = %s AND lease_owner = %s", (program_id, fence, worker)),
+            "UPDATE programs SET lease_owner = NULL, lease_expires = NULL,"
+            f" runnable = CASE WHEN %s THEN 1 ELSE runnable END FROM {_RELAXED}"
+            " WHERE id = %s AND fence = %s AND lease_owner = %s", (runnable, program_id, fence, worker)),
             tx=False, idempotent=True)
 
     def commit(self, commits: list[Commit], now: float) -> None:
@@ -932,17 +933,19 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         # check failed); write everything. Nothing is read back before COMMIT.
         check_group(commits)
         ids = sorted({c.program_id for c in commits} | {t for c in commits for t, _, _ in c.sends})
-        conn.execute("SELECT 1 FROM programs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,))
         first: dict[str, Commit] = {}
         for c in commits:
             first.setdefault(c.program_id, c)
-        # (a statement after the lock sees the locked rows' latest versions; nobody can change them now)
+        # One statement: the lock (every row, whatever join the planner picks: the count reads
+        # them all), then the check against the locked rows' latest versions.
         conn.execute(
-            "SELECT CASE WHEN p.id IS NULL OR p.fence <> e.fence OR p.lease_owner IS NULL OR p.last_seq <> e.seq"
+            "WITH p AS MATERIALIZED (SELECT id, fence, lease_owner, last_seq FROM programs"
+            "  WHERE id = ANY(%b::text[]) ORDER BY id FOR UPDATE), n AS (SELECT count(*) FROM p)"
+            " SELECT CASE WHEN p.id IS NULL OR p.fence <> e.fence OR p.lease_owner IS NULL OR p.last_seq <> e.seq"
             f" THEN ('{_CHECK_FAILED} ' || e.id)::int END"
-            " FROM unnest(%b::text[], %b::bigint[], %b::bigint[]) AS e(id, fence, seq)"
-            " LEFT JOIN programs p ON p.id = e.id",
-            (list(first), [c.fence for c in first.values()], [c.base_seq for c in first.values()]))
+            " FROM n, unnest(%b::text[], %b::bigint[], %b::bigint[]) AS e(id, fence, seq)"
+            " LEFT JOIN p ON p.id = e.id",
+            (ids, list(first), [c.fence for c in first.values()], [c.base_seq for c in first.values()]))
         for batch in rounds(commits):
             self._apply_batch(conn, batch, now)
 

@@ -505,10 +505,11 @@ class SQLiteStore(records_sql.CallRecords, ops_sql.SqlOperations):
                     held.append(program_id)
         return held
 
-    def release(self, worker: str, program_id: str, fence: int) -> None:
+    def release(self, worker: str, program_id: str, fence: int, runnable: bool = False) -> None:
         with self._write(durable=False) as db:
-            db.execute("UPDATE programs SET lease_owner = NULL, lease_expires = NULL WHERE id = ? AND fence = ?"
-                       " AND lease_owner = ?", (program_id, fence, worker))
+            db.execute("UPDATE programs SET lease_owner = NULL, lease_expires = NULL,"
+                       " runnable = CASE WHEN ? THEN 1 ELSE runnable END WHERE id = ? AND fence = ?"
+                       " AND lease_owner = ?", (runnable, program_id, fence, worker))
 
     def commit(self, commits: list[Commit], now: float) -> None:
         check_group(commits)
