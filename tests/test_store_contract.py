@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import socket
 import subprocess
@@ -402,6 +403,18 @@ def test_release_of_a_slice_that_did_not_commit_leaves_its_program_runnable(any_
     row = any_store.get_program("p1")
     assert row.lease_owner is None and row.runnable
     assert claim_one(any_store, "w2", now=101.0).fence == c.fence + 1
+
+
+def test_infinite_times_are_stored(any_store: Store) -> None:
+    # (a program may sleep for ever, or give a call an infinite timeout)
+    any_store.create_program(new(), 1.0)
+    c = claim_one(any_store)
+    call = NewCall("p1:2", "p1", "__call__:p1:2", "function", "f", {"args": []}, {}, attempt_timeout=math.inf,
+                   deadline=math.inf, owner="w1", lease=10.0)
+    any_store.commit([Commit("p1", c.fence, 1, events=[("effect_requested", {"t": 1.5})], status="waiting",
+                             wake_at=math.inf, calls=[call], keep_lease=True)], 101.0)
+    assert any_store.get_program("p1").wake_at == math.inf
+    assert [(r.key, r.status) for r in any_store.list_calls("p1")] == [("p1:2", "claimed")]
 
 
 def test_claim_only_a_program_and_its_children_not_a_pattern(any_store: Store) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import select
 import socket
@@ -940,19 +941,19 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         # them all), then the check against the locked rows' latest versions.
         conn.execute(
             "WITH p AS MATERIALIZED (SELECT id, fence, lease_owner, last_seq FROM programs"
-            "  WHERE id = ANY(%b::text[]) ORDER BY id FOR UPDATE), n AS (SELECT count(*) FROM p)"
+            "  WHERE id IN (SELECT jsonb_array_elements_text(%s::jsonb)) ORDER BY id FOR UPDATE),"
+            " n AS (SELECT count(*) FROM p)"
             " SELECT CASE WHEN p.id IS NULL OR p.fence <> e.fence OR p.lease_owner IS NULL OR p.last_seq <> e.seq"
             f" THEN ('{_CHECK_FAILED} ' || e.id)::int END"
-            " FROM n, unnest(%b::text[], %b::bigint[], %b::bigint[]) AS e(id, fence, seq)"
-            " LEFT JOIN p ON p.id = e.id",
-            (ids, list(first), [c.fence for c in first.values()], [c.base_seq for c in first.values()]))
+            f" FROM n, {_rows('id text, fence bigint, seq bigint')} AS e LEFT JOIN p ON p.id = e.id",
+            (_doc(ids), _doc([(c.program_id, c.fence, c.base_seq) for c in first.values()])))
         for batch in rounds(commits):
             self._apply_batch(conn, batch, now)
 
     def _apply_batch(self, conn: Conn, batch: list[Commit], now: float) -> None:
         """Apply commits of distinct programs with a few set-based statements (round trips are
-        what a commit costs); the effect is the SQLite store's `_apply` of each in turn. Arrays
-        go in binary (%b): psycopg writes text-format arrays element by element in Python."""
+        what a commit costs); the effect is the SQLite store's `_apply_batch`. The rows go in as
+        one JSON document per statement (see _rows)."""
         restarts = [c for c in batch if c.restart_args is not None]
         if restarts:  # continue_as_new: rare enough to apply one by one
             for c in restarts:
@@ -996,10 +997,8 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         if not rows:
             return
         try:
-            conn.execute(
-                "INSERT INTO events SELECT p, s, t, d, %s FROM unnest(%b::text[], %b::bigint[], %b::text[],"
-                " %b::text[]) AS e(p, s, t, d)",
-                (now, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]))
+            conn.execute(f"INSERT INTO events SELECT p, s, t, d, %s FROM {_rows('p text, s bigint, t text, d text')}"
+                         " AS e", (now, _doc(rows)))
         except psycopg.errors.UniqueViolation:
             first = batch[0]
             raise Conflict(f"{first.program_id!r}: an event after {first.base_seq} already exists") from None
@@ -1010,9 +1009,8 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         # unnest keeps the list's order, so the inbox ids keep the order the messages were sent in
         conn.execute(
             "INSERT INTO inbox (program_id, channel, message, sent_at)"
-            " SELECT p, ch, m, %s FROM unnest(%b::text[], %b::text[], %b::text[]) WITH ORDINALITY AS s(p, ch, m, n)"
-            " ORDER BY n",
-            (now, [s[0] for s in sends], [s[1] for s in sends], [dumps(s[2]) for s in sends]))
+            f" SELECT p, ch, m, %s FROM {_rows('p text, ch text, m text')} AS s ORDER BY n",
+            (now, _doc([(s[0], s[1], dumps(s[2])) for s in sends])))
         conn.execute(f"UPDATE programs SET runnable = 1 WHERE id = ANY(%s) AND status NOT IN {_DONE_STATUSES}",
                      (sorted({s[0] for s in sends}),))
 
@@ -1022,11 +1020,17 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
                  dumps(call.retry), call.attempt_timeout, call.deadline, *first_attempt(call, now), now, now)
                 for c in batch for call in c.calls]
         if rows:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO calls (key, program_id, channel, kind, name, payload, policy, attempt_timeout,"
-                    " deadline, status, attempt, next_at, lease_owner, lease_expires, attempt_deadline, created_at,"
-                    " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+            conn.execute(
+                "INSERT INTO calls (key, program_id, channel, kind, name, payload, policy, attempt_timeout,"
+                " deadline, status, attempt, next_at, lease_owner, lease_expires, attempt_deadline, created_at,"
+                " updated_at) SELECT key, program_id, channel, kind, name, payload, policy, attempt_timeout,"
+                " deadline, status, attempt, next_at, lease_owner, lease_expires, attempt_deadline, created_at,"
+                " updated_at FROM " + _rows("key text, program_id text, channel text, kind text, name text,"
+                                           " payload text, policy text, attempt_timeout float8, deadline float8,"
+                                           " status text, attempt int, next_at float8, lease_owner text,"
+                                           " lease_expires float8, attempt_deadline float8, created_at float8,"
+                                           " updated_at float8") + " AS r ORDER BY n",
+                (_doc([[_f(v) if type(v) is float else v for v in row] for row in rows]),))
 
     def _record_done_calls(self, conn: Conn, batch: list[Commit], now: float) -> None:
         """Outcomes of calls the committing worker performed in process: each call must still be
@@ -1037,13 +1041,13 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
         if not done:
             return
         conn.execute(
-            "WITH d AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS d(key, outcome,"
-            " owner, status)), u AS (UPDATE calls AS c SET status = d.status, outcome = d.outcome,"
+            f"WITH d AS {_rows('key text, outcome text, owner text, status text')},"
+            " u AS (UPDATE calls AS c SET status = d.status, outcome = d.outcome,"
             " lease_owner = NULL, lease_expires = NULL, updated_at = %s FROM d"
             " WHERE c.key = d.key AND c.status = 'claimed' AND c.lease_owner = d.owner RETURNING c.key)"
             f" SELECT CASE WHEN u.key IS NULL THEN ('{_CALL_CHECK_FAILED} ' || d.key || ' ' || d.owner)::int END"
             " FROM d LEFT JOIN u ON u.key = d.key",
-            ([d[0] for d in done], [d[1] for d in done], [d[2] for d in done], [d[3] for d in done], now))
+            (_doc(done), now))
 
     def _update_programs(self, conn: Conn, batch: list[Commit], now: float) -> None:
         conn.execute(
@@ -1052,15 +1056,13 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
             " updated_at = %s,"
             " lease_owner = CASE WHEN u.keep THEN p.lease_owner END,"
             " lease_expires = CASE WHEN u.keep THEN p.lease_expires END"
-            " FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[],"
-            " %b::float8[], %b::int[], %b::bool[]) AS u(id, status, last_seq, result, error, waiting_on, wake_at,"
-            " runnable, keep)"
+            " FROM " + _rows("id text, status text, last_seq bigint, result text, error text, waiting_on text,"
+                             " wake_at float8, runnable int, keep bool") + " AS u"
             " WHERE p.id = u.id",
-            (now, [c.program_id for c in batch], [c.status for c in batch],
-             [c.base_seq + len(c.events) for c in batch],
-             [dumps(c.result) if c.status == "completed" else None for c in batch], [c.error for c in batch],
-             [dumps(c.waiting_on) if c.waiting_on is not None else None for c in batch],
-             [c.wake_at for c in batch], [int(c.runnable) for c in batch], [c.keep_lease for c in batch]))
+            (now, _doc([(c.program_id, c.status, c.base_seq + len(c.events),
+                         dumps(c.result) if c.status == "completed" else None, c.error,
+                         dumps(c.waiting_on) if c.waiting_on is not None else None, _f(c.wake_at), int(c.runnable),
+                         c.keep_lease) for c in batch])))
         finished = [c.program_id for c in batch if c.status in FINISHED]
         if finished:
             self._finish(conn, finished, now)
@@ -1382,6 +1384,26 @@ class PostgresStore(records_sql.CallRecords, ops_sql.SqlOperations):
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+# A set of rows as one parameter: a JSON array of arrays, encoded by json in C, read back in SQL
+# column by column. psycopg dumps list parameters (arrays) element by element in Python: with
+# several arrays per statement that was the largest cost of a group commit.
+_doc = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _f(x: float | None) -> float | str | None:
+    """A float for _doc: JSON has no infinities (a program may sleep for ever); float8 reads the
+    string."""
+    return x if x is None or math.isfinite(x) else ("NaN" if x != x else "Infinity" if x > 0 else "-Infinity")
+
+
+def _rows(columns: str) -> str:
+    """`(SELECT ... )` over the rows of one _doc parameter (`%s`): `columns` names and types the
+    arrays' elements in order ("name type, ..."); `n` numbers the rows from 1."""
+    picks = ", ".join(f"(r.x->>{i})::{kind} AS {name}"
+                      for i, (name, kind) in enumerate(c.split() for c in columns.split(",")))
+    return f"(SELECT {picks}, r.n FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS r(x, n))"
+
 
 def _program_row(r: Any) -> ProgramRow:
     return ProgramRow(
