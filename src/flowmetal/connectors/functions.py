@@ -16,6 +16,7 @@ the attempt, which is retried per the call's policy unless it is a
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import json
@@ -187,8 +188,13 @@ class FunctionWorker:
         return CallOutcome(ok=True, result=resolved.redact(result))
 
 
+@functools.lru_cache(maxsize=1024)
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
 def _invoke(fn: Callable[..., Any], ctx: CallContext, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    if inspect.iscoroutinefunction(fn):
+    if _is_async(fn):
         import asyncio  # only for async functions: it is slow to import
         return asyncio.run(_bounded(fn(ctx, *args, **kwargs), ctx.deadline))
     return fn(ctx, *args, **kwargs)

@@ -214,14 +214,19 @@ class CallSpan:
             self.span.set_status(Status(StatusCode.ERROR, message))
 
 
+def plain_span(program_id: str) -> CallSpan:
+    """The ids an attempt hands on when nothing is traced: the program's trace id and a fresh
+    span id (unique, not secret: no system call per call for it)."""
+    return CallSpan(trace_id_for(program_id), f"{_span_ids.getrandbits(64) or 1:016x}", False)
+
+
 @contextlib.contextmanager
 def call_span(program_id: str, name: str, attributes: dict[str, Any]) -> Iterator[CallSpan]:
     """A span for one attempt at a call or HTTP request (a client span of the program's trace).
-    Without tracing it still yields the ids to hand on (trace id, and a fresh span id)."""
+    Without tracing it still yields the ids to hand on (see plain_span)."""
     trace_id = trace_id_for(program_id)
     if _tracer is None:
-        # (a span id need only be unique, not secret: no system call per call for it)
-        yield CallSpan(trace_id, f"{_span_ids.getrandbits(64) or 1:016x}", False)
+        yield plain_span(program_id)
         return
     from opentelemetry.trace import SpanKind
 
