@@ -346,3 +346,72 @@ def test_a_failure_of_flowmetal_itself_fails_the_program_durably(tmp_path: Path,
     assert store.get_program(victim).result == 10
     assert worker.stats.errors == []
     rt.close()
+
+
+STEADY = """from flowmetal import call
+
+def main(n=40):
+    total = 0
+    for i in range(n):
+        total += call("step", i)
+    return total
+"""
+
+TURNING_BAD = """import re
+from flowmetal import call
+
+def main(how="spin"):
+    for i in range(5):
+        call("step", i)  # quick slices first: batched with the others
+    if how == "spin":
+        return re.match('(a+)+$', 'a' * 40 + 'b') is None
+    x = []
+    while True:
+        x.append(list(range(100000)))
+"""
+
+
+def test_a_slice_that_breaks_its_executor_in_a_batch_spares_the_rest_of_the_batch(tmp_path: Path) -> None:
+    # one executor, many programs whose calls finish together: their slices go to it in batches
+    # (runtime/executors.py: BATCH); one slice of a batch computes past its budget, another runs
+    # out of memory, and the slices queued behind them in the batch run in the fresh executor
+    from flowmetal.connectors.functions import FunctionWorker
+    from flowmetal.runtime import executors
+
+    rt = _runtime(tmp_path, ExecutorSettings(processes=1, slice_timeout=1.0, memory_limit=256 << 20))
+    functions = FunctionWorker(rt.store)
+    functions.function("step")(lambda ctx, i: i)
+    batches: list[int] = []
+    real_batch = executors._Slot._batch
+
+    def batch(slot: executors._Slot, jobs: list[executors.Job]) -> None:
+        batches.append(len(jobs))
+        real_batch(slot, jobs)
+
+    executors._Slot._batch = batch  # type: ignore[method-assign]
+    try:
+        # (started first, so their slices come early in their batches, with others behind them)
+        spin = _start(rt, tmp_path, "spin", TURNING_BAD, how="spin")
+        hog = _start(rt, tmp_path, "hog", TURNING_BAD, how="hog")
+        steady = [_start(rt, tmp_path, f"steady{i}", STEADY) for i in range(12)]
+        ids = [spin, hog, *steady]
+        worker = Worker(rt, notify=False, functions=functions)
+        timer = threading.Timer(120, worker.stop)  # a safety net, not an assertion
+        timer.start()
+        try:
+            worker.run(until=lambda: all(rt.store.get_program(i).status in FINISHED for i in ids))
+        finally:
+            timer.cancel()
+    finally:
+        executors._Slot._batch = real_batch  # type: ignore[method-assign]
+    store = rt.store
+    assert batches and max(batches) > 1, "no batch was sent"
+    assert store.get_program(spin).status == "failed"
+    assert (store.get_program(spin).error or "").startswith("SliceTimeout"), store.get_program(spin).error
+    assert (store.get_program(hog).error or "").startswith("MemoryLimitExceeded"), store.get_program(hog).error
+    for pid in steady:
+        row = store.get_program(pid)
+        assert (row.status, row.result) == ("completed", sum(range(40))), (pid, row.status, row.error)
+        assert [c.attempt for c in store.list_calls(pid)] == [1] * 40  # each call once
+    assert worker.stats.errors == []
+    rt.close()

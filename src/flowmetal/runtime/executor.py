@@ -171,20 +171,14 @@ def serve(conn: p.Connection, init: p.Init) -> None:
             message = conn.recv()
         except (EOFError, OSError):
             return  # the worker closed the connection: it is stopping
-        if isinstance(message, p.RunSlice):
-            try:
-                done = run_slice(runner, link, message)
-            except LinkLost:
-                return
-            try:
-                conn.send(done)
-            except MemoryError:
-                runner.machines.clear()
-                gc.collect()
-                conn.send(p.SliceDone("failed", failed_commit(message.row, message.fence, MEMORY_MESSAGE), [],
-                                      replace=True))
-            if done.replace:
-                return
+        if isinstance(message, p.RunSlice | p.RunBatch):
+            for one in message.slices if isinstance(message, p.RunBatch) else [message]:
+                try:
+                    done = run_slice(runner, link, one)
+                except LinkLost:
+                    return
+                if not _reply(conn, runner, one, done):
+                    return  # out of memory: a fresh process takes over (and the batch's rest)
         elif isinstance(message, p.Inspect):
             try:
                 conn.send(_describe(runner, link, message))
@@ -194,6 +188,18 @@ def serve(conn: p.Connection, init: p.Init) -> None:
             conn.send(p.HostDone(_run_host(message.source) if init.test_hook else "refused: no test hook"))
         else:
             raise p.ProtocolError(f"unexpected {type(message).__name__}")
+
+
+def _reply(conn: p.Connection, runner: Runner, job: p.RunSlice, done: p.SliceDone) -> bool:
+    """Send a slice's SliceDone; whether this process goes on (not when it ran out of memory)."""
+    try:
+        conn.send(done)
+    except MemoryError:
+        runner.machines.clear()
+        gc.collect()
+        conn.send(p.SliceDone("failed", failed_commit(job.row, job.fence, MEMORY_MESSAGE), [], replace=True))
+        return False
+    return not done.replace
 
 
 def run_slice(runner: Runner, link: WorkerLink, job: p.RunSlice) -> p.SliceDone:

@@ -20,6 +20,11 @@ the executor's questions, and watches the time:
   fresh process; a second death fails the program (`ExecutorCrashed`).
 
 Slots work independently, so a spinning slice holds up only its own slot.
+A slot hands its executor several slices in one frame (a batch) only of
+programs whose machine it holds and whose last slice was quick, so a slice
+queued behind another is not held up long; the executor answers each as it
+ends, and the budget and the crash rules apply to each slice in turn (what is
+left of a batch whose executor was killed or died goes back to the queue).
 A program's machine stays in the executor that ran it; the pool remembers
 which one (once the commit landed) and sends the program's next slice there
 with `use_cache`, unless that slot is busy with a long slice, in which case
@@ -70,6 +75,8 @@ FIRST_LOOK = 0.05  # seconds of a slice before its CPU time is first read
 CLOSE_WAIT = 1.0  # seconds a stopping worker gives its executors' threads to finish
 AFFINITY_WAIT = 0.05  # a slice waits for the executor that holds its machine unless its slice runs this long
 STEAL_AFTER = 0.25  # ... or unless the slice has waited this long (its executor has too much to do)
+BATCH = 8  # slices at most sent to an executor in one frame
+QUICK = 0.01  # seconds: a program whose last slice took less may be batched
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -210,6 +217,7 @@ class ExecutorPool:
         self.finished: list[Job] = []
         self.flight: dict[str, Job] = {}
         self.cached: dict[str, tuple[int, int]] = {}  # program -> (slot, last_seq) of its kept machine
+        self.quick: set[str] = set()  # programs whose last slice was quick (see BATCH)
         self.closing = False
         self.kicked = False  # `wait` should return now (the worker has other work: see `kick`)
         self.on_finish: Callable[[], None] = lambda: None
@@ -279,6 +287,7 @@ class ExecutorPool:
                 self.cached[job.program_id] = (job.slot, c.base_seq + len(c.events))
             elif not landed or c is not None:
                 self.cached.pop(job.program_id, None)
+                self.quick.discard(job.program_id)
 
     def close(self) -> None:
         """Stop: slices still computing are abandoned (their executors killed), idle executors
@@ -299,17 +308,42 @@ class ExecutorPool:
             self.queue.clear()
 
     # -- the slots' side ------------------------------------------------------------------
-    def _next(self, slot: _Slot) -> Job | None:
+    def _next(self, slot: _Slot) -> list[Job]:
+        """The slot's next slice, and others to send with it (a batch; see BATCH); [] when closing.
+        Only the first counts as started: the others start as the ones before them end."""
         with self.cond:
             while True:
                 if self.closing:
-                    return None
+                    return []
                 job = self._pick(slot.index)
                 if job is not None:
-                    job.slot, job.started = slot.index, time.monotonic()
-                    slot.busy_since = job.started
-                    return job
+                    batch = [job, *self._batchable(slot.index)] if job.program_id in self.quick else [job]
+                    for j in batch:
+                        j.slot = slot.index
+                    job.started = slot.busy_since = time.monotonic()
+                    return batch
                 self.cond.wait(AFFINITY_WAIT if self.queue else None)
+
+    def _batchable(self, index: int) -> list[Job]:
+        """Queued slices of programs whose machine this slot holds and whose last slice was quick."""
+        chosen: list[Job] = []
+        for job in self.queue:
+            if len(chosen) == BATCH - 1:
+                break
+            home = self.cached.get(job.program_id)
+            if home is not None and home[0] == index and job.program_id in self.quick:
+                chosen.append(job)
+        for job in chosen:
+            self.queue.remove(job)
+        return chosen
+
+    def _requeue(self, jobs: list[Job]) -> None:
+        """Slices of a batch that never started (its executor was killed or died): first in line."""
+        with self.cond:
+            for job in reversed(jobs):
+                job.slot = job.started = None
+                self.queue.appendleft(job)
+            self.cond.notify_all()
 
     def _pick(self, index: int) -> Job | None:
         now = time.monotonic()
@@ -330,6 +364,10 @@ class ExecutorPool:
 
     def _finish(self, job: Job, result: SliceResult | None = None, error: BaseException | None = None) -> None:
         with self.cond:
+            if result is not None and result.seconds < QUICK:
+                self.quick.add(job.program_id)
+            else:
+                self.quick.discard(job.program_id)
             self._finish_locked(job, result, error)
         self.on_finish()
 
@@ -402,23 +440,99 @@ class _Slot:
         finally:
             self.started.set()
         while True:
-            job = pool._next(self)
-            if job is None:
+            jobs = pool._next(self)
+            if not jobs:
                 break
             try:
-                result = self._run(job)
-            except (StoreError, Stopped, ExecutorError) as e:
-                pool._finish(job, error=e)
-            except Exception as e:  # a fault of ours: drop the executor, let the program be tried again
-                self._discard()
-                logs.event(_log, logging.ERROR, f"running a slice failed: {type(e).__name__}: {e}",
-                           program=job.program_id)
-                pool._finish(job, error=e)
-            else:
-                pool._finish(job, result)
+                if len(jobs) == 1:
+                    self._one(jobs[0])
+                else:
+                    self._batch(jobs)
             finally:
                 self.busy_since = None
         self._close()
+
+    def _one(self, job: Job, read: tuple[ProgramRow, list[InboxMessage]] | None = None, first_attempt: int = 1) -> None:
+        pool = self.pool
+        try:
+            result = self._run(job, read, first_attempt)
+        except (StoreError, Stopped, ExecutorError) as e:
+            pool._finish(job, error=e)
+        except Exception as e:  # a fault of ours: drop the executor, let the program be tried again
+            self._failed(job, e)
+        else:
+            pool._finish(job, result)
+
+    def _failed(self, job: Job, e: Exception) -> None:
+        self._discard()
+        logs.event(_log, logging.ERROR, f"running a slice failed: {type(e).__name__}: {e}", program=job.program_id)
+        self.pool._finish(job, error=e)
+
+    def _batch(self, jobs: list[Job]) -> None:
+        """Several slices in one frame; each is answered (and watched) in turn."""
+        pool = self.pool
+        ready: list[tuple[Job, ProgramRow, list[InboxMessage]]] = []
+        for job in jobs:
+            try:
+                row, inbox = self._read(job)
+            except (StoreError, Stopped) as e:
+                pool._finish(job, error=e)
+                continue
+            if row.status in FINISHED:
+                pool._finish(job, SliceResult(row.id, row.status, None))
+                continue
+            ready.append((job, row, inbox))
+        if len(ready) <= 1:
+            for job, row, inbox in ready:
+                self._one(job, (row, inbox))
+            return
+        try:
+            ex = self._ensure()
+        except ExecutorError as e:
+            for job, _, _ in ready:
+                pool._finish(job, error=e)
+            return
+        try:
+            ex.conn.send(p.RunBatch([self._message(job, row, inbox) for job, row, inbox in ready]))
+        except OSError:  # it died meanwhile: the slices go back, to run in a fresh one
+            self._discard()
+            pool._requeue([job for job, _, _ in ready])
+            return
+        for i, (job, row, _inbox) in enumerate(ready):
+            started_ns, t0 = time.time_ns(), time.perf_counter()
+            job.started = self.busy_since = time.monotonic()
+            rest = [j for j, _, _ in ready[i + 1:]]
+            try:
+                result = self._await(ex, job, row)
+            except StoreUnavailable as e:  # (the executor goes on with the next)
+                pool._finish(job, error=e)
+                continue
+            except (StoreError, Stopped, ExecutorError) as e:
+                self._discard()
+                pool._finish(job, error=e)
+                self._after_batch(rest, e)
+                return
+            except Exception as e:  # a fault of ours
+                self._failed(job, e)
+                pool._requeue(rest)
+                return
+            if result is None:  # the executor died on its own: this slice once more, alone
+                self._discard()
+                pool._requeue(rest)
+                self._one(job, (row, _inbox), first_attempt=2)
+                return
+            result.stamp(row, started_ns, time.perf_counter() - t0)
+            pool._finish(job, result)
+            if self.executor is not ex:  # killed (budget) or replaced (memory): the rest elsewhere
+                pool._requeue(rest)
+                return
+
+    def _after_batch(self, rest: list[Job], error: BaseException) -> None:
+        if isinstance(error, Stopped):
+            for job in rest:
+                self.pool._finish(job, error=Stopped("the worker is stopping"))
+        else:
+            self.pool._requeue(rest)
 
     def stop(self) -> None:
         """From another thread: kill an executor that is computing (the loop sees it die)."""
@@ -475,8 +589,8 @@ class _Slot:
             ex.close()
 
     # -- one slice --------------------------------------------------------------------------
-    def _run(self, job: Job) -> SliceResult:
-        started_ns, t0 = time.time_ns(), time.perf_counter()
+    def _read(self, job: Job) -> tuple[ProgramRow, list[InboxMessage]]:
+        """What the slice starts from (the claim's, what the worker carried forward, or read)."""
         claim = job.claim
         if not claim.derived and claim.row is None:
             claim.read_at = time.monotonic()  # (before the read: what came later may be missing)
@@ -486,20 +600,31 @@ class _Slot:
         except UnknownProgram:
             raise Stopped(f"program {job.program_id} is gone") from None
         job.row, job.inbox = row, inbox
-        result = self._run_once(job, row, inbox)
+        return row, inbox
+
+    def _message(self, job: Job, row: ProgramRow, inbox: list[InboxMessage]) -> p.RunSlice:
+        pool = self.pool
+        return p.RunSlice(row, job.claim.fence, inbox, job.outcomes, pool.rt.clock(), pool.rt.rng.getrandbits(63),
+                          pool.use_cache(self.index, row))
+
+    def _run(self, job: Job, read: tuple[ProgramRow, list[InboxMessage]] | None = None,
+             first_attempt: int = 1) -> SliceResult:
+        started_ns, t0 = time.time_ns(), time.perf_counter()
+        row, inbox = read if read is not None else self._read(job)
+        result = self._run_once(job, row, inbox, first_attempt)
         if result.started_ns == 0:
             result.stamp(row, started_ns, time.perf_counter() - t0)
         return result
 
-    def _run_once(self, job: Job, row: ProgramRow, inbox: list[InboxMessage]) -> SliceResult:
+    def _run_once(self, job: Job, row: ProgramRow, inbox: list[InboxMessage], first_attempt: int = 1) -> SliceResult:
+        """The slice; an executor that dies on its own running it gets it once more in a fresh
+        process (`first_attempt` 2: it died already, in a batch), then it is the program's."""
         pool = self.pool
         if row.status in FINISHED:
             return SliceResult(row.id, row.status, None)
-        for attempt in (1, 2):
+        for attempt in range(first_attempt, 3):
             ex = self._ensure()
-            message = p.RunSlice(row, job.claim.fence, inbox, job.outcomes, pool.rt.clock(),
-                                 pool.rt.rng.getrandbits(63), pool.use_cache(self.index, row))
-            outcome = self._watch(ex, job, row, message)
+            outcome = self._watch(ex, job, row, self._message(job, row, inbox))
             if outcome is not None:
                 return outcome
             # the executor died on its own: once more in a fresh one, then it is the program's
@@ -517,12 +642,17 @@ class _Slot:
 
     def _watch(self, ex: Executor, job: Job, row: ProgramRow, message: p.RunSlice) -> SliceResult | None:
         """Send the slice and see it through; None if the executor died on its own."""
-        pool = self.pool
-        budget = pool.settings.slice_timeout
         try:
             ex.conn.send(message)
         except OSError:
             return None
+        return self._await(ex, job, row)
+
+    def _await(self, ex: Executor, job: Job, row: ProgramRow) -> SliceResult | None:
+        """See the slice the executor is running through (its budget counted from now); None if
+        the executor died on its own."""
+        pool = self.pool
+        budget = pool.settings.slice_timeout
         t0 = time.monotonic()
         # CPU time is read only once a slice has run FIRST_LOOK seconds (most end long before):
         # from then on, what it used is at most FIRST_LOOK + what /proc shows since

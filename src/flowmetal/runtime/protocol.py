@@ -9,12 +9,16 @@ refuses to run.
     Init      settings, once                Ready     version, pid, hardening report
     RunSlice  row, inbox, outcomes, now,    Ask       a read the slice needs: source,
               seed, use_cache                         history, status, child
+    RunBatch  several RunSlice, run in      SliceDone one per slice, as each ends
+              turn
     Answer    the reply to an Ask           SliceDone the slice's Commit and output
     RunHost   test-only hook (see below)    HostDone  what the host code returned
     Inspect   describe a program at an      Described the description (tasks, stacks,
               event (a replay)                        variables, waits)
 
 A slice costs one round trip when the executor holds the program's machine
+(and a batch of such slices one frame out, whose replies come back as each
+slice ends)
 (`use_cache`: the worker knows the executor ran the program's last committed
 slice); otherwise the executor asks for the program's source and history.
 The executor writes nothing anywhere: what comes back is exactly what the
@@ -36,7 +40,7 @@ from flowmetal.machine.api import Limits
 from flowmetal.runtime.slice import Quotas
 from flowmetal.store.base import Commit, Event, InboxMessage, ProgramRow
 
-PROTOCOL = 1
+PROTOCOL = 2
 MAX_FRAME = 1 << 30
 _BIGINT = 1
 _LEN = struct.Struct(">I")
@@ -69,6 +73,10 @@ class RunSlice(msgspec.Struct, tag="slice"):
     now: float
     seed: int
     use_cache: bool
+
+
+class RunBatch(msgspec.Struct, tag="batch"):
+    slices: list[RunSlice]
 
 
 class Ask(msgspec.Struct, tag="ask"):
@@ -116,7 +124,7 @@ class Described(msgspec.Struct, tag="described"):
     error: str | None = None
 
 
-ToExecutor = Init | RunSlice | Answer | RunHost | Inspect
+ToExecutor = Init | RunSlice | RunBatch | Answer | RunHost | Inspect
 FromExecutor = Ready | Ask | SliceDone | HostDone | Described
 
 # the history answer: (checkpoint (seq, state) or None, events)
