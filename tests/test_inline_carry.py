@@ -6,16 +6,18 @@ call for ever. Real `flowmetal worker` processes, on both stores."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from flowmetal import Client
+from flowmetal.client import ProgramHandle
 
 PROGRAM = '''\
 from flowmetal import call, receive, spawn
@@ -79,37 +81,36 @@ def setup(backend: str, store_url_factory: Callable[[str], str], tmp_path: Path)
     return url, tmp_path
 
 
-@pytest.mark.parametrize("notify", [True, False], ids=["woken", "unwoken"])
-def test_a_message_reaches_a_program_making_call_after_call(setup: tuple[str, Path], notify: bool) -> None:
+@contextlib.contextmanager
+def _looping(setup: tuple[str, Path]) -> Iterator[tuple[Client, ProgramHandle]]:
+    """A worker, and the looping program once it has made 50 calls; the worker's log checked after."""
     url, cwd = setup
     client = Client(url)
     worker = _worker(url, cwd)
     try:
         h = client.start(str(cwd / "p.flow"), id="looping")
         _calls_made(client, h.id, 50)
-        if notify:
-            client.send(h.id, "please", channel="stop")
-        else:  # the message without the store's wake-up (as if it were lost): only the bound helps
-            client.store.send(h.id, "stop", "please", time.time())
-        assert h.result(timeout=60) == ["please", True]
+        yield client, h
     finally:
         err = _stop(worker)
     assert "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("notify", [True, False], ids=["woken", "unwoken"])
+def test_a_message_reaches_a_program_making_call_after_call(setup: tuple[str, Path], notify: bool) -> None:
+    with _looping(setup) as (client, h):
+        if notify:
+            client.send(h.id, "please", channel="stop")
+        else:  # the message without the store's wake-up (as if it were lost): only the bound helps
+            client.store.send(h.id, "stop", "please", time.time())
+        assert h.result(timeout=60) == ["please", True]
+
+
 def test_a_cancel_reaches_a_program_making_call_after_call(setup: tuple[str, Path]) -> None:
-    url, cwd = setup
-    client = Client(url)
-    worker = _worker(url, cwd)
-    try:
-        h = client.start(str(cwd / "p.flow"), id="looping")
-        _calls_made(client, h.id, 50)
+    with _looping(setup) as (client, h):
         client.cancel(h.id)
         end = time.monotonic() + 60
         while h.status() not in ("cancelled", "completed", "failed"):
             assert time.monotonic() < end, f"still {h.status()} a minute after the cancel"
             time.sleep(0.05)
         assert h.status() == "cancelled"
-    finally:
-        err = _stop(worker)
-    assert "Traceback" not in err, err
