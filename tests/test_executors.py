@@ -51,6 +51,9 @@ BAD = {
     "memory_hog": ("def main():\n    x = []\n    while True:\n        x.append(list(range(100000)))\n",
                    r"^MemoryLimitExceeded"),
     "output_flood": ("def main():\n    while True:\n        print('x' * 1000)\n", r"^OutputLimitExceeded"),
+    # text no store can hold: said so (the executor used to die over it twice: ExecutorCrashed)
+    "lone_surrogate": ("def main():\n    print('a \\ud800 b')\n    raise ValueError('\\udc00')\n",
+                       r"^UnicodeEncodeError: the program recorded text that cannot be stored"),
 }
 SETTINGS = ExecutorSettings(processes=2, slice_timeout=1.0, memory_limit=256 << 20)
 

@@ -199,6 +199,14 @@ def _reply(conn: p.Connection, runner: Runner, job: p.RunSlice, done: p.SliceDon
         gc.collect()
         conn.send(p.SliceDone("failed", failed_commit(job.row, job.fence, MEMORY_MESSAGE), [], replace=True))
         return False
+    except UnicodeEncodeError as e:
+        # text no store can hold (a lone surrogate, as CPython's print would refuse it too): the
+        # program fails saying so, instead of this process dying over it twice
+        runner.forget(job.row.id)
+        bad = e.object[e.start:e.end] if isinstance(e.object, str) else ""
+        conn.send(p.SliceDone("failed", failed_commit(job.row, job.fence, (
+            f"UnicodeEncodeError: the program recorded text that cannot be stored as UTF-8 ({bad!r}: {e.reason})")),
+            []))
     return not done.replace
 
 
