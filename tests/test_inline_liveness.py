@@ -49,19 +49,26 @@ class Setup:
         self.path = tmp_path / "steps.flow"
         self.path.write_text(PROGRAM)
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
+        self.alive = False
 
     def run(self, timeout: float = 15.0) -> Any:
+        """Run the program to its end (AssertionError if it is stuck), then stop the worker;
+        `alive` says whether the worker was still running when the program ended."""
         self.functions.start()
         self.thread.start()
-        pid = self.rt.start(str(self.path))
-        self.store.notify()
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            row = self.store.get_program(pid)
-            if row.status in FINISHED:
-                return row
-            time.sleep(0.05)
-        raise AssertionError(f"{pid} is stuck: {self.store.get_program(pid)}")
+        try:
+            pid = self.rt.start(str(self.path))
+            self.store.notify()
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                row = self.store.get_program(pid)
+                if row.status in FINISHED:
+                    self.alive = self.thread.is_alive()
+                    return row
+                time.sleep(0.05)
+            raise AssertionError(f"{pid} is stuck: {self.store.get_program(pid)}")
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         self.worker.stop()
@@ -83,10 +90,7 @@ def test_a_group_commit_that_fails_after_calls_finished_here_strands_no_program(
         real_commit(commits, now)
 
     store.commit = commit  # type: ignore[method-assign]
-    try:
-        row = setup.run()
-    finally:
-        setup.stop()
+    row = setup.run()
     assert failed, "the failure was not injected"
     assert row.status == "completed" and row.result == 60
     # the step whose commit failed was recorded through the store, once
@@ -122,10 +126,7 @@ def test_a_claim_that_fails_after_calls_finished_here_strands_no_program(store: 
 
     inline.completed = completed  # type: ignore[method-assign]
     store.claim = claim  # type: ignore[method-assign]
-    try:
-        row = setup.run()
-    finally:
-        setup.stop()
+    row = setup.run()
     assert failed, "the failure was not injected"
     assert row.status == "completed" and row.result == 60
 
@@ -145,11 +146,7 @@ def test_a_store_error_that_is_not_an_outage_does_not_end_the_worker(
         return real(*args, **kw)
 
     setattr(store, where, broken)
-    try:
-        row = setup.run()
-        alive = setup.thread.is_alive()
-    finally:
-        setup.stop()
+    row = setup.run()
     assert failed, "the failure was not injected"
-    assert alive
+    assert setup.alive
     assert row.status == "completed" and row.result == 60

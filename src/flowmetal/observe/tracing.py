@@ -224,10 +224,10 @@ def plain_span(program_id: str) -> CallSpan:
 def call_span(program_id: str, name: str, attributes: dict[str, Any]) -> Iterator[CallSpan]:
     """A span for one attempt at a call or HTTP request (a client span of the program's trace).
     Without tracing it still yields the ids to hand on (see plain_span)."""
-    trace_id = trace_id_for(program_id)
     if _tracer is None:
         yield plain_span(program_id)
         return
+    trace_id = trace_id_for(program_id)
     from opentelemetry.trace import SpanKind
 
     with _tracer.start_as_current_span(name, context=_program_context(program_id), kind=SpanKind.CLIENT,

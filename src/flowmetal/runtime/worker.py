@@ -149,8 +149,7 @@ class Worker:
                     # round held was released or stays leased to us; say so and go on after a pause
                     # instead of ending the worker
                     self._claim_due = True
-                    self._backoff = min(MAX_BACKOFF, self._backoff * 2) if self._backoff else 0.25
-                    telemetry.store_fault(e, self._backoff)
+                    telemetry.store_fault(e, self._back_off())
                     self.notifier.wait(self._backoff)
                     continue
                 if self._down_since is not None:
@@ -160,9 +159,8 @@ class Worker:
                 if did:
                     # a busy worker still hears the store's wake-ups (new programs, messages),
                     # without waiting: else they waited for the fallback poll
-                    if self.notifier.wait(0.0) and self.notifier.heard:
-                        self._claim_due = True
-                        self._heard_at = time.monotonic()
+                    if self.notifier.wait(0.0):
+                        self._woken()
                     continue
                 if idle_exit and not self.slices.busy():
                     return
@@ -175,11 +173,10 @@ class Worker:
                 self._idle = True  # (from here on a finished slice or call wakes us: see _slice_finished)
                 try:
                     if not self.slices.finished and (self.inline is None or not self.inline.finished()):
-                        woken = self.notifier.wait(timeout)
-                        if not woken or self.notifier.heard:
-                            self._claim_due = True
-                        if woken and self.notifier.heard:
-                            self._heard_at = time.monotonic()
+                        if self.notifier.wait(timeout):
+                            self._woken()
+                        else:
+                            self._claim_due = True  # the fallback poll
                 finally:
                     self._idle = False
         finally:
@@ -223,14 +220,25 @@ class Worker:
         finisher.start()
         finisher.join(STOP_COMMIT_WAIT)
 
+    def _woken(self) -> None:
+        """The listener woke us: by the store (look for work; programs continued here may have
+        a message or a cancel: see _carry_forward), or by our own threads (a call finished)."""
+        if self.notifier.heard:
+            self._claim_due = True
+            self._heard_at = time.monotonic()
+
+    def _back_off(self) -> float:
+        """The next pause after a store failure (doubling up to MAX_BACKOFF; reset by a good round)."""
+        self._backoff = min(MAX_BACKOFF, self._backoff * 2) if self._backoff else 0.25
+        return self._backoff
+
     def _wait_for_store(self, error: StoreUnavailable) -> None:
         """The store cannot be reached (e.g. its server restarts): say so and retry with backoff
         instead of dying. Leases held meanwhile expire and the programs are claimed again."""
-        self._backoff = min(MAX_BACKOFF, self._backoff * 2) if self._backoff else 0.25
         first = self._down_since is None
         if first:
             self._down_since = time.monotonic()
-        telemetry.store_unavailable(error, self._backoff, first)
+        telemetry.store_unavailable(error, self._back_off(), first)
         self.notifier.wait(self._backoff)
 
     def _heartbeat(self) -> None:
